@@ -1,0 +1,2 @@
+// flash-sale-kit/cache: not yet released.
+export {};

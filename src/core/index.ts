@@ -1,0 +1,14 @@
+// flash-sale-kit/core: errors, key naming, validation, the script registry, Redis time, the SQL client shape.
+export {
+  FlashSaleError,
+  InvalidArgumentError,
+  RedisUnavailableError,
+  UnexpectedReplyError,
+  ConflictError,
+  DatabaseError,
+} from "./errors.js";
+export { validateId, validateInt, validateOptionalInt, MAX_ID_LENGTH } from "./validate.js";
+export { entityKeys, resolvePrefix, DEFAULT_PREFIX, type EntityKeys } from "./keys.js";
+export { LuaScript, RedisCommandError, toRedisError, type RedisClient } from "./scripts.js";
+export { redisTimeMs } from "./time.js";
+export { sqlRows, splitSqlStatements, runSqlScript, type SqlClient } from "./sql.js";

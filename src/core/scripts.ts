@@ -1,0 +1,103 @@
+// The script registry: each Lua file becomes an ioredis custom command (defineCommand), registered once per
+// client under a versioned name, so EVALSHA with a NOSCRIPT fallback, keyPrefix, pipelines and Cluster
+// routing come from ioredis.
+import { createHash } from "node:crypto";
+import type { Cluster, Redis } from "ioredis";
+import { FlashSaleError, RedisUnavailableError, UnexpectedReplyError } from "./errors.js";
+
+/** An ioredis client: standalone (or Sentinel) `Redis`, or `Cluster`. */
+export type RedisClient = Redis | Cluster;
+
+type ScriptArg = string | number | Buffer;
+type CustomCommand = (...args: ScriptArg[]) => Promise<unknown>;
+
+/**
+ * A Redis error that is a reply from the server (a script error, WRONGTYPE, READONLY, OOM…) rather than a
+ * lost connection.
+ *
+ * @example
+ * ```ts
+ * // thrown when a key the library owns was overwritten with another type
+ * ```
+ */
+export class RedisCommandError extends FlashSaleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("REDIS_COMMAND_ERROR", message, options);
+  }
+}
+
+/**
+ * Turns anything ioredis rejects with into a {@link FlashSaleError}: replies from the server become
+ * {@link RedisCommandError}, everything else (closed connection, timeout, cluster not ready)
+ * {@link RedisUnavailableError}. Errors that already are FlashSaleErrors pass through.
+ *
+ * @example
+ * ```ts
+ * try { await redis.get(key); } catch (err) { throw toRedisError(err); }
+ * ```
+ */
+export function toRedisError(err: unknown): FlashSaleError {
+  if (err instanceof FlashSaleError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  const name = err instanceof Error ? err.name : "";
+  if (name === "ReplyError")
+    return new RedisCommandError(`Redis replied with an error: ${message}`, { cause: err });
+  return new RedisUnavailableError(`Redis is unavailable: ${message}`, { cause: err });
+}
+
+/**
+ * One Lua script, runnable on any client. Create it once at module level; it registers itself on each client
+ * the first time it runs there.
+ *
+ * @example
+ * ```ts
+ * const getOrZero = new LuaScript("demo/get", "return redis.call('GET', KEYS[1]) or 0", 1);
+ * await getOrZero.run(redis, ["{fsk:a}:n"], []);
+ * ```
+ */
+export class LuaScript {
+  /** The ioredis command name: the script's path plus the first 10 hex digits of its SHA-1. */
+  readonly command: string;
+  /** SHA-1 of the source, as `SCRIPT LOAD` reports it. */
+  readonly sha: string;
+  private readonly registered = new WeakSet<RedisClient>();
+
+  constructor(
+    readonly path: string,
+    readonly lua: string,
+    readonly numberOfKeys: number,
+  ) {
+    this.sha = createHash("sha1").update(lua).digest("hex");
+    this.command = `fsk_${path.replace(/[^A-Za-z0-9]/g, "_")}_${this.sha.slice(0, 10)}`;
+  }
+
+  /** The bound custom command for `client`, defining it on first use. */
+  private commandOf(client: RedisClient): CustomCommand {
+    if (!this.registered.has(client)) {
+      if (typeof (client as unknown as Record<string, unknown>)[this.command] !== "function") {
+        client.defineCommand(this.command, { lua: this.lua, numberOfKeys: this.numberOfKeys });
+      }
+      this.registered.add(client);
+    }
+    const fn = (client as unknown as Record<string, CustomCommand>)[this.command];
+    if (fn === undefined) throw new UnexpectedReplyError(`script ${this.path} could not be registered`);
+    return fn.bind(client);
+  }
+
+  /**
+   * Runs the script (EVALSHA, falling back to EVAL after `SCRIPT FLUSH` or on a new node). Every key must
+   * be passed in `keys`; rejections are wrapped by {@link toRedisError}.
+   */
+  async run(client: RedisClient, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {
+    if (keys.length !== this.numberOfKeys) {
+      throw new UnexpectedReplyError(
+        `script ${this.path} takes ${this.numberOfKeys} keys, got ${keys.length}`,
+      );
+    }
+    try {
+      return await this.commandOf(client)(...keys, ...args);
+    } catch (err) {
+      throw toRedisError(err);
+    }
+  }
+}

@@ -1,0 +1,63 @@
+// Input validation shared by every module: ids that end up inside Redis keys, quantities, durations.
+import { InvalidArgumentError } from "./errors.js";
+
+/** The longest id (SKU, user, reservation, lock resource, limiter key) the library accepts. */
+export const MAX_ID_LENGTH = 200;
+
+// Braces would move a key to another hash slot; whitespace and control characters make ids ambiguous in
+// logs, stream fields and the packed records the scripts store.
+const FORBIDDEN = /[{}\s\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
+
+/**
+ * Checks that `value` can be used as an id inside a Redis key: a non-empty string of at most 200
+ * characters with no `{`, `}`, whitespace or control characters. Throws {@link InvalidArgumentError}.
+ *
+ * @example
+ * ```ts
+ * validateId("sku", "iphone-17"); // ok
+ * validateId("sku", "a{b}");      // throws InvalidArgumentError
+ * ```
+ */
+export function validateId(name: string, value: unknown): asserts value is string {
+  if (typeof value !== "string") throw new InvalidArgumentError(name, "must be a string");
+  if (value.length === 0) throw new InvalidArgumentError(name, "must not be empty");
+  if (value.length > MAX_ID_LENGTH)
+    throw new InvalidArgumentError(name, `must be at most ${MAX_ID_LENGTH} characters`);
+  if (FORBIDDEN.test(value))
+    throw new InvalidArgumentError(name, "must not contain '{', '}', whitespace or control characters");
+}
+
+/**
+ * Checks that `value` is a safe integer within `[min, max]`. Throws {@link InvalidArgumentError}.
+ *
+ * @example
+ * ```ts
+ * validateInt("quantity", 2, { min: 1 });
+ * ```
+ */
+export function validateInt(
+  name: string,
+  value: unknown,
+  { min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER }: { min?: number; max?: number } = {},
+): asserts value is number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value))
+    throw new InvalidArgumentError(name, "must be an integer");
+  if (value < min) throw new InvalidArgumentError(name, `must be at least ${min}`);
+  if (value > max) throw new InvalidArgumentError(name, `must be at most ${max}`);
+}
+
+/**
+ * Checks an optional integer option; `undefined` passes.
+ *
+ * @example
+ * ```ts
+ * validateOptionalInt("holdMs", options.holdMs, { min: 1 });
+ * ```
+ */
+export function validateOptionalInt(
+  name: string,
+  value: unknown,
+  range?: { min?: number; max?: number },
+): asserts value is number | undefined {
+  if (value !== undefined) validateInt(name, value, range);
+}

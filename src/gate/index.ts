@@ -1,0 +1,2 @@
+// flash-sale-kit/gate: not yet released.
+export {};

@@ -1,0 +1,2 @@
+// flash-sale-kit/lock: not yet released.
+export {};

@@ -1,0 +1,2 @@
+// flash-sale-kit/outbox: not yet released.
+export {};

@@ -1,0 +1,2 @@
+// flash-sale-kit/ratelimit: not yet released.
+export {};

@@ -1,0 +1,379 @@
+// Inventory: atomic stock reservation in Redis. Each operation is one Lua script on the SKU's hash slot.
+import { randomUUID } from "node:crypto";
+import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
+import { LUA } from "../core/embedded.generated.js";
+import { entityKeys, resolvePrefix } from "../core/keys.js";
+import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
+import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
+import {
+  checkReserveArgs,
+  checkStockArgs,
+  RESERVE_REJECTIONS,
+  ReserveCode,
+  type ConfirmResult,
+  type ExpireOptions,
+  type InventorySnapshot,
+  type ReleaseResult,
+  type ReserveOptions,
+  type ReserveResult,
+  type StockOptions,
+  type StockStore,
+} from "./types.js";
+
+const SET_STOCK = new LuaScript("stock/set-stock", LUA["stock/set-stock"], 1);
+const RESERVE = new LuaScript("stock/reserve", LUA["stock/reserve"], 5);
+const CONFIRM = new LuaScript("stock/confirm", LUA["stock/confirm"], 5);
+const RELEASE = new LuaScript("stock/release", LUA["stock/release"], 5);
+const EXPIRE = new LuaScript("stock/expire-holds", LUA["stock/expire-holds"], 5);
+
+/** Options of `new Inventory()`. */
+export interface InventoryOptions {
+  /**
+   * First part of every key's hash tag: `{<prefix>:<sku>}:…`.
+   * @default "fsk"
+   */
+  readonly prefix?: string;
+  /**
+   * Trim each SKU's event stream to about this many entries (`XADD MAXLEN ~`). Omitted: never trimmed, so a
+   * consumer that falls behind loses nothing; trim it once the order pipeline has read it.
+   */
+  readonly eventsMaxLen?: number;
+}
+
+/** Options of `startHoldSweeper`. */
+export interface HoldSweeperOptions {
+  /** The SKUs to sweep, or a function returning them (called on each round). */
+  readonly skus: readonly string[] | (() => readonly string[] | Promise<readonly string[]>);
+  /**
+   * Pause between rounds.
+   * @default 1000
+   */
+  readonly intervalMs?: number;
+  /**
+   * Most holds released per SKU per call; a round repeats the call while it returns a full batch.
+   * @default 100
+   */
+  readonly limit?: number;
+  /** Called with errors of a round (Redis down…); the sweeper keeps going. */
+  readonly onError?: (err: unknown) => void;
+}
+
+/** A running hold sweeper. */
+export interface HoldSweeper {
+  /** Stops the loop and resolves once the round in flight (if any) has finished. */
+  stop(): Promise<void>;
+}
+
+/** The stream event fields appended by the stock scripts (all values are strings in Redis). */
+export interface StockEvent {
+  readonly type: "reserved" | "confirmed" | "released";
+  readonly sku: string;
+  readonly reservationId: string;
+  readonly userId: string;
+  readonly quantity: number;
+  /** Redis time (epoch ms) of the change. */
+  readonly at: number;
+  /** For `released`: `"released"` (an explicit release) or `"expired"` (the hold ran out). */
+  readonly cause?: "released" | "expired";
+}
+
+/**
+ * Atomic stock reservation on Redis (standalone, Sentinel or Cluster). Every call is one Lua script that
+ * checks everything before it writes anything, so a refused request changes nothing, stock is never
+ * negative and `available + held + confirmed === initial` holds under any crowd.
+ *
+ * Keys of one SKU share the hash tag `{<prefix>:<sku>}`: `:meta` (counters and settings), `:users` (units per
+ * user), `:res` (reservations), `:holds` (expiry index) and `:events` (a Redis Stream of
+ * `reserved` / `confirmed` / `released` events for the order pipeline).
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "ioredis";
+ * import { Inventory } from "flash-sale-kit";
+ *
+ * const inventory = new Inventory(new Redis());
+ * await inventory.setStock("iphone-17", 100, { perUserLimit: 1, startsAt: Date.parse("2026-12-01T10:00:00Z") });
+ * const r = await inventory.reserve("iphone-17", { userId: "u42", reservationId: "req-7f3a" });
+ * if (r.ok) console.log("reserved", r.reservationId, "left:", r.remaining);
+ * else console.log("refused:", r.reason); // SOLD_OUT, LIMIT_REACHED, NOT_STARTED, ENDED, UNKNOWN_SKU
+ * ```
+ */
+export class Inventory implements StockStore {
+  private readonly prefix: string;
+  private readonly maxLen: string;
+
+  constructor(
+    private readonly redis: RedisClient,
+    options: InventoryOptions = {},
+  ) {
+    if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
+      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
+    }
+    this.prefix = resolvePrefix(options.prefix);
+    validateOptionalInt("eventsMaxLen", options.eventsMaxLen, { min: 1 });
+    this.maxLen = options.eventsMaxLen === undefined ? "" : String(options.eventsMaxLen);
+  }
+
+  /**
+   * The keys of one SKU, in the order the scripts take them. Useful to read the event stream
+   * (`keys(sku).events`) or to delete a finished sale.
+   *
+   * @example
+   * ```ts
+   * const { events } = inventory.keys("iphone-17"); // "{fsk:iphone-17}:events"
+   * ```
+   */
+  keys(sku: string): {
+    readonly meta: string;
+    readonly users: string;
+    readonly reservations: string;
+    readonly holds: string;
+    readonly events: string;
+  } {
+    const k = entityKeys(this.prefix, sku, "sku");
+    return {
+      meta: k.key("meta"),
+      users: k.key("users"),
+      reservations: k.key("res"),
+      holds: k.key("holds"),
+      events: k.key("events"),
+    };
+  }
+
+  private keyList(sku: string): string[] {
+    const k = this.keys(sku);
+    return [k.meta, k.users, k.reservations, k.holds, k.events];
+  }
+
+  /**
+   * Creates a SKU, or adjusts a live one without losing its reservations.
+   *
+   * `quantity` is the new total (`initial`): on a live SKU, `available` becomes `quantity - held - confirmed`,
+   * so existing reservations, per-user counts and the event stream are kept. Setting a total below
+   * `held + confirmed` throws {@link ConflictError} (`STOCK_BELOW_COMMITTED`) and changes nothing.
+   * Settings (`perUserLimit`, window, `holdMs`) are replaced by the ones given; omitted ones reset to their
+   * defaults. A new `holdMs` applies to reservations made from then on.
+   *
+   * @example
+   * ```ts
+   * await inventory.setStock("iphone-17", 100, { perUserLimit: 2, holdMs: 15 * 60_000 });
+   * await inventory.setStock("iphone-17", 120, { perUserLimit: 2, holdMs: 15 * 60_000 }); // +20 units
+   * ```
+   */
+  async setStock(sku: string, quantity: number, options: StockOptions = {}): Promise<void> {
+    const o = checkStockArgs(sku, quantity, options);
+    const reply = await SET_STOCK.run(
+      this.redis,
+      [this.keys(sku).meta],
+      [quantity, o.perUserLimit, o.startsAt ?? "", o.endsAt ?? "", o.holdMs ?? 0],
+    );
+    const [code, value] = pair(reply, "stock/set-stock");
+    if (code === 1) {
+      throw new ConflictError(
+        "STOCK_BELOW_COMMITTED",
+        `cannot set ${sku} to ${quantity} units: ${value} are already held or confirmed`,
+      );
+    }
+  }
+
+  /**
+   * Reserves units for a user in one atomic step: the sale window (Redis time), idempotency on
+   * `reservationId`, the per-user limit (it counts quantity), the stock check-and-decrement, the reservation
+   * record and a `reserved` event on the SKU's stream. A refusal writes nothing.
+   *
+   * @example
+   * ```ts
+   * const r = await inventory.reserve("iphone-17", { userId: "u42", quantity: 1, reservationId: "req-7f3a" });
+   * if (!r.ok && r.reason === "SOLD_OUT") showSoldOut();
+   * ```
+   */
+  async reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
+    const quantity = checkReserveArgs(sku, options);
+    const reservationId = options.reservationId ?? randomUUID();
+    const reply = await RESERVE.run(this.redis, this.keyList(sku), [
+      reservationId,
+      options.userId,
+      quantity,
+      sku,
+      this.maxLen,
+    ]);
+    const [code, remaining] = pair(reply, "stock/reserve");
+    if (code === ReserveCode.OK || code === ReserveCode.REPLAY) return { ok: true, reservationId, remaining };
+    if (code === ReserveCode.CONFLICT) {
+      throw new ConflictError(
+        "RESERVATION_CONFLICT",
+        `reservationId ${reservationId} was already used for another user or quantity`,
+      );
+    }
+    const reason = RESERVE_REJECTIONS[code];
+    if (reason === undefined) throw new UnexpectedReplyError(`stock/reserve returned code ${code}`);
+    return { ok: false, reason };
+  }
+
+  /**
+   * Turns a held reservation into a sale. Idempotent: a repeat returns the first outcome. When the hold has
+   * expired (Redis time) it is released instead and the answer is `RELEASED`.
+   *
+   * @example
+   * ```ts
+   * const c = await inventory.confirm("iphone-17", reservationId); // after payment
+   * if (!c.ok) refund(); // RELEASED: the hold ran out or was cancelled first
+   * ```
+   */
+  async confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
+    validateId("sku", sku);
+    validateId("reservationId", reservationId);
+    const code = await CONFIRM.run(this.redis, this.keyList(sku), [reservationId, sku, this.maxLen]);
+    if (code === 0) return { ok: true };
+    if (code === 1) return { ok: false, reason: "RELEASED" };
+    if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
+    throw new UnexpectedReplyError(`stock/confirm returned ${String(code)}`);
+  }
+
+  /**
+   * Gives a held reservation's units back to stock and to the user's quota. Idempotent; a confirmed
+   * reservation is not released (`CONFIRMED`). For one reservation exactly one of confirm and release wins.
+   *
+   * @example
+   * ```ts
+   * await inventory.release("iphone-17", reservationId); // payment timed out
+   * ```
+   */
+  async release(sku: string, reservationId: string): Promise<ReleaseResult> {
+    validateId("sku", sku);
+    validateId("reservationId", reservationId);
+    const code = await RELEASE.run(this.redis, this.keyList(sku), [reservationId, sku, this.maxLen]);
+    if (code === 0) return { ok: true };
+    if (code === 1) return { ok: false, reason: "CONFIRMED" };
+    if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
+    throw new UnexpectedReplyError(`stock/release returned ${String(code)}`);
+  }
+
+  /**
+   * Releases holds older than the SKU's `holdMs` (by Redis time), oldest first, and returns how many.
+   *
+   * @example
+   * ```ts
+   * const n = await inventory.expireHolds("iphone-17", { limit: 500 });
+   * ```
+   */
+  async expireHolds(sku: string, options: ExpireOptions = {}): Promise<number> {
+    validateId("sku", sku);
+    const limit = options.limit ?? 100;
+    validateInt("limit", limit, { min: 1, max: 100_000 });
+    const n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen]);
+    if (typeof n !== "number") throw new UnexpectedReplyError("stock/expire-holds returned no count");
+    return n;
+  }
+
+  /**
+   * Starts a background loop that calls {@link Inventory.expireHolds} for the given SKUs. The timer is
+   * unref'd, so it never keeps the process alive; errors go to `onError` and the loop goes on.
+   *
+   * @example
+   * ```ts
+   * const sweeper = inventory.startHoldSweeper({ skus: ["iphone-17"], intervalMs: 500 });
+   * // …
+   * await sweeper.stop();
+   * ```
+   */
+  startHoldSweeper(options: HoldSweeperOptions): HoldSweeper {
+    const intervalMs = options.intervalMs ?? 1000;
+    const limit = options.limit ?? 100;
+    validateInt("intervalMs", intervalMs, { min: 1 });
+    validateInt("limit", limit, { min: 1, max: 100_000 });
+    if (!Array.isArray(options.skus) && typeof options.skus !== "function") {
+      throw new InvalidArgumentError("skus", "must be an array of SKUs or a function returning one");
+    }
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    let round: Promise<void> = Promise.resolve();
+
+    const sweep = async (): Promise<void> => {
+      const skus = typeof options.skus === "function" ? await options.skus() : options.skus;
+      for (const sku of skus) {
+        while (!stopped && (await this.expireHolds(sku, { limit })) === limit);
+      }
+    };
+    const schedule = (): void => {
+      if (stopped) return;
+      timer = setTimeout(() => {
+        round = sweep()
+          .catch((err: unknown) => {
+            try {
+              options.onError?.(err);
+            } catch {
+              // an onError that throws must not kill the loop
+            }
+          })
+          .finally(schedule);
+      }, intervalMs);
+      timer.unref();
+    };
+    schedule();
+    return {
+      stop: async () => {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+        await round;
+      },
+    };
+  }
+
+  /**
+   * Reads a SKU's counters and settings, or `null` for a SKU that was never set.
+   *
+   * @example
+   * ```ts
+   * const s = await inventory.snapshot("iphone-17");
+   * // s.available + s.held + s.confirmed === s.initial
+   * ```
+   */
+  async snapshot(sku: string): Promise<InventorySnapshot | null> {
+    const key = this.keys(sku).meta;
+    let h: Record<string, string>;
+    try {
+      h = await this.redis.hgetall(key);
+    } catch (err) {
+      throw toRedisError(err);
+    }
+    if (h.initial === undefined) return null;
+    const hold = Number(h.hold ?? 0);
+    return {
+      initial: Number(h.initial),
+      available: Number(h.available),
+      held: Number(h.held),
+      confirmed: Number(h.confirmed),
+      perUserLimit: Number(h.limit),
+      ...(h.starts !== undefined && { startsAt: Number(h.starts) }),
+      ...(h.ends !== undefined && { endsAt: Number(h.ends) }),
+      ...(hold > 0 && { holdMs: hold }),
+    };
+  }
+
+  /**
+   * Units a user currently holds plus has confirmed for a SKU (what the per-user limit counts).
+   *
+   * @example
+   * ```ts
+   * await inventory.userQuantity("iphone-17", "u42"); // 1
+   * ```
+   */
+  async userQuantity(sku: string, userId: string): Promise<number> {
+    validateId("userId", userId);
+    const key = this.keys(sku).users;
+    try {
+      return Number((await this.redis.hget(key, userId)) ?? 0);
+    } catch (err) {
+      throw toRedisError(err);
+    }
+  }
+}
+
+/** Reads a `{code, value}` script reply. */
+function pair(reply: unknown, script: string): [number, number] {
+  if (Array.isArray(reply) && typeof reply[0] === "number" && typeof reply[1] === "number") {
+    return [reply[0], reply[1]];
+  }
+  throw new UnexpectedReplyError(`${script} returned an unexpected reply`);
+}

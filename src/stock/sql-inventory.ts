@@ -1,0 +1,242 @@
+// SqlInventory: the seed's database path, `UPDATE … SET stock = stock - q WHERE … AND stock >= q`, with a
+// per-user row and a unique reservation id, behind the same results as Inventory.
+import { randomUUID } from "node:crypto";
+import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
+import { SQL } from "../core/embedded.generated.js";
+import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
+import { validateId, validateInt } from "../core/validate.js";
+import {
+  checkReserveArgs,
+  checkStockArgs,
+  RESERVE_REJECTIONS,
+  ReserveCode,
+  type ConfirmResult,
+  type ExpireOptions,
+  type InventorySnapshot,
+  type ReleaseResult,
+  type ReserveOptions,
+  type ReserveResult,
+  type StockOptions,
+  type StockStore,
+} from "./types.js";
+
+/** Options of `new SqlInventory()`. */
+export interface SqlInventoryOptions {
+  /**
+   * Prefix of every table and function the schema creates (`<prefix>stock`, `<prefix>reserve`, …).
+   * Lower-case letters, digits and underscores.
+   * @default "fsk_"
+   */
+  readonly tablePrefix?: string;
+}
+
+const PREFIX_RE = /^[a-z_][a-z0-9_]{0,40}$/;
+
+/**
+ * The schema (tables and PL/pgSQL functions) of {@link SqlInventory} for a table prefix. Run it with your
+ * migration tool, or call {@link SqlInventory.migrate}.
+ *
+ * @example
+ * ```ts
+ * await fs.writeFile("migrations/001_stock.sql", sqlInventorySchema("shop_"));
+ * ```
+ */
+export function sqlInventorySchema(tablePrefix = "fsk_"): string {
+  if (!PREFIX_RE.test(tablePrefix)) {
+    throw new InvalidArgumentError("tablePrefix", "must match /^[a-z_][a-z0-9_]{0,40}$/");
+  }
+  return SQL["stock/schema"].replace(/\bfsk_/g, tablePrefix);
+}
+
+/**
+ * Stock reservation in PostgreSQL (13+, or PGlite), with the same results and invariants as
+ * {@link Inventory}: the seed's optimistic `UPDATE … WHERE available >= $q`, a per-user row for the limit and
+ * a unique reservation id for idempotency, each operation one function call, so one statement and one
+ * transaction. Time decisions use the database's `now()`. It has no event stream: pair it with the outbox.
+ *
+ * It takes any client with `query(sql, params)`: `pg.Pool`, `pg.Client` or PGlite.
+ *
+ * @example
+ * ```ts
+ * import pg from "pg";
+ * import { SqlInventory } from "flash-sale-kit/stock";
+ *
+ * const stock = new SqlInventory(new pg.Pool({ connectionString: process.env.DATABASE_URL }));
+ * await stock.migrate();
+ * await stock.setStock("iphone-17", 100);
+ * const r = await stock.reserve("iphone-17", { userId: "u42" });
+ * ```
+ */
+export class SqlInventory implements StockStore {
+  private readonly p: string;
+
+  constructor(
+    private readonly db: SqlClient,
+    options: SqlInventoryOptions = {},
+  ) {
+    if (db === null || typeof db !== "object" || typeof db.query !== "function") {
+      throw new InvalidArgumentError("db", "must have a query(sql, params) method");
+    }
+    this.p = options.tablePrefix ?? "fsk_";
+    if (!PREFIX_RE.test(this.p))
+      throw new InvalidArgumentError("tablePrefix", "must match /^[a-z_][a-z0-9_]{0,40}$/");
+  }
+
+  /**
+   * Creates the tables and (re)creates the functions. Idempotent.
+   *
+   * @example
+   * ```ts
+   * await stock.migrate();
+   * ```
+   */
+  async migrate(): Promise<void> {
+    await runSqlScript(this.db, sqlInventorySchema(this.p));
+  }
+
+  /**
+   * Creates a SKU or adjusts a live one; same semantics as {@link Inventory.setStock}.
+   *
+   * @example
+   * ```ts
+   * await stock.setStock("iphone-17", 100, { perUserLimit: 1, holdMs: 900_000 });
+   * ```
+   */
+  async setStock(sku: string, quantity: number, options: StockOptions = {}): Promise<void> {
+    const o = checkStockArgs(sku, quantity, options);
+    const [row] = await sqlRows<{ code: number; available: number }>(
+      this.db,
+      `SELECT code, available FROM ${this.p}set_stock($1, $2, $3, $4, $5, $6)`,
+      [sku, quantity, o.perUserLimit, o.startsAt ?? null, o.endsAt ?? null, o.holdMs ?? 0],
+    );
+    if (row === undefined) throw new UnexpectedReplyError("set_stock returned no row");
+    if (Number(row.code) === 1) {
+      throw new ConflictError(
+        "STOCK_BELOW_COMMITTED",
+        `cannot set ${sku} to ${quantity} units: ${Number(row.available)} are already held or confirmed`,
+      );
+    }
+  }
+
+  /**
+   * Reserves units; same checks, order and results as {@link Inventory.reserve}.
+   *
+   * @example
+   * ```ts
+   * const r = await stock.reserve("iphone-17", { userId: "u42", reservationId: "req-7f3a" });
+   * ```
+   */
+  async reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
+    const quantity = checkReserveArgs(sku, options);
+    const reservationId = options.reservationId ?? randomUUID();
+    const [row] = await sqlRows<{ code: number; remaining: number }>(
+      this.db,
+      `SELECT code, remaining FROM ${this.p}reserve($1, $2, $3, $4)`,
+      [sku, reservationId, options.userId, quantity],
+    );
+    if (row === undefined) throw new UnexpectedReplyError("reserve returned no row");
+    const code = Number(row.code);
+    if (code === ReserveCode.OK || code === ReserveCode.REPLAY) {
+      return { ok: true, reservationId, remaining: Number(row.remaining) };
+    }
+    if (code === ReserveCode.CONFLICT) {
+      throw new ConflictError(
+        "RESERVATION_CONFLICT",
+        `reservationId ${reservationId} was already used for another user or quantity`,
+      );
+    }
+    const reason = RESERVE_REJECTIONS[code];
+    if (reason === undefined) throw new UnexpectedReplyError(`reserve returned code ${code}`);
+    return { ok: false, reason };
+  }
+
+  /**
+   * Confirms a held reservation; same semantics as {@link Inventory.confirm}.
+   *
+   * @example
+   * ```ts
+   * await stock.confirm("iphone-17", reservationId);
+   * ```
+   */
+  async confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
+    validateId("sku", sku);
+    validateId("reservationId", reservationId);
+    const code = await this.scalar(`SELECT ${this.p}confirm($1, $2) AS code`, [sku, reservationId]);
+    if (code === 0) return { ok: true };
+    if (code === 1) return { ok: false, reason: "RELEASED" };
+    if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
+    throw new UnexpectedReplyError(`confirm returned ${code}`);
+  }
+
+  /**
+   * Releases a held reservation; same semantics as {@link Inventory.release}.
+   *
+   * @example
+   * ```ts
+   * await stock.release("iphone-17", reservationId);
+   * ```
+   */
+  async release(sku: string, reservationId: string): Promise<ReleaseResult> {
+    validateId("sku", sku);
+    validateId("reservationId", reservationId);
+    const code = await this.scalar(`SELECT ${this.p}release($1, $2) AS code`, [sku, reservationId]);
+    if (code === 0) return { ok: true };
+    if (code === 1) return { ok: false, reason: "CONFIRMED" };
+    if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
+    throw new UnexpectedReplyError(`release returned ${code}`);
+  }
+
+  /**
+   * Releases holds past their expiry (database time); returns how many. Several callers may run at once
+   * (`SKIP LOCKED`).
+   *
+   * @example
+   * ```ts
+   * await stock.expireHolds("iphone-17", { limit: 500 });
+   * ```
+   */
+  async expireHolds(sku: string, options: ExpireOptions = {}): Promise<number> {
+    validateId("sku", sku);
+    const limit = options.limit ?? 100;
+    validateInt("limit", limit, { min: 1, max: 100_000 });
+    return this.scalar(`SELECT ${this.p}expire_holds($1, $2) AS code`, [sku, limit]);
+  }
+
+  /**
+   * Reads a SKU's counters and settings, or `null` for an unknown SKU.
+   *
+   * @example
+   * ```ts
+   * const s = await stock.snapshot("iphone-17");
+   * ```
+   */
+  async snapshot(sku: string): Promise<InventorySnapshot | null> {
+    validateId("sku", sku);
+    const [row] = await sqlRows<Record<string, number | string | null>>(
+      this.db,
+      `SELECT initial, available, held, confirmed, per_user_limit, hold_ms::float8 AS hold_ms,
+         (extract(epoch FROM starts_at) * 1000)::float8 AS starts_ms,
+         (extract(epoch FROM ends_at) * 1000)::float8 AS ends_ms
+       FROM ${this.p}stock WHERE sku = $1`,
+      [sku],
+    );
+    if (row === undefined) return null;
+    const hold = Number(row.hold_ms);
+    return {
+      initial: Number(row.initial),
+      available: Number(row.available),
+      held: Number(row.held),
+      confirmed: Number(row.confirmed),
+      perUserLimit: Number(row.per_user_limit),
+      ...(row.starts_ms !== null && { startsAt: Math.round(Number(row.starts_ms)) }),
+      ...(row.ends_ms !== null && { endsAt: Math.round(Number(row.ends_ms)) }),
+      ...(hold > 0 && { holdMs: hold }),
+    };
+  }
+
+  private async scalar(sql: string, params: unknown[]): Promise<number> {
+    const [row] = await sqlRows<{ code: number }>(this.db, sql, params);
+    if (row === undefined) throw new UnexpectedReplyError(`no row from: ${sql}`);
+    return Number(row.code);
+  }
+}

@@ -1,0 +1,158 @@
+// Shared shapes of the stock module: options, results and the validation both inventories apply.
+import { InvalidArgumentError } from "../core/errors.js";
+import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
+
+/**
+ * The stock level meaning "no limit" (the seed's `-1`): reservations always succeed on stock, but the
+ * per-user limit, the sale window and idempotency still apply.
+ *
+ * @example
+ * ```ts
+ * await inventory.setStock("gift-card", UNLIMITED, { perUserLimit: 3 });
+ * ```
+ */
+export const UNLIMITED = -1;
+
+/** Why a reservation was refused. Nothing was written. */
+export type ReserveRejection = "SOLD_OUT" | "LIMIT_REACHED" | "UNKNOWN_SKU" | "NOT_STARTED" | "ENDED";
+
+/**
+ * The outcome of `reserve`: the reservation (with the units left right after it; `-1` for unlimited stock),
+ * or the reason it was refused.
+ */
+export type ReserveResult =
+  | { readonly ok: true; readonly reservationId: string; readonly remaining: number }
+  | { readonly ok: false; readonly reason: ReserveRejection };
+
+/** The outcome of `confirm`. `RELEASED`: the reservation was released (or its hold expired) first. */
+export type ConfirmResult =
+  { readonly ok: true } | { readonly ok: false; readonly reason: "RELEASED" | "UNKNOWN_RESERVATION" };
+
+/** The outcome of `release`. `CONFIRMED`: the reservation was confirmed first and keeps its units. */
+export type ReleaseResult =
+  { readonly ok: true } | { readonly ok: false; readonly reason: "CONFIRMED" | "UNKNOWN_RESERVATION" };
+
+/** Options of `setStock`. */
+export interface StockOptions {
+  /**
+   * Units one user may hold plus have confirmed at once (released units count no more).
+   * @default 1
+   */
+  readonly perUserLimit?: number;
+  /** Epoch ms when the sale opens, judged by the server's clock (Redis `TIME` or the database's `now()`). */
+  readonly startsAt?: number;
+  /** Epoch ms when the sale closes (exclusive), judged by the server's clock. */
+  readonly endsAt?: number;
+  /**
+   * How long (ms) a reservation may stay unconfirmed before `expireHolds` (or a late `confirm`) gives its
+   * units back. Omitted: holds never expire on their own.
+   */
+  readonly holdMs?: number;
+}
+
+/** Arguments of `reserve`. */
+export interface ReserveOptions {
+  /** Who buys; the per-user limit counts against this id. */
+  readonly userId: string;
+  /**
+   * Units to reserve.
+   * @default 1
+   */
+  readonly quantity?: number;
+  /**
+   * The idempotency key. A call repeated with the same id returns the first outcome and changes nothing.
+   * Omitted: a random UUID is used (and returned).
+   */
+  readonly reservationId?: string;
+}
+
+/** A SKU's counters. For finite stock, `available + held + confirmed === initial` at all times. */
+export interface InventorySnapshot {
+  /** Total units, including every adjustment made by later `setStock` calls; `-1` when unlimited. */
+  readonly initial: number;
+  /** Units that can still be reserved; `-1` when unlimited. */
+  readonly available: number;
+  /** Units reserved and neither confirmed nor released yet. */
+  readonly held: number;
+  /** Units sold. */
+  readonly confirmed: number;
+  readonly perUserLimit: number;
+  readonly startsAt?: number;
+  readonly endsAt?: number;
+  readonly holdMs?: number;
+}
+
+/** Options of `expireHolds`. */
+export interface ExpireOptions {
+  /**
+   * The most holds released by one call.
+   * @default 100
+   */
+  readonly limit?: number;
+}
+
+/**
+ * What `Inventory` (Redis) and `SqlInventory` (PostgreSQL) both offer, so the order pipeline and the
+ * example server can take either.
+ *
+ * @example
+ * ```ts
+ * async function buy(stock: StockStore, sku: string, userId: string) {
+ *   return stock.reserve(sku, { userId });
+ * }
+ * ```
+ */
+export interface StockStore {
+  setStock(sku: string, quantity: number, options?: StockOptions): Promise<void>;
+  reserve(sku: string, options: ReserveOptions): Promise<ReserveResult>;
+  confirm(sku: string, reservationId: string): Promise<ConfirmResult>;
+  release(sku: string, reservationId: string): Promise<ReleaseResult>;
+  expireHolds(sku: string, options?: ExpireOptions): Promise<number>;
+  snapshot(sku: string): Promise<InventorySnapshot | null>;
+}
+
+/** The largest quantity the library accepts (PostgreSQL `integer`). */
+export const MAX_QUANTITY = 2_147_483_647;
+
+/** Validates `setStock` arguments; returns the options with defaults applied. @internal */
+export function checkStockArgs(
+  sku: string,
+  quantity: number,
+  options: StockOptions,
+): Required<Pick<StockOptions, "perUserLimit">> & StockOptions {
+  validateId("sku", sku);
+  validateInt("quantity", quantity, { min: UNLIMITED, max: MAX_QUANTITY });
+  const perUserLimit = options.perUserLimit ?? 1;
+  validateInt("perUserLimit", perUserLimit, { min: 1, max: MAX_QUANTITY });
+  validateOptionalInt("startsAt", options.startsAt, { min: 0 });
+  validateOptionalInt("endsAt", options.endsAt, { min: 0 });
+  validateOptionalInt("holdMs", options.holdMs, { min: 1 });
+  if (options.startsAt !== undefined && options.endsAt !== undefined && options.endsAt <= options.startsAt) {
+    throw new InvalidArgumentError("endsAt", "must be later than startsAt");
+  }
+  return { ...options, perUserLimit };
+}
+
+/** Validates `reserve` arguments; returns the quantity. @internal */
+export function checkReserveArgs(sku: string, options: ReserveOptions): number {
+  validateId("sku", sku);
+  if (typeof options !== "object" || options === null)
+    throw new InvalidArgumentError("options", "must be an object with a userId");
+  validateId("userId", options.userId);
+  const quantity = options.quantity ?? 1;
+  validateInt("quantity", quantity, { min: 1, max: MAX_QUANTITY });
+  if (options.reservationId !== undefined) validateId("reservationId", options.reservationId);
+  return quantity;
+}
+
+/** The reasons, indexed by the scripts' reserve codes 2..6. @internal */
+export const RESERVE_REJECTIONS: Readonly<Record<number, ReserveRejection>> = Object.freeze({
+  2: "UNKNOWN_SKU",
+  3: "NOT_STARTED",
+  4: "ENDED",
+  5: "LIMIT_REACHED",
+  6: "SOLD_OUT",
+});
+
+/** Reserve codes shared by lua/stock/reserve.lua and sql/stock/schema.sql. @internal */
+export const ReserveCode = Object.freeze({ OK: 0, REPLAY: 1, CONFLICT: 7 } as const);

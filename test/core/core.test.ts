@@ -1,0 +1,125 @@
+// core: key naming, id validation, the error hierarchy, the script registry, Redis time, SQL splitting.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import {
+  entityKeys,
+  FlashSaleError,
+  InvalidArgumentError,
+  LuaScript,
+  redisTimeMs,
+  RedisCommandError,
+  RedisUnavailableError,
+  resolvePrefix,
+  splitSqlStatements,
+  validateId,
+  validateInt,
+} from "../../src/core/index.js";
+import { startRedis, type PrivateRedis } from "../support/redis.js";
+
+let srv: PrivateRedis;
+let redis: Redis;
+beforeAll(async () => {
+  srv = await startRedis();
+  redis = srv.client();
+});
+afterAll(async () => srv?.stop());
+
+describe("keys", () => {
+  it("puts every key of an entity under one hash tag", () => {
+    const k = entityKeys("fsk", "sku-1");
+    expect(k.tag).toBe("{fsk:sku-1}");
+    expect(k.key("meta")).toBe("{fsk:sku-1}:meta");
+    expect(resolvePrefix(undefined)).toBe("fsk");
+    expect(() => resolvePrefix("a}")).toThrow(InvalidArgumentError);
+  });
+});
+
+describe("validateId", () => {
+  it.each([
+    ["", "empty"],
+    ["a{b", "open brace"],
+    ["a}b", "close brace"],
+    ["a b", "space"],
+    ["a\tb", "tab"],
+    ["a\u0000", "NUL"],
+    ["a\u007f", "DEL"],
+    ["a\u2028", "line separator"],
+    ["x".repeat(201), "too long"],
+  ])("rejects %j (%s)", (value) => {
+    expect(() => validateId("sku", value)).toThrow(InvalidArgumentError);
+  });
+  it("accepts ordinary ids up to 200 characters", () => {
+    for (const v of ["a", "sku:1|x", "用户-42", "x".repeat(200)])
+      expect(() => validateId("sku", v)).not.toThrow();
+    expect(() => validateId("sku", 42)).toThrow(/sku must be a string/);
+  });
+  it("names the argument", () => {
+    const err = (() => {
+      try {
+        validateInt("ttlMs", 1.5, { min: 1 });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err).toMatchObject({ code: "INVALID_ARGUMENT", argument: "ttlMs", name: "InvalidArgumentError" });
+    expect((err as Error).message).toBe("ttlMs must be an integer");
+  });
+});
+
+describe("errors", () => {
+  it("sets name, code and cause", () => {
+    const cause = new Error("boom");
+    const e = new RedisUnavailableError("down", { cause });
+    expect(e).toBeInstanceOf(FlashSaleError);
+    expect(e).toBeInstanceOf(Error);
+    expect(e.name).toBe("RedisUnavailableError");
+    expect(e.code).toBe("REDIS_UNAVAILABLE");
+    expect(e.cause).toBe(cause);
+  });
+});
+
+describe("LuaScript", () => {
+  const echo = new LuaScript("test/echo", "return {KEYS[1], ARGV[1]}", 1);
+  const failing = new LuaScript("test/fail", "return redis.error_reply('ERR nope')", 0);
+
+  it("runs, survives SCRIPT FLUSH, and wraps reply errors", async () => {
+    expect(await echo.run(redis, ["{t}:k"], ["v"])).toEqual(["{t}:k", "v"]);
+    await redis.script("FLUSH");
+    expect(await echo.run(redis, ["{t}:k"], ["w"])).toEqual(["{t}:k", "w"]);
+    expect(await redis.script("EXISTS", echo.sha)).toEqual([1]);
+    await expect(failing.run(redis, [], [])).rejects.toBeInstanceOf(RedisCommandError);
+    expect(echo.command).toMatch(/^fsk_test_echo_[0-9a-f]{10}$/);
+  });
+
+  it("works inside a pipeline once registered", async () => {
+    await echo.run(redis, ["{t}:a"], ["1"]);
+    const pipe = redis.pipeline() as unknown as Record<string, (...a: string[]) => unknown> & {
+      exec(): Promise<[Error | null, unknown][]>;
+    };
+    pipe[echo.command]!("{t}:b", "2");
+    const out = await pipe.exec();
+    expect(out[0]).toEqual([null, ["{t}:b", "2"]]);
+  });
+});
+
+describe("redisTimeMs", () => {
+  it("reads the server clock", async () => {
+    const t = await redisTimeMs(redis);
+    expect(Math.abs(t - Date.now())).toBeLessThan(5_000);
+  });
+});
+
+describe("splitSqlStatements", () => {
+  it("keeps quoted and dollar-quoted semicolons", () => {
+    expect(
+      splitSqlStatements(`SELECT ';'; -- a; comment
+CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql;
+/* x; */ SELECT $tag$;$tag$;`),
+    ).toEqual([
+      "SELECT ';'",
+      "-- a; comment\nCREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql",
+      "/* x; */ SELECT $tag$;$tag$",
+    ]);
+  });
+});

@@ -1,0 +1,144 @@
+// Inventory on a private standalone redis-server: the shared contract, plus what only Redis has (the event
+// stream, SCRIPT FLUSH, keyspace-level "changes nothing", a closed connection).
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import { FlashSaleError, InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
+import { Inventory } from "../../src/stock/index.js";
+import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+import { stockContract } from "./contract.js";
+
+let srv: PrivateRedis;
+let redis: Redis;
+beforeAll(async () => {
+  srv = await startRedis();
+  redis = srv.client();
+});
+afterAll(async () => srv?.stop());
+
+describe("Inventory (standalone Redis)", () => {
+  stockContract({ store: () => new Inventory(redis, { prefix: randomPrefix() }) });
+
+  it("keeps every key of a SKU under one hash tag", async () => {
+    const prefix = randomPrefix();
+    const inv = new Inventory(redis, { prefix });
+    await inv.setStock("s1", 3, { holdMs: 60_000 });
+    await inv.reserve("s1", { userId: "u" });
+    const keys = await redis.keys(`*${prefix}*`);
+    expect(keys.sort()).toEqual(
+      ["events", "holds", "meta", "res", "users"].map((k) => `{${prefix}:s1}:${k}`),
+    );
+  });
+
+  it("appends reserved / confirmed / released events to the SKU's stream", async () => {
+    const inv = new Inventory(redis, { prefix: randomPrefix() });
+    await inv.setStock("s", 5, { perUserLimit: 2 });
+    await inv.reserve("s", { userId: "u1", reservationId: "a" });
+    await inv.reserve("s", { userId: "u1", reservationId: "b" });
+    await inv.reserve("s", { userId: "u1", reservationId: "c" }); // refused: writes no event
+    await inv.confirm("s", "a");
+    await inv.release("s", "b");
+    await inv.release("s", "b"); // repeat: no second event
+    const entries = await redis.xrange(inv.keys("s").events, "-", "+");
+    const events = entries.map(([, fields]) => {
+      const o: Record<string, string> = {};
+      for (let i = 0; i < fields.length; i += 2) o[fields[i]!] = fields[i + 1]!;
+      return o;
+    });
+    expect(events.map((e) => [e.type, e.reservationId, e.cause])).toEqual([
+      ["reserved", "a", undefined],
+      ["reserved", "b", undefined],
+      ["confirmed", "a", undefined],
+      ["released", "b", "released"],
+    ]);
+    expect(events[0]).toMatchObject({ sku: "s", userId: "u1", quantity: "1" });
+    expect(Number(events[0]!.at)).toBeGreaterThan(1_700_000_000_000);
+  });
+
+  it("trims the stream when eventsMaxLen is set", async () => {
+    const inv = new Inventory(redis, { prefix: randomPrefix(), eventsMaxLen: 10 });
+    await inv.setStock("s", 1000, { perUserLimit: 1 });
+    for (let i = 0; i < 300; i++) await inv.reserve("s", { userId: `u${i}` });
+    expect(await redis.xlen(inv.keys("s").events)).toBeLessThan(300);
+  });
+
+  it("keeps working after SCRIPT FLUSH", async () => {
+    const inv = new Inventory(redis, { prefix: randomPrefix() });
+    await inv.setStock("s", 5);
+    expect((await inv.reserve("s", { userId: "a" })).ok).toBe(true);
+    await redis.script("FLUSH");
+    expect(await redis.script("EXISTS", "0".repeat(40))).toEqual([0]);
+    expect((await inv.reserve("s", { userId: "b" })).ok).toBe(true);
+    await redis.script("FLUSH");
+    expect(await inv.release("s", "nope")).toEqual({ ok: false, reason: "UNKNOWN_RESERVATION" });
+    expect(await inv.snapshot("s")).toMatchObject({ available: 3, held: 2 });
+  });
+
+  it("writes nothing on bad input or a refusal (whole keyspace compared)", async () => {
+    const prefix = randomPrefix();
+    const inv = new Inventory(redis, { prefix });
+    await inv.setStock("s", 1, { perUserLimit: 1, holdMs: 60_000 });
+    await inv.reserve("s", { userId: "a", reservationId: "r0" });
+    await inv.setStock("later", 5, { startsAt: Date.now() + 3_600_000 });
+    const before = await keyspace(redis, `*${prefix}*`);
+    const attempts: (() => Promise<unknown>)[] = [
+      () => inv.reserve("s", { userId: "b" }), // sold out
+      () => inv.reserve("s", { userId: "a", reservationId: "r1" }), // limit
+      () => inv.reserve("later", { userId: "a" }), // not started
+      () => inv.reserve("ghost", { userId: "a" }), // unknown SKU
+      () => inv.reserve("s", { userId: "a", reservationId: "r0" }), // replay
+      () => inv.reserve("s", { userId: "z", reservationId: "r0" }), // conflict
+      () => inv.reserve("s", { userId: "a", quantity: -1 }),
+      () => inv.reserve("s", { userId: "a", quantity: 0.5 }),
+      () => inv.reserve("s{x}", { userId: "a" }),
+      () => inv.reserve("s", { userId: "a}" }),
+      () => inv.reserve("s", { userId: "a\u0007" }),
+      () => inv.reserve("s", { userId: "y".repeat(201) }),
+      () => inv.setStock("s", 0), // below committed
+      () => inv.setStock("s", -5),
+      () => inv.confirm("s", "unknown"),
+      () => inv.release("s", "unknown"),
+      () => inv.confirm("ghost", "r0"),
+      () => inv.expireHolds("s"),
+    ];
+    for (const attempt of attempts)
+      await attempt().catch((e: unknown) => expect(e).toBeInstanceOf(FlashSaleError));
+    expect(await keyspace(redis, `*${prefix}*`)).toEqual(before);
+  });
+
+  it("rejects an invalid prefix or client", () => {
+    expect(() => new Inventory(redis, { prefix: "a{b" })).toThrow(InvalidArgumentError);
+    expect(() => new Inventory({} as never)).toThrow(InvalidArgumentError);
+    expect(() => new Inventory(redis, { eventsMaxLen: 0 })).toThrow(InvalidArgumentError);
+  });
+
+  it("throws RedisUnavailableError on a closed connection", async () => {
+    const c = srv.client();
+    const inv = new Inventory(c, { prefix: randomPrefix() });
+    await inv.setStock("s", 1);
+    await c.quit();
+    await expect(inv.reserve("s", { userId: "u" })).rejects.toBeInstanceOf(RedisUnavailableError);
+    await expect(inv.snapshot("s")).rejects.toBeInstanceOf(RedisUnavailableError);
+    const err = await inv.confirm("s", "r").catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "REDIS_UNAVAILABLE", name: "RedisUnavailableError" });
+    expect((err as Error).cause).toBeInstanceOf(Error);
+  });
+
+  it("sweeps expired holds in the background", async () => {
+    const inv = new Inventory(redis, { prefix: randomPrefix() });
+    await inv.setStock("s", 10, { perUserLimit: 1, holdMs: 50 });
+    for (let i = 0; i < 5; i++) await inv.reserve("s", { userId: `u${i}` });
+    const errors: unknown[] = [];
+    const sweeper = inv.startHoldSweeper({
+      skus: ["s"],
+      intervalMs: 20,
+      limit: 2,
+      onError: (e) => errors.push(e),
+    });
+    const deadline = Date.now() + 5000;
+    while ((await inv.snapshot("s"))!.held > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    await sweeper.stop();
+    expect(await inv.snapshot("s")).toMatchObject({ available: 10, held: 0 });
+    expect(errors).toEqual([]);
+  });
+});
