@@ -41,7 +41,7 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
     },
   ]);
   const k = inventory.keys("sku");
-  await redis.del(seedKey, k.meta, k.users, k.reservations, k.holds, k.events);
+  await redis.del(seedKey, k.stock, k.holds, k.events);
   await redis.quit();
 
   // PostgreSQL: a private database, the seed's hot-row UPDATE next to SqlInventory.reserve.

@@ -1,11 +1,11 @@
 -- stock/release: give a held reservation's units back to stock and the user's quota. Idempotent.
--- KEYS: [1] meta hash, [2] per-user quantities hash, [3] reservations hash, [4] holds zset, [5] events stream
+-- KEYS: [1] stock hash, [2] holds zset (reservation ids by expiry), [3] events stream
 -- ARGV: [1] reservationId, [2] sku, [3] events MAXLEN or ''
 -- Returns: 0 released (now or before), 1 already confirmed (nothing written), 2 unknown reservation.
 -- @include stock/includes/common.lua
 
 local rid = ARGV[1]
-local rec = rcall('HGET', KEYS[3], rid)
+local rec = rcall('HGET', KEYS[1], 'r:' .. rid)
 if not rec then return 2 end
 local state, qty, exp, remaining, user = unpackRecord(rec)
 if state == 'R' then return 0 end

@@ -1,13 +1,14 @@
 -- stock/set-stock: create a SKU or adjust a live one without losing its reservations.
--- KEYS: [1] meta hash
+-- KEYS: [1] stock hash
 -- ARGV: [1] quantity (total units, -1 = unlimited), [2] perUserLimit, [3] startsAt ms or '', [4] endsAt ms
 --       or '', [5] holdMs (0 = holds never expire)
 -- Returns: {0, available} on success; {1, committed} when quantity is below the units already held plus
 --          confirmed (nothing written).
 local rcall = redis.call
 local quantity = tonumber(ARGV[1])
-local held = tonumber(rcall('HGET', KEYS[1], 'held') or '0')
-local confirmed = tonumber(rcall('HGET', KEYS[1], 'confirmed') or '0')
+local s = rcall('HMGET', KEYS[1], 'held', 'confirmed')
+local held = tonumber(s[1] or '0')
+local confirmed = tonumber(s[2] or '0')
 if quantity ~= -1 and quantity < held + confirmed then
   return { 1, held + confirmed }
 end

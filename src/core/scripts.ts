@@ -60,7 +60,7 @@ export class LuaScript {
   readonly command: string;
   /** SHA-1 of the source, as `SCRIPT LOAD` reports it. */
   readonly sha: string;
-  private readonly registered = new WeakSet<RedisClient>();
+  private readonly bound = new WeakMap<RedisClient, CustomCommand>();
 
   constructor(
     readonly path: string,
@@ -73,15 +73,18 @@ export class LuaScript {
 
   /** The bound custom command for `client`, defining it on first use. */
   private commandOf(client: RedisClient): CustomCommand {
-    if (!this.registered.has(client)) {
-      if (typeof (client as unknown as Record<string, unknown>)[this.command] !== "function") {
+    let fn = this.bound.get(client);
+    if (fn === undefined) {
+      const methods = client as unknown as Record<string, CustomCommand | undefined>;
+      if (typeof methods[this.command] !== "function") {
         client.defineCommand(this.command, { lua: this.lua, numberOfKeys: this.numberOfKeys });
       }
-      this.registered.add(client);
+      const method = methods[this.command];
+      if (method === undefined) throw new UnexpectedReplyError(`script ${this.path} could not be registered`);
+      fn = method.bind(client);
+      this.bound.set(client, fn);
     }
-    const fn = (client as unknown as Record<string, CustomCommand>)[this.command];
-    if (fn === undefined) throw new UnexpectedReplyError(`script ${this.path} could not be registered`);
-    return fn.bind(client);
+    return fn;
   }
 
   /**

@@ -21,10 +21,10 @@ import {
 } from "./types.js";
 
 const SET_STOCK = new LuaScript("stock/set-stock", LUA["stock/set-stock"], 1);
-const RESERVE = new LuaScript("stock/reserve", LUA["stock/reserve"], 5);
-const CONFIRM = new LuaScript("stock/confirm", LUA["stock/confirm"], 5);
-const RELEASE = new LuaScript("stock/release", LUA["stock/release"], 5);
-const EXPIRE = new LuaScript("stock/expire-holds", LUA["stock/expire-holds"], 5);
+const RESERVE = new LuaScript("stock/reserve", LUA["stock/reserve"], 3);
+const CONFIRM = new LuaScript("stock/confirm", LUA["stock/confirm"], 3);
+const RELEASE = new LuaScript("stock/release", LUA["stock/release"], 3);
+const EXPIRE = new LuaScript("stock/expire-holds", LUA["stock/expire-holds"], 3);
 
 /** Options of `new Inventory()`. */
 export interface InventoryOptions {
@@ -82,9 +82,10 @@ export interface StockEvent {
  * checks everything before it writes anything, so a refused request changes nothing, stock is never
  * negative and `available + held + confirmed === initial` holds under any crowd.
  *
- * Keys of one SKU share the hash tag `{<prefix>:<sku>}`: `:meta` (counters and settings), `:users` (units per
- * user), `:res` (reservations), `:holds` (expiry index) and `:events` (a Redis Stream of
- * `reserved` / `confirmed` / `released` events for the order pipeline).
+ * Keys of one SKU share the hash tag `{<prefix>:<sku>}`: `:stock` (a hash of the counters, the settings, each
+ * user's units and each reservation, so the buy step is one read and one write), `:holds` (unconfirmed
+ * reservations by expiry) and `:events` (a Redis Stream of `reserved` / `confirmed` / `released` events for
+ * the order pipeline).
  *
  * @example
  * ```ts
@@ -101,6 +102,7 @@ export interface StockEvent {
 export class Inventory implements StockStore {
   private readonly prefix: string;
   private readonly maxLen: string;
+  private readonly keyCache = new Map<string, string[]>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -123,26 +125,21 @@ export class Inventory implements StockStore {
    * const { events } = inventory.keys("iphone-17"); // "{fsk:iphone-17}:events"
    * ```
    */
-  keys(sku: string): {
-    readonly meta: string;
-    readonly users: string;
-    readonly reservations: string;
-    readonly holds: string;
-    readonly events: string;
-  } {
+  keys(sku: string): { readonly stock: string; readonly holds: string; readonly events: string } {
     const k = entityKeys(this.prefix, sku, "sku");
-    return {
-      meta: k.key("meta"),
-      users: k.key("users"),
-      reservations: k.key("res"),
-      holds: k.key("holds"),
-      events: k.key("events"),
-    };
+    return { stock: k.key("stock"), holds: k.key("holds"), events: k.key("events") };
   }
 
+  /** The script KEYS of a SKU; cached because the buy path builds them on every call. */
   private keyList(sku: string): string[] {
-    const k = this.keys(sku);
-    return [k.meta, k.users, k.reservations, k.holds, k.events];
+    let list = this.keyCache.get(sku);
+    if (list === undefined) {
+      const k = entityKeys(this.prefix, sku, "sku");
+      list = [k.key("stock"), k.key("holds"), k.key("events")];
+      if (this.keyCache.size >= 10_000) this.keyCache.clear();
+      this.keyCache.set(sku, list);
+    }
+    return list;
   }
 
   /**
@@ -164,7 +161,7 @@ export class Inventory implements StockStore {
     const o = checkStockArgs(sku, quantity, options);
     const reply = await SET_STOCK.run(
       this.redis,
-      [this.keys(sku).meta],
+      [this.keys(sku).stock],
       [quantity, o.perUserLimit, o.startsAt ?? "", o.endsAt ?? "", o.holdMs ?? 0],
     );
     const [code, value] = pair(reply, "stock/set-stock");
@@ -330,24 +327,34 @@ export class Inventory implements StockStore {
    * ```
    */
   async snapshot(sku: string): Promise<InventorySnapshot | null> {
-    const key = this.keys(sku).meta;
-    let h: Record<string, string>;
+    const key = this.keys(sku).stock;
+    let h: (string | null)[];
     try {
-      h = await this.redis.hgetall(key);
+      h = await this.redis.hmget(
+        key,
+        "initial",
+        "available",
+        "held",
+        "confirmed",
+        "limit",
+        "hold",
+        "starts",
+        "ends",
+      );
     } catch (err) {
       throw toRedisError(err);
     }
-    if (h.initial === undefined) return null;
-    const hold = Number(h.hold ?? 0);
+    const [initial, available, held, confirmed, limit, hold, starts, ends] = h;
+    if (initial === null || initial === undefined) return null;
     return {
-      initial: Number(h.initial),
-      available: Number(h.available),
-      held: Number(h.held),
-      confirmed: Number(h.confirmed),
-      perUserLimit: Number(h.limit),
-      ...(h.starts !== undefined && { startsAt: Number(h.starts) }),
-      ...(h.ends !== undefined && { endsAt: Number(h.ends) }),
-      ...(hold > 0 && { holdMs: hold }),
+      initial: Number(initial),
+      available: Number(available),
+      held: Number(held),
+      confirmed: Number(confirmed),
+      perUserLimit: Number(limit),
+      ...(starts != null && { startsAt: Number(starts) }),
+      ...(ends != null && { endsAt: Number(ends) }),
+      ...(Number(hold) > 0 && { holdMs: Number(hold) }),
     };
   }
 
@@ -361,9 +368,9 @@ export class Inventory implements StockStore {
    */
   async userQuantity(sku: string, userId: string): Promise<number> {
     validateId("userId", userId);
-    const key = this.keys(sku).users;
+    const key = this.keys(sku).stock;
     try {
-      return Number((await this.redis.hget(key, userId)) ?? 0);
+      return Number((await this.redis.hget(key, `u:${userId}`)) ?? 0);
     } catch (err) {
       throw toRedisError(err);
     }

@@ -24,9 +24,7 @@ describe("Inventory (standalone Redis)", () => {
     await inv.setStock("s1", 3, { holdMs: 60_000 });
     await inv.reserve("s1", { userId: "u" });
     const keys = await redis.keys(`*${prefix}*`);
-    expect(keys.sort()).toEqual(
-      ["events", "holds", "meta", "res", "users"].map((k) => `{${prefix}:s1}:${k}`),
-    );
+    expect(keys.sort()).toEqual(["events", "holds", "stock"].map((k) => `{${prefix}:s1}:${k}`));
   });
 
   it("appends reserved / confirmed / released events to the SKU's stream", async () => {

@@ -1,7 +1,10 @@
 -- stock/includes/common: helpers pasted into the stock scripts (not a script of its own).
--- KEYS and ARGV: those of the including script; KEYS[1] meta, [2] users, [3] reservations, [4] holds, [5] events.
--- A reservation record is packed as "<state>|<quantity>|<expiresAtMs or 0>|<remaining>|<userId>";
--- state is H (held), C (confirmed) or R (released). userId comes last because it may contain '|'.
+-- KEYS and ARGV: those of the including script; KEYS[1] stock hash, KEYS[2] holds zset, KEYS[3] events stream.
+-- The stock hash holds the counters (initial, available, held, confirmed), the settings (limit, hold, starts,
+-- ends), each user's units as `u:<userId>` and each reservation as `r:<reservationId>`, so the buy step reads
+-- everything with one HMGET and writes with one HSET. A reservation record is packed as
+-- "<state>|<quantity>|<expiresAtMs or 0>|<remaining>|<userId>"; state is H (held), C (confirmed) or
+-- R (released); userId comes last because it may contain '|'.
 local rcall = redis.call
 
 local function nowMs()
@@ -18,31 +21,32 @@ local function packRecord(state, qty, exp, remaining, user)
   return state .. '|' .. qty .. '|' .. exp .. '|' .. remaining .. '|' .. user
 end
 
-local function appendEvent(maxlen, sku, kind, rid, user, qty, now, cause)
-  local args = { 'XADD', KEYS[5] }
-  if maxlen ~= '' then
-    args[#args + 1] = 'MAXLEN'
-    args[#args + 1] = '~'
-    args[#args + 1] = maxlen
+local function appendEvent(maxlen, sku, kind, rid, user, qty, now)
+  if maxlen == '' then
+    rcall('XADD', KEYS[3], '*', 'type', kind, 'sku', sku, 'reservationId', rid, 'userId', user,
+      'quantity', qty, 'at', now)
+  else
+    rcall('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', kind, 'sku', sku, 'reservationId', rid,
+      'userId', user, 'quantity', qty, 'at', now)
   end
-  args[#args + 1] = '*'
-  local fields = { 'type', kind, 'sku', sku, 'reservationId', rid, 'userId', user, 'quantity', qty, 'at', now }
-  for i = 1, #fields do args[#args + 1] = fields[i] end
-  if cause then
-    args[#args + 1] = 'cause'
-    args[#args + 1] = cause
-  end
-  rcall(unpack(args))
 end
 
 -- Returns a held reservation's units to stock and the user's quota, and records it as released.
 local function giveBack(rid, qty, exp, remaining, user, maxlen, sku, now, cause)
-  rcall('HSET', KEYS[3], rid, packRecord('R', qty, exp, remaining, user))
-  rcall('HINCRBY', KEYS[1], 'held', -qty)
-  if tonumber(rcall('HGET', KEYS[1], 'available')) ~= -1 then
-    rcall('HINCRBY', KEYS[1], 'available', qty)
+  local ufield = 'u:' .. user
+  local s = rcall('HMGET', KEYS[1], 'available', 'held', ufield)
+  local available = tonumber(s[1])
+  if available ~= -1 then available = available + qty end
+  rcall('HSET', KEYS[1], 'r:' .. rid, packRecord('R', qty, exp, remaining, user), 'available', available,
+    'held', tonumber(s[2]) - qty)
+  local left = tonumber(s[3] or '0') - qty
+  if left > 0 then rcall('HSET', KEYS[1], ufield, left) else rcall('HDEL', KEYS[1], ufield) end
+  if exp > 0 then rcall('ZREM', KEYS[2], rid) end
+  if maxlen == '' then
+    rcall('XADD', KEYS[3], '*', 'type', 'released', 'sku', sku, 'reservationId', rid, 'userId', user,
+      'quantity', qty, 'at', now, 'cause', cause)
+  else
+    rcall('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'type', 'released', 'sku', sku, 'reservationId', rid,
+      'userId', user, 'quantity', qty, 'at', now, 'cause', cause)
   end
-  if rcall('HINCRBY', KEYS[2], user, -qty) <= 0 then rcall('HDEL', KEYS[2], user) end
-  rcall('ZREM', KEYS[4], rid)
-  appendEvent(maxlen, sku, 'released', rid, user, qty, now, cause)
 end
