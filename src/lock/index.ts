@@ -1,2 +1,5 @@
-// flash-sale-kit/lock: not yet released.
-export {};
+// flash-sale-kit/lock: owner-checked locks. SpinLock (one Redis, fencing tokens, release wake-ups) and
+// QuorumLock (Redlock over independent nodes), with the same acquire / tryAcquire / using and handle.
+export { SpinLock, MAX_LOCK_MS, type SpinLockOptions, type SpinLockKeys } from "./spin-lock.js";
+export { LockTimeoutError, LockLostError } from "./errors.js";
+export type { LockHandle, AcquireOptions, UsingOptions, LockedRoutine, Locker } from "./types.js";

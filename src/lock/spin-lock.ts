@@ -1,0 +1,339 @@
+// SpinLock: an owner-checked lock on one Redis (standalone, Sentinel or Cluster) with fencing tokens,
+// release wake-ups for waiters, and `using` with auto-extension.
+import { randomUUID } from "node:crypto";
+import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
+import { LUA } from "../core/embedded.generated.js";
+import { entityKeys, resolvePrefix } from "../core/keys.js";
+import { LuaScript, type RedisClient } from "../core/scripts.js";
+import { validateInt, validateOptionalInt } from "../core/validate.js";
+import { LockTimeoutError } from "./errors.js";
+import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
+import { holdWhile } from "./using.js";
+import { abortable, jittered, pause } from "./wait.js";
+import { Wakeups, type Subscription } from "./wakeups.js";
+
+const ACQUIRE = new LuaScript("lock/acquire", LUA["lock/acquire"], 3);
+const RELEASE = new LuaScript("lock/release", LUA["lock/release"], 2);
+const EXTEND = new LuaScript("lock/extend", LUA["lock/extend"], 1);
+
+/** The longest duration a Node timer can wait; TTLs beyond it could not be extended on time. */
+export const MAX_LOCK_MS = 2_147_483_647;
+
+/** Options of `new SpinLock()`. All durations are integer milliseconds. */
+export interface SpinLockOptions {
+  /**
+   * First part of every key's hash tag: `{<prefix>:<resource>}:…`.
+   * @default "fsk"
+   */
+  readonly prefix?: string;
+  /**
+   * How long a lock lives unless extended. A holder that crashes blocks the resource this long.
+   * @default 10_000
+   */
+  readonly ttlMs?: number;
+  /**
+   * Mean pause between attempts while waiting (each pause is jittered to 0.5–1.5 times this, and cut short
+   * when the holder's TTL runs out sooner or a release wakes the waiter).
+   * @default 50
+   */
+  readonly retryDelayMs?: number;
+  /**
+   * How long `acquire` waits before throwing {@link LockTimeoutError}; 0 makes it a single attempt.
+   * @default 10_000
+   */
+  readonly acquireTimeoutMs?: number;
+  /**
+   * A connection the lock may put into subscriber mode (for example `redis.duplicate()`, which you create
+   * and close), to hear releases from other processes: a waiter then gets in about one round trip after a
+   * release instead of after its next retry pause. Several SpinLocks can share one. A Cluster client may be
+   * passed as its own subscriber (ioredis subscribes on a separate connection). Omitted: waiters are woken
+   * by releases made through this SpinLock and otherwise retry every `retryDelayMs`.
+   */
+  readonly subscriber?: RedisClient;
+}
+
+/** The keys and the release channel of one resource; all share the hash tag `{<prefix>:<resource>}`. */
+export interface SpinLockKeys {
+  /** String: the owner's token, with the lock's TTL. */
+  readonly lock: string;
+  /** Integer: the last fencing token handed out. Never expires (fences must keep increasing). */
+  readonly fence: string;
+  /** Present (briefly) while a subscribed waiter wants a release message. */
+  readonly waiters: string;
+  /** Pub/sub channel a release publishes to when the waiters flag is set. */
+  readonly channel: string;
+}
+
+interface Attempt {
+  readonly handle: SpinLockHandle | null;
+  /** Remaining TTL of the holder's lock when the attempt failed (-1: no expiry, -2: gone meanwhile). */
+  readonly pttl: number;
+}
+
+class SpinLockHandle implements LockHandle<number> {
+  private released = false;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: SpinLockKeys,
+    readonly resource: string,
+    readonly token: string,
+    readonly fence: number,
+    private expiry: number,
+    private readonly ttlMs: number,
+    private readonly onReleased: (channel: string) => void,
+  ) {}
+
+  get expiresAt(): number {
+    return this.expiry;
+  }
+
+  async extend(ttlMs: number = this.ttlMs): Promise<boolean> {
+    validateInt("ttlMs", ttlMs, { min: 1, max: MAX_LOCK_MS });
+    if (this.released) return false;
+    const sentAt = Date.now();
+    const reply = await EXTEND.run(this.redis, [this.keys.lock], [this.token, ttlMs]);
+    if (reply !== 1 && reply !== 0) throw new UnexpectedReplyError(`lock/extend returned ${String(reply)}`);
+    if (reply === 1 && !this.released) this.expiry = sentAt + ttlMs;
+    return reply === 1;
+  }
+
+  async release(): Promise<boolean> {
+    if (this.released) return false;
+    const reply = await RELEASE.run(
+      this.redis,
+      [this.keys.lock, this.keys.waiters],
+      [this.token, this.keys.channel],
+    );
+    if (reply !== 1 && reply !== 0) throw new UnexpectedReplyError(`lock/release returned ${String(reply)}`);
+    this.released = true;
+    this.expiry = 0;
+    if (reply === 1) this.onReleased(this.keys.channel);
+    return reply === 1;
+  }
+}
+
+/**
+ * An owner-checked lock on one Redis: standalone, Sentinel or Cluster (a resource's keys share one hash
+ * tag). Acquiring is one script: `SET NX PX` with a random token plus an `INCR` of the resource's fencing
+ * counter; release and extend compare the token first, so a holder whose lock expired can never delete or
+ * prolong the next owner's. Waiters retry with jitter until `acquireTimeoutMs`, and are woken early by
+ * releases (see `subscriber`).
+ *
+ * Use it for efficiency (one worker does the job, one loader fills the cache) on its own; for correctness
+ * (money, stock, orders) also pass `handle.fence` to the store and let it refuse stale fences: a lock that
+ * expires under a paused holder cannot be made safe any other way.
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "ioredis";
+ * import { SpinLock } from "flash-sale-kit/lock";
+ *
+ * const redis = new Redis();
+ * const lock = new SpinLock(redis, { ttlMs: 5_000, subscriber: redis.duplicate() });
+ *
+ * await lock.using("order:42", async (signal, { fence }) => {
+ *   const order = await loadOrder(42);
+ *   signal.throwIfAborted(); // the lock was lost: stop before writing
+ *   await db.query(
+ *     "UPDATE orders SET status = 'paid', last_fence = $2 WHERE id = $1 AND last_fence < $2",
+ *     [order.id, fence],
+ *   );
+ * });
+ * ```
+ */
+export class SpinLock implements Locker<number> {
+  /** The TTL of a lock and of each extension, in ms. */
+  readonly ttlMs: number;
+  /** The mean pause between attempts, in ms. */
+  readonly retryDelayMs: number;
+  /** How long `acquire` waits, in ms. */
+  readonly acquireTimeoutMs: number;
+  private readonly prefix: string;
+  private readonly wakeups: Wakeups;
+  // How long a subscribed waiter's flag outlives its last attempt: its pause is at most 1.5 retry delays.
+  private readonly waitFlagMs: number;
+
+  private readonly onReleased = (channel: string) => this.wakeups.wake(channel);
+
+  constructor(
+    private readonly redis: RedisClient,
+    options: SpinLockOptions = {},
+  ) {
+    checkClient("redis", redis);
+    this.prefix = resolvePrefix(options.prefix);
+    validateOptionalInt("ttlMs", options.ttlMs, { min: 1, max: MAX_LOCK_MS });
+    validateOptionalInt("retryDelayMs", options.retryDelayMs, { min: 1, max: MAX_LOCK_MS });
+    validateOptionalInt("acquireTimeoutMs", options.acquireTimeoutMs, { min: 0, max: MAX_LOCK_MS });
+    this.ttlMs = options.ttlMs ?? 10_000;
+    this.retryDelayMs = options.retryDelayMs ?? 50;
+    this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
+    this.waitFlagMs = Math.max(1000, 4 * this.retryDelayMs);
+    const { subscriber } = options;
+    if (subscriber !== undefined) {
+      checkClient("subscriber", subscriber);
+      if (subscriber === redis && !("nodes" in redis)) {
+        throw new InvalidArgumentError(
+          "subscriber",
+          "must be a connection of its own (for example redis.duplicate()): subscriber mode blocks other commands",
+        );
+      }
+    }
+    this.wakeups = Wakeups.for(subscriber);
+  }
+
+  /**
+   * The keys of one resource. Useful to inspect a lock, or to delete a retired resource's fencing counter
+   * (`fence` never expires, since a restarted counter would hand out fences a store already saw).
+   *
+   * @example
+   * ```ts
+   * await redis.pttl(lock.keys("order:42").lock); // remaining TTL of the current holder, -2 when free
+   * ```
+   */
+  keys(resource: string): SpinLockKeys {
+    const k = entityKeys(this.prefix, resource, "resource");
+    return {
+      lock: k.key("lock"),
+      fence: k.key("fence"),
+      waiters: k.key("waiters"),
+      channel: k.key("released"),
+    };
+  }
+
+  /**
+   * One attempt: the handle, or `null` when another owner holds the lock (nothing is written then).
+   *
+   * @example
+   * ```ts
+   * const handle = await lock.tryAcquire("rebuild:catalog");
+   * if (handle === null) return; // someone else is already on it
+   * try { await rebuild(); } finally { await handle.release(); }
+   * ```
+   */
+  async tryAcquire(resource: string): Promise<LockHandle<number> | null> {
+    return (await this.attempt(resource, this.keys(resource), 0)).handle;
+  }
+
+  /**
+   * Waits for the lock: attempts, then pauses (jittered `retryDelayMs`, cut short by a release wake-up or
+   * when the holder's TTL ends) until it gets it, or throws {@link LockTimeoutError} once
+   * `acquireTimeoutMs` has passed. `signal` cancels the wait at once (rejecting with `signal.reason`); a lock
+   * acquired by an attempt already in flight at that moment is released.
+   *
+   * @example
+   * ```ts
+   * const handle = await lock.acquire("order:42", { signal: AbortSignal.timeout(2_000) });
+   * try {
+   *   await work(handle.fence);
+   * } finally {
+   *   await handle.release();
+   * }
+   * ```
+   */
+  async acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<number>> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const keys = this.keys(resource);
+    const started = Date.now();
+    const deadline = started + this.acquireTimeoutMs;
+    let subscription: Subscription | undefined;
+    try {
+      for (let first = true; ; first = false) {
+        // Registered before the attempt, so a release that lands while it is in flight still wakes us.
+        const waiter = this.wakeups.waiter(keys.channel);
+        try {
+          const flag = subscription?.ready ? this.waitFlagMs : 0;
+          const { handle, pttl } = await abortable(this.attempt(resource, keys, flag), signal, (late) => {
+            late.handle?.release().catch(() => {});
+          });
+          if (handle !== null) return handle;
+          const left = deadline - Date.now();
+          if (left <= 0) throw new LockTimeoutError(resource, Date.now() - started);
+          if (first) subscription = this.wakeups.subscribe(keys.channel);
+          const wakes: Promise<unknown>[] = [waiter.woken];
+          // Once subscribed, attempt again at once, with the flag set: no release can be missed after that.
+          if (subscription !== undefined && !subscription.ready) wakes.push(subscription.settled);
+          const untilExpiry = pttl > 0 ? pttl + 1 : Infinity;
+          await pause(Math.min(left, jittered(this.retryDelayMs), untilExpiry), signal, wakes);
+        } finally {
+          waiter.cancel();
+        }
+      }
+    } finally {
+      subscription?.leave();
+    }
+  }
+
+  /**
+   * Runs `routine` under the lock: acquires (waiting as `acquire` does), extends the lock whenever a third
+   * of its TTL is left for as long as the routine runs (up to `maxHoldMs`), aborts the routine's `signal`
+   * with a {@link LockLostError} when an extension finds another owner or the lock expires unextended, and
+   * releases in `finally` after any extension in flight. Resolves with the routine's result.
+   *
+   * @example
+   * ```ts
+   * const total = await lock.using("settle:2026-06-18", async (signal, handle) => {
+   *   let sum = 0;
+   *   for (const batch of batches) {
+   *     signal.throwIfAborted();
+   *     sum += await settle(batch, handle.fence);
+   *   }
+   *   return sum;
+   * }, { maxHoldMs: 60_000 });
+   * ```
+   */
+  async using<T>(
+    resource: string,
+    routine: LockedRoutine<T, number>,
+    options: UsingOptions = {},
+  ): Promise<T> {
+    validateOptionalInt("maxHoldMs", options.maxHoldMs, { min: 1 });
+    const handle = await this.acquire(resource, options);
+    return holdWhile(handle, routine, {
+      ttlMs: this.ttlMs,
+      retryDelayMs: this.retryDelayMs,
+      maxHoldMs: options.maxHoldMs,
+      signal: options.signal,
+    });
+  }
+
+  private async attempt(resource: string, keys: SpinLockKeys, waitFlagMs: number): Promise<Attempt> {
+    const token = randomUUID();
+    const sentAt = Date.now();
+    const reply = await ACQUIRE.run(
+      this.redis,
+      [keys.lock, keys.fence, keys.waiters],
+      [token, this.ttlMs, waitFlagMs],
+    );
+    if (!Array.isArray(reply) || reply.length !== 2 || typeof reply[1] !== "number") {
+      throw new UnexpectedReplyError(`lock/acquire returned ${JSON.stringify(reply)}`);
+    }
+    const [code, value] = reply as [unknown, number];
+    if (code === 0) return { handle: null, pttl: value };
+    if (code !== 1) throw new UnexpectedReplyError(`lock/acquire returned code ${String(code)}`);
+    return {
+      handle: new SpinLockHandle(
+        this.redis,
+        keys,
+        resource,
+        token,
+        value,
+        sentAt + this.ttlMs,
+        this.ttlMs,
+        this.onReleased,
+      ),
+      pttl: 0,
+    };
+  }
+}
+
+function checkClient(name: string, client: unknown): asserts client is RedisClient {
+  if (
+    client === null ||
+    typeof client !== "object" ||
+    typeof (client as RedisClient).defineCommand !== "function"
+  ) {
+    throw new InvalidArgumentError(name, "must be an ioredis Redis or Cluster client");
+  }
+}

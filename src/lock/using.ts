@@ -1,0 +1,114 @@
+// `using`: run a routine while a held lock is extended in the background, abort its signal when the lock is
+// lost, and release in `finally` once any extension in flight has settled. Shared by SpinLock and QuorumLock.
+import { LockLostError } from "./errors.js";
+import type { LockHandle, LockedRoutine } from "./types.js";
+
+export interface HoldOptions {
+  /** The lock's TTL: each extension asks for this much (less near `maxHoldMs`). */
+  readonly ttlMs: number;
+  /** Pause before retrying an extension that failed with a Redis fault, while the lock is still valid. */
+  readonly retryDelayMs: number;
+  readonly maxHoldMs?: number;
+  /** The caller's signal: aborting it aborts the routine's signal with the same reason. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Runs `routine` under `handle`. Timers are unref'd and nothing in them can throw: every outcome of an
+ * extension is turned into a rescheduled timer or an abort of the routine's signal.
+ */
+export async function holdWhile<T, F extends number | undefined>(
+  handle: LockHandle<F>,
+  routine: LockedRoutine<T, F>,
+  options: HoldOptions,
+): Promise<T> {
+  const { ttlMs, retryDelayMs, maxHoldMs, signal: outer } = options;
+  const controller = new AbortController();
+  const holdUntil = maxHoldMs === undefined ? Infinity : handle.expiresAt - ttlMs + maxHoldMs;
+  let done = false;
+  let capped = false;
+  let lastError: unknown;
+  let extendTimer: NodeJS.Timeout | undefined;
+  let lossTimer: NodeJS.Timeout | undefined;
+  let inflight: Promise<void> | undefined;
+
+  const stopTimers = () => {
+    clearTimeout(extendTimer);
+    clearTimeout(lossTimer);
+  };
+  const lose = (message: string, cause?: unknown) => {
+    stopTimers();
+    if (done || controller.signal.aborted) return;
+    controller.abort(
+      new LockLostError(handle.resource, message, cause === undefined ? undefined : { cause }),
+    );
+  };
+  // Fires when the lock's validity runs out with no successful extension since: lost, whatever the reason.
+  const armLossTimer = () => {
+    clearTimeout(lossTimer);
+    lossTimer = setTimeout(
+      () =>
+        capped
+          ? lose(`maxHoldMs (${maxHoldMs} ms) reached`)
+          : lose("it expired before an extension succeeded", lastError),
+      Math.max(0, handle.expiresAt - Date.now()),
+    );
+    lossTimer.unref();
+  };
+  const scheduleExtension = (delayMs: number) => {
+    clearTimeout(extendTimer);
+    extendTimer = setTimeout(extendNow, Math.max(0, delayMs));
+    extendTimer.unref();
+  };
+  // Next extension when a third of the TTL is left.
+  const scheduleNext = () => scheduleExtension(handle.expiresAt - Math.floor(ttlMs / 3) - Date.now());
+
+  function extendNow(): void {
+    if (done || controller.signal.aborted) return;
+    const ttl = Math.min(ttlMs, Math.floor(holdUntil - Date.now()));
+    if (ttl <= 0) {
+      capped = true;
+      return; // the loss timer fires when the last extension runs out
+    }
+    inflight = handle.extend(ttl).then(
+      (ok) => {
+        if (done) return;
+        if (!ok) return lose("another owner holds it (it expired and was taken, or was overwritten)");
+        lastError = undefined;
+        armLossTimer();
+        if (ttl < ttlMs) capped = true;
+        else scheduleNext();
+      },
+      (err: unknown) => {
+        if (done) return;
+        lastError = err;
+        // A Redis fault: the lock may still be ours until expiresAt; try again while there is time.
+        const left = handle.expiresAt - Date.now();
+        if (left > 0) scheduleExtension(Math.min(retryDelayMs, Math.floor(left / 2)));
+        else lose("it could not be extended", err);
+      },
+    );
+  }
+
+  const onOuterAbort = () => {
+    if (!controller.signal.aborted) controller.abort(outer!.reason);
+  };
+  if (outer?.aborted) onOuterAbort();
+  else outer?.addEventListener("abort", onOuterAbort, { once: true });
+  armLossTimer();
+  if (handle.expiresAt - ttlMs + (maxHoldMs ?? Infinity) <= handle.expiresAt) capped = true;
+  else scheduleNext();
+
+  try {
+    return await routine(controller.signal, handle);
+  } finally {
+    done = true;
+    stopTimers();
+    outer?.removeEventListener("abort", onOuterAbort);
+    // An extension in flight could land after the release and recreate nothing (it is compare-and-pexpire),
+    // but waiting for it keeps the release the last word and the handle's state consistent.
+    await inflight?.catch(() => {});
+    // A failed release is not the routine's failure: its work is done and the lock expires within its TTL.
+    await handle.release().catch(() => {});
+  }
+}

@@ -1,0 +1,69 @@
+// Waiting between lock attempts: a jittered delay that ends early on a wake-up and at once on abort.
+
+/** The reason an aborted signal carries, or a standard AbortError when it carries none. */
+export function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("This operation was aborted", "AbortError");
+}
+
+/** `delayMs` scaled by a random factor in [0.5, 1.5): waiters that met at one lock drift apart. */
+export function jittered(delayMs: number): number {
+  return Math.max(1, Math.round(delayMs * (0.5 + Math.random())));
+}
+
+/**
+ * Resolves after `ms`, or as soon as one of `wakes` resolves; rejects with the signal's reason the moment
+ * `signal` aborts. Leaves no timer or listener behind.
+ */
+export function pause(ms: number, signal: AbortSignal | undefined, wakes: readonly Promise<unknown>[] = []) {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(abortReason(signal));
+    let settled = false;
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      fn();
+    };
+    const onAbort = () => finish(() => reject(abortReason(signal!)));
+    const timer = setTimeout(() => finish(resolve), ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    for (const w of wakes)
+      w.then(
+        () => finish(resolve),
+        () => finish(resolve),
+      );
+  });
+}
+
+/**
+ * Settles like `work`, unless `signal` aborts first: then rejects with its reason at once and hands the
+ * late result of `work` to `orphan` (to release a lock acquired after the caller gave up).
+ */
+export function abortable<T>(
+  work: Promise<T>,
+  signal: AbortSignal | undefined,
+  orphan: (value: T) => void,
+): Promise<T> {
+  if (signal === undefined) return work;
+  return new Promise<T>((resolve, reject) => {
+    let abandoned = false;
+    const onAbort = () => {
+      abandoned = true;
+      reject(abortReason(signal));
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        if (abandoned) orphan(value);
+        else resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        if (!abandoned) reject(err);
+      },
+    );
+  });
+}

@@ -1,0 +1,205 @@
+// SpinLock on a private standalone redis-server: ownership, fencing, waiting, timeouts, abort, wake-ups.
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
+import type { Redis } from "ioredis";
+import { InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
+import { LockTimeoutError, SpinLock, type LockHandle } from "../../src/lock/index.js";
+import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+
+let srv: PrivateRedis;
+let redis: Redis;
+beforeAll(async () => {
+  srv = await startRedis();
+  redis = srv.client();
+});
+afterAll(async () => srv?.stop());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Keys and values (type + dump) without the ever-shrinking TTLs. */
+async function contents(pattern: string): Promise<Record<string, string>> {
+  const all = await keyspace(redis, pattern);
+  return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.replace(/:-?\d+$/, "")]));
+}
+
+describe("SpinLock basics", () => {
+  it("acquires, refuses a second owner, releases, and hands out increasing fences", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 5_000, acquireTimeoutMs: 0 });
+    const a = await lock.acquire("r");
+    expectTypeOf(a).toEqualTypeOf<LockHandle<number>>();
+    expect(a.resource).toBe("r");
+    expect(a.token).toMatch(/^[0-9a-f-]{36}$/);
+    expect(a.fence).toBe(1);
+    expect(await redis.get(lock.keys("r").lock)).toBe(a.token);
+    const pttl = await redis.pttl(lock.keys("r").lock);
+    expect(pttl).toBeGreaterThan(4_000);
+    expect(pttl).toBeLessThanOrEqual(5_000);
+    expect(a.expiresAt).toBeGreaterThan(Date.now() + 4_000);
+    expect(await lock.tryAcquire("r")).toBeNull();
+    await expect(lock.acquire("r")).rejects.toBeInstanceOf(LockTimeoutError);
+    expect(await a.release()).toBe(true);
+    expect(await a.release()).toBe(false);
+    expect(await redis.exists(lock.keys("r").lock)).toBe(0);
+    const b = await lock.tryAcquire("r");
+    expect(b?.fence).toBe(2);
+    const c = await lock.tryAcquire("other");
+    expect(c?.fence).toBe(1);
+    await b!.release();
+    await c!.release();
+  });
+
+  it("keeps one resource's keys under one hash tag", async () => {
+    const prefix = randomPrefix();
+    const lock = new SpinLock(redis, { prefix });
+    expect(lock.keys("order:42")).toEqual({
+      lock: `{${prefix}:order:42}:lock`,
+      fence: `{${prefix}:order:42}:fence`,
+      waiters: `{${prefix}:order:42}:waiters`,
+      channel: `{${prefix}:order:42}:released`,
+    });
+    const h = await lock.acquire("order:42");
+    await h.release();
+    expect(Object.keys(await keyspace(redis, `*${prefix}*`))).toEqual([`{${prefix}:order:42}:fence`]);
+  });
+
+  it("never releases or extends another owner's lock", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 100 });
+    const a = await lock.acquire("r");
+    await sleep(150);
+    const b = await lock.acquire("r");
+    expect(b.fence).toBeGreaterThan(a.fence);
+    const before = await contents(`*${lock.keys("r").lock}*`);
+    expect(await a.extend(10_000)).toBe(false);
+    expect(await a.release()).toBe(false);
+    expect(await redis.get(lock.keys("r").lock)).toBe(b.token);
+    expect(await redis.pttl(lock.keys("r").lock)).toBeLessThanOrEqual(100);
+    expect(await contents(`*${lock.keys("r").lock}*`)).toEqual(before);
+    expect(await b.extend(10_000)).toBe(true);
+    expect(await redis.pttl(lock.keys("r").lock)).toBeGreaterThan(9_000);
+    expect(b.expiresAt).toBeGreaterThan(Date.now() + 9_000);
+    expect(await b.release()).toBe(true);
+    expect(await b.extend()).toBe(false);
+  });
+
+  it("treats an overwritten key (another value or another type) as another owner's", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), acquireTimeoutMs: 0 });
+    const a = await lock.acquire("r");
+    await redis.set(lock.keys("r").lock, "intruder");
+    expect(await a.extend()).toBe(false);
+    expect(await a.release()).toBe(false);
+    expect(await redis.get(lock.keys("r").lock)).toBe("intruder");
+    const b = await lock.acquire("s");
+    await redis.del(lock.keys("s").lock);
+    await redis.hset(lock.keys("s").lock, "x", "1");
+    expect(await b.extend()).toBe(false);
+    expect(await b.release()).toBe(false);
+    expect(await lock.tryAcquire("s")).toBeNull();
+  });
+
+  it("tryAcquire writes nothing when the lock is taken", async () => {
+    const prefix = randomPrefix();
+    const lock = new SpinLock(redis, { prefix });
+    const a = await lock.acquire("r");
+    const before = await contents(`*${prefix}*`);
+    expect(await lock.tryAcquire("r")).toBeNull();
+    expect(await contents(`*${prefix}*`)).toEqual(before);
+    expect(await redis.pttl(lock.keys("r").lock)).toBeLessThanOrEqual(a.expiresAt - Date.now() + 50);
+    await a.release();
+  });
+
+  it("validates options and resources up front", async () => {
+    expect(() => new SpinLock(redis, { ttlMs: 0 })).toThrow(/ttlMs must be at least 1/);
+    expect(() => new SpinLock(redis, { ttlMs: 1.5 })).toThrow(InvalidArgumentError);
+    expect(() => new SpinLock(redis, { retryDelayMs: -1 })).toThrow(/retryDelayMs/);
+    expect(() => new SpinLock(redis, { acquireTimeoutMs: -1 })).toThrow(/acquireTimeoutMs/);
+    expect(() => new SpinLock(redis, { prefix: "a{b}" })).toThrow(/prefix/);
+    expect(() => new SpinLock({} as Redis)).toThrow(/redis must be an ioredis/);
+    expect(() => new SpinLock(redis, { subscriber: redis })).toThrow(/connection of its own/);
+    const lock = new SpinLock(redis, { prefix: randomPrefix() });
+    await expect(lock.acquire("a{b}")).rejects.toThrow(/resource must not contain/);
+    await expect(lock.tryAcquire("")).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(lock.using("x", async () => 1, { maxHoldMs: 0 })).rejects.toThrow(/maxHoldMs/);
+    const h = await lock.acquire("x");
+    await expect(h.extend(0)).rejects.toThrow(/ttlMs/);
+    await h.release();
+  });
+
+  it("keeps working after SCRIPT FLUSH", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix() });
+    const a = await lock.acquire("r");
+    await redis.script("FLUSH");
+    expect(await a.extend()).toBe(true);
+    await redis.script("FLUSH");
+    expect(await a.release()).toBe(true);
+    await redis.script("FLUSH");
+    expect((await lock.acquire("r")).fence).toBe(2);
+  });
+
+  it("throws RedisUnavailableError on a closed connection", async () => {
+    const c = srv.client({ maxRetriesPerRequest: 0 });
+    const lock = new SpinLock(c, { prefix: randomPrefix() });
+    const h = await lock.acquire("r");
+    await c.quit();
+    await expect(lock.tryAcquire("r")).rejects.toBeInstanceOf(RedisUnavailableError);
+    await expect(lock.acquire("r")).rejects.toBeInstanceOf(RedisUnavailableError);
+    await expect(h.release()).rejects.toBeInstanceOf(RedisUnavailableError);
+  });
+});
+
+describe("SpinLock waiting", () => {
+  it("gives up at acquireTimeoutMs, within one retry delay", async () => {
+    const retryDelayMs = 50;
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), retryDelayMs, acquireTimeoutMs: 300 });
+    const h = await lock.acquire("r");
+    for (let i = 0; i < 3; i++) {
+      const t0 = Date.now();
+      const err = await lock.acquire("r").catch((e: unknown) => e);
+      const waited = Date.now() - t0;
+      expect(err).toBeInstanceOf(LockTimeoutError);
+      expect(err).toMatchObject({ code: "LOCK_TIMEOUT", resource: "r" });
+      expect(waited).toBeGreaterThanOrEqual(300);
+      expect(waited).toBeLessThanOrEqual(300 + retryDelayMs + 100); // + margin for a loaded machine
+    }
+    await h.release();
+  });
+
+  it("gets the lock as soon as the holder's TTL runs out", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 300, retryDelayMs: 1_000 });
+    await lock.acquire("r"); // never released: expires
+    const t0 = Date.now();
+    const h = await lock.acquire("r");
+    expect(Date.now() - t0).toBeLessThan(600); // the pause is cut to the holder's PTTL, not 0.5–1.5 s
+    expect(h.fence).toBe(2);
+  });
+
+  it("an AbortSignal cancels a wait at once, with the signal's reason", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), retryDelayMs: 1_000 });
+    const h = await lock.acquire("r");
+    const controller = new AbortController();
+    const reason = new Error("client went away");
+    const waiting = lock.acquire("r", { signal: controller.signal }).catch((e: unknown) => e);
+    await sleep(150);
+    const t0 = Date.now();
+    controller.abort(reason);
+    expect(await waiting).toBe(reason);
+    expect(Date.now() - t0).toBeLessThan(50);
+    // an already aborted signal rejects before any command
+    await expect(lock.acquire("r", { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    const timeout = await lock.acquire("r", { signal: AbortSignal.timeout(100) }).catch((e: unknown) => e);
+    expect((timeout as Error).name).toBe("TimeoutError");
+    await h.release();
+    expect((await lock.tryAcquire("r"))?.fence).toBe(2); // the aborted waiters took nothing
+  });
+
+  it("wakes a waiter of the same SpinLock as soon as it releases, without a subscriber", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), retryDelayMs: 1_000 });
+    const h = await lock.acquire("r");
+    const waiting = lock.acquire("r");
+    await sleep(100);
+    const t0 = Date.now();
+    await h.release();
+    const next = await waiting;
+    expect(Date.now() - t0).toBeLessThan(100);
+    expect(next.fence).toBe(h.fence + 1);
+    await next.release();
+  });
+});
