@@ -9,6 +9,6 @@ export {
 } from "./errors.js";
 export { validateId, validateInt, validateOptionalInt, MAX_ID_LENGTH } from "./validate.js";
 export { entityKeys, resolvePrefix, DEFAULT_PREFIX, type EntityKeys } from "./keys.js";
-export { LuaScript, RedisCommandError, toRedisError, type RedisClient } from "./scripts.js";
+export { LuaScript, RedisCommandError, toRedisError, type RedisClient, type ScriptArg } from "./scripts.js";
 export { redisTimeMs } from "./time.js";
 export { sqlRows, splitSqlStatements, runSqlScript, type SqlClient } from "./sql.js";

@@ -8,7 +8,8 @@ import { FlashSaleError, RedisUnavailableError, UnexpectedReplyError } from "./e
 /** An ioredis client: standalone (or Sentinel) `Redis`, or `Cluster`. */
 export type RedisClient = Redis | Cluster;
 
-type ScriptArg = string | number | Buffer;
+/** An argument a script accepts. */
+export type ScriptArg = string | number | Buffer;
 type CustomCommand = (...args: ScriptArg[]) => Promise<unknown>;
 
 /**
