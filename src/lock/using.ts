@@ -26,6 +26,7 @@ export async function holdWhile<T, F extends number | undefined>(
   const controller = new AbortController();
   const holdUntil = maxHoldMs === undefined ? Infinity : handle.expiresAt - ttlMs + maxHoldMs;
   let done = false;
+  let lost = false;
   let capped = false;
   let lastError: unknown;
   let extendTimer: NodeJS.Timeout | undefined;
@@ -38,7 +39,10 @@ export async function holdWhile<T, F extends number | undefined>(
   };
   const lose = (message: string, cause?: unknown) => {
     stopTimers();
-    if (done || controller.signal.aborted) return;
+    if (done || lost) return;
+    lost = true;
+    // The caller may have aborted already (its reason stays); either way, extending ends here.
+    if (controller.signal.aborted) return;
     controller.abort(
       new LockLostError(handle.resource, message, cause === undefined ? undefined : { cause }),
     );
@@ -64,7 +68,7 @@ export async function holdWhile<T, F extends number | undefined>(
   const scheduleNext = () => scheduleExtension(handle.expiresAt - Math.floor(ttlMs / 3) - Date.now());
 
   function extendNow(): void {
-    if (done || controller.signal.aborted) return;
+    if (done || lost) return;
     const ttl = Math.min(ttlMs, Math.floor(holdUntil - Date.now()));
     if (ttl <= 0) {
       capped = true;
@@ -72,7 +76,7 @@ export async function holdWhile<T, F extends number | undefined>(
     }
     inflight = handle.extend(ttl).then(
       (ok) => {
-        if (done) return;
+        if (done || lost) return;
         if (!ok) return lose("another owner holds it (it expired and was taken, or was overwritten)");
         lastError = undefined;
         armLossTimer();
@@ -80,7 +84,7 @@ export async function holdWhile<T, F extends number | undefined>(
         else scheduleNext();
       },
       (err: unknown) => {
-        if (done) return;
+        if (done || lost) return;
         lastError = err;
         // A Redis fault: the lock may still be ours until expiresAt; try again while there is time.
         const left = handle.expiresAt - Date.now();

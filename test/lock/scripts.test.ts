@@ -1,0 +1,104 @@
+// Each lock script on its own, through plain EVAL: replies, what it writes, and what it leaves alone.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import { LUA } from "../../src/core/embedded.generated.js";
+import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+
+let srv: PrivateRedis;
+let redis: Redis;
+beforeAll(async () => {
+  srv = await startRedis();
+  redis = srv.client();
+});
+afterAll(async () => srv?.stop());
+
+const keysOf = () => {
+  const tag = `{${randomPrefix()}:r}`;
+  return {
+    lock: `${tag}:lock`,
+    fence: `${tag}:fence`,
+    waiters: `${tag}:waiters`,
+    channel: `${tag}:released`,
+  };
+};
+const acquire = (k: ReturnType<typeof keysOf>, token: string, ttl: number, flag = 0) =>
+  redis.eval(LUA["lock/acquire"], 3, k.lock, k.fence, k.waiters, token, ttl, flag);
+const release = (k: ReturnType<typeof keysOf>, token: string) =>
+  redis.eval(LUA["lock/release"], 2, k.lock, k.waiters, token, k.channel);
+const extend = (k: ReturnType<typeof keysOf>, token: string, ttl: number) =>
+  redis.eval(LUA["lock/extend"], 1, k.lock, token, ttl);
+
+describe("lua/lock scripts", () => {
+  it("every script opens with a header naming KEYS and ARGV", () => {
+    for (const name of ["lock/acquire", "lock/release", "lock/extend"] as const) {
+      const head = LUA[name].split("\n").slice(0, 5).join("\n");
+      expect(head).toMatch(/KEYS:/);
+      expect(head).toMatch(/ARGV:/);
+      expect(head).toMatch(/Returns:/);
+    }
+  });
+
+  it("acquire: {1, fence} when free, {0, pttl} when held; a refusal writes nothing without the flag", async () => {
+    const k = keysOf();
+    expect(await acquire(k, "a", 5_000)).toEqual([1, 1]);
+    expect(await redis.get(k.lock)).toBe("a");
+    const [code, pttl] = (await acquire(k, "b", 5_000)) as [number, number];
+    expect(code).toBe(0);
+    expect(pttl).toBeGreaterThan(4_000);
+    expect(await redis.get(k.fence)).toBe("1");
+    expect(await redis.exists(k.waiters)).toBe(0);
+    expect(await redis.get(k.lock)).toBe("a");
+    // with the flag: only the flag is written, with its own TTL
+    expect((await acquire(k, "b", 5_000, 700))[0]).toBe(0);
+    expect(await redis.pttl(k.waiters)).toBeGreaterThan(500);
+    await redis.del(k.lock);
+    expect(await acquire(k, "c", 5_000)).toEqual([1, 2]);
+  });
+
+  it("acquire: a holder without expiry reports pttl -1", async () => {
+    const k = keysOf();
+    await redis.set(k.lock, "forever");
+    expect(await acquire(k, "a", 100)).toEqual([0, -1]);
+  });
+
+  it("acquire: a corrupted fence counter raises before anything is written", async () => {
+    const k = keysOf();
+    await redis.set(k.fence, "not-a-number");
+    await expect(acquire(k, "a", 5_000)).rejects.toThrow(/not an integer/);
+    expect(await redis.exists(k.lock)).toBe(0);
+  });
+
+  it("release: compare-and-delete, publishing only while the waiters flag exists", async () => {
+    const k = keysOf();
+    const sub = srv.client();
+    const got: string[] = [];
+    await sub.subscribe(k.channel);
+    sub.on("message", (ch: string) => got.push(ch));
+    await acquire(k, "a", 5_000);
+    expect(await release(k, "b")).toBe(0);
+    expect(await redis.get(k.lock)).toBe("a");
+    expect(await release(k, "a")).toBe(1);
+    expect(await redis.exists(k.lock)).toBe(0);
+    expect(await release(k, "a")).toBe(0);
+    await acquire(k, "a", 5_000);
+    await acquire(k, "w", 5_000, 1_000); // a waiter registers
+    expect(await release(k, "a")).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toEqual([k.channel]);
+    await redis.hset(k.lock, "f", "v"); // another type: not ours, no error
+    expect(await release(k, "a")).toBe(0);
+    expect(await redis.type(k.lock)).toBe("hash");
+  });
+
+  it("extend: compare-and-pexpire", async () => {
+    const k = keysOf();
+    await acquire(k, "a", 1_000);
+    expect(await extend(k, "b", 60_000)).toBe(0);
+    expect(await redis.pttl(k.lock)).toBeLessThanOrEqual(1_000);
+    expect(await extend(k, "a", 60_000)).toBe(1);
+    expect(await redis.pttl(k.lock)).toBeGreaterThan(59_000);
+    await redis.del(k.lock);
+    expect(await extend(k, "a", 60_000)).toBe(0);
+    expect(await redis.exists(k.lock)).toBe(0);
+  });
+});

@@ -1,0 +1,171 @@
+// SpinLock.using: auto-extension, loss detection through the routine's AbortSignal, maxHoldMs, release.
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import { LUA } from "../../src/core/embedded.generated.js";
+import { LockLostError, SpinLock } from "../../src/lock/index.js";
+import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+
+let srv: PrivateRedis;
+let redis: Redis;
+let admin: Redis;
+beforeAll(async () => {
+  srv = await startRedis();
+  redis = srv.client();
+  admin = srv.client();
+});
+afterAll(async () => srv?.stop());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves with the time (ms, performance.now) at which `signal` aborts. */
+function abortedAt(signal: AbortSignal): Promise<number> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve(performance.now());
+    else signal.addEventListener("abort", () => resolve(performance.now()), { once: true });
+  });
+}
+
+describe("SpinLock.using", () => {
+  it("holds a 200 ms-TTL lock through a 1 s routine, then releases it", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 200 });
+    const key = lock.keys("r").lock;
+    let fence = 0;
+    const result = await lock.using("r", async (signal, handle) => {
+      fence = handle.fence;
+      const started = Date.now();
+      while (Date.now() - started < 1_000) {
+        // the key stays ours the whole time, though it would have expired five times over
+        expect(await admin.get(key)).toBe(handle.token);
+        expect(await admin.pttl(key)).toBeGreaterThan(0);
+        expect(await lock.tryAcquire("r")).toBeNull();
+        await sleep(20);
+      }
+      expect(signal.aborted).toBe(false);
+      expect(handle.expiresAt).toBeGreaterThan(Date.now());
+      return "done";
+    });
+    expect(result).toBe("done");
+    expect(await admin.exists(key)).toBe(0);
+    expect((await lock.tryAcquire("r"))?.fence).toBe(fence + 1);
+  });
+
+  it("aborts the signal with LockLostError within one extension period of an external overwrite", async () => {
+    const ttlMs = 200;
+    const period = ttlMs - Math.floor(ttlMs / 3); // extensions run when a third of the TTL is left
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs });
+    const key = lock.keys("r").lock;
+    let overwrittenAt = 0;
+    const reason = await lock.using("r", async (signal) => {
+      const aborted = abortedAt(signal);
+      await sleep(300);
+      await admin.set(key, "someone-else", "PX", 10_000);
+      overwrittenAt = performance.now();
+      const at = await aborted;
+      // one period, plus a margin for a loaded machine
+      expect(at - overwrittenAt).toBeLessThanOrEqual(period + 100);
+      return signal.reason as unknown;
+    });
+    expect(reason).toBeInstanceOf(LockLostError);
+    expect(reason).toMatchObject({ code: "LOCK_LOST", resource: "r" });
+    expect(String((reason as Error).message)).toMatch(/another owner/);
+    expect(await admin.get(key)).toBe("someone-else"); // the finally-release did not delete it
+  });
+
+  it("stops extending at maxHoldMs: the lock expires and the signal aborts", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 200 });
+    const t0 = performance.now();
+    const { at, reason } = await lock.using(
+      "r",
+      async (signal) => ({ at: await abortedAt(signal), reason: signal.reason as unknown }),
+      { maxHoldMs: 500 },
+    );
+    expect(at - t0).toBeGreaterThanOrEqual(480);
+    expect(at - t0).toBeLessThan(500 + 150);
+    expect(reason).toBeInstanceOf(LockLostError);
+    expect(String((reason as Error).message)).toMatch(/maxHoldMs/);
+    expect(await admin.exists(lock.keys("r").lock)).toBe(0);
+  });
+
+  it("aborts the signal when the lock expires while extensions hang (server paused)", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 200 });
+    const t0 = performance.now();
+    const reason = await lock.using("r", async (signal) => {
+      await admin.client("PAUSE", 600, "ALL");
+      const at = await abortedAt(signal);
+      expect(at - t0).toBeLessThan(200 + 150);
+      return signal.reason as unknown;
+    });
+    expect(reason).toBeInstanceOf(LockLostError);
+    expect(String((reason as Error).message)).toMatch(/expired before an extension succeeded/);
+  });
+
+  it("waits for an extension in flight, releases last, and sends nothing after the release", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 600 });
+    const key = lock.keys("r").lock;
+    const sha = (name: string) =>
+      createHash("sha1")
+        .update(LUA[name as keyof typeof LUA])
+        .digest("hex");
+    const warm = await lock.acquire("warm-up"); // scripts cached: one EVALSHA per call from here on
+    await warm.extend();
+    await warm.release();
+    const monitor = await srv.client().monitor();
+    const seen: string[] = [];
+    monitor.on("monitor", (_time: string, args: string[]) => {
+      if (!args.includes(key) || !/^eval/i.test(args[0] ?? "")) return;
+      const names: Record<string, string> = {
+        [sha("lock/acquire")]: "acquire",
+        [sha("lock/extend")]: "extend",
+        [sha("lock/release")]: "release",
+      };
+      seen.push(names[args[1] ?? ""] ?? "other");
+    });
+    let pausedUntil = 0;
+    let signalAfter: AbortSignal | undefined;
+    await lock.using("r", async (signal) => {
+      signalAfter = signal;
+      await sleep(300);
+      // the extension due at ~400 ms is sent while the server is paused: still in flight at return (500 ms)
+      await admin.client("PAUSE", 250, "WRITE");
+      pausedUntil = performance.now() + 250;
+      await sleep(200);
+    });
+    expect(performance.now()).toBeGreaterThanOrEqual(pausedUntil - 5);
+    await sleep(400); // a timer left behind would extend within this
+    expect(await admin.exists(key)).toBe(0);
+    expect(signalAfter?.aborted).toBe(false);
+    expect(seen).toEqual(["acquire", "extend", "release"]);
+    monitor.disconnect();
+  });
+
+  it("releases when the routine throws, and rethrows its error", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix() });
+    const boom = new Error("boom");
+    await expect(
+      lock.using("r", async () => {
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    expect(await admin.exists(lock.keys("r").lock)).toBe(0);
+  });
+
+  it("passes the caller's abort on to the routine's signal and keeps the lock until it returns", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 150 });
+    const controller = new AbortController();
+    const reason = new Error("shutdown");
+    setTimeout(() => controller.abort(reason), 100);
+    const got = await lock.using(
+      "r",
+      async (signal, handle) => {
+        await abortedAt(signal);
+        await sleep(300); // cleaning up, still holding (extended) the lock
+        expect(await admin.get(lock.keys("r").lock)).toBe(handle.token);
+        return signal.reason as unknown;
+      },
+      { signal: controller.signal },
+    );
+    expect(got).toBe(reason);
+    expect(await admin.exists(lock.keys("r").lock)).toBe(0);
+  });
+});
