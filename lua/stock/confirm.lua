@@ -1,6 +1,6 @@
 -- stock/confirm: turn a held reservation into a sale. Idempotent; a hold past its expiry is released instead.
 -- KEYS: [1] stock hash, [2] holds zset (reservation ids by expiry), [3] events stream
--- ARGV: [1] reservationId, [2] sku, [3] events MAXLEN or ''
+-- ARGV: [1] reservationId, [2] sku, [3] events MAXLEN or '', [4] restock pub/sub channel
 -- Returns: 0 confirmed (now or before), 1 released (before, or now because the hold expired),
 --          2 unknown reservation.
 -- @include stock/includes/common.lua
@@ -15,7 +15,7 @@ if state == 'R' then return 1 end
 
 local now = nowMs()
 if exp > 0 and now >= exp then
-  giveBack(rid, qty, exp, remaining, user, ARGV[3], ARGV[2], now, 'expired')
+  giveBack(rid, qty, exp, remaining, user, ARGV[3], ARGV[2], now, 'expired', ARGV[4])
   return 1
 end
 rcall('HSET', KEYS[1], rfield, packRecord('C', qty, exp, remaining, user), 'held', tonumber(s[2]) - qty,

@@ -38,6 +38,19 @@ export interface InventoryOptions {
    * consumer that falls behind loses nothing; trim it once the order pipeline has read it.
    */
   readonly eventsMaxLen?: number;
+  /**
+   * Answer `SOLD_OUT` in process, with no round trip, for this long after Redis last said a SKU had no units
+   * left. The flag is dropped at once when stock comes back (a release, an expired hold, `setStock`) if
+   * `subscriber` is given, else when `soldOutCacheMs` runs out. Calls that pass their own `reservationId` always
+   * go to Redis, because a retry must get its first outcome. `0` turns the flag off.
+   * @default 1000
+   */
+  readonly soldOutCacheMs?: number;
+  /**
+   * A connection this Inventory may put in subscriber mode to hear restocks (`<prefix>:restock`), e.g.
+   * `redis.duplicate()`. Omitted: the flag only times out.
+   */
+  readonly subscriber?: RedisClient;
 }
 
 /** Options of `startHoldSweeper`. */
@@ -103,6 +116,14 @@ export class Inventory implements StockStore {
   private readonly prefix: string;
   private readonly maxLen: string;
   private readonly keyCache = new Map<string, string[]>();
+  private readonly channel: string;
+  private readonly subscriber: RedisClient | undefined;
+  private readonly soldOutMs: number;
+  /** SKU → `performance.now()` until which it is known sold out. */
+  private readonly soldOut = new Map<string, number>();
+  private readonly onRestock = (channel: string, sku: string): void => {
+    if (channel === this.channel) this.soldOut.delete(sku);
+  };
 
   constructor(
     private readonly redis: RedisClient,
@@ -114,6 +135,32 @@ export class Inventory implements StockStore {
     this.prefix = resolvePrefix(options.prefix);
     validateOptionalInt("eventsMaxLen", options.eventsMaxLen, { min: 1 });
     this.maxLen = options.eventsMaxLen === undefined ? "" : String(options.eventsMaxLen);
+    this.soldOutMs = options.soldOutCacheMs ?? 1000;
+    validateInt("soldOutCacheMs", this.soldOutMs, { min: 0, max: 3_600_000 });
+    this.channel = `${this.prefix}:restock`;
+    const sub = options.subscriber;
+    this.subscriber = sub;
+    if (sub !== undefined) {
+      if (sub === null || typeof sub !== "object" || typeof sub.subscribe !== "function") {
+        throw new InvalidArgumentError("subscriber", "must be an ioredis Redis or Cluster client");
+      }
+      sub.on("message", this.onRestock);
+      // A failed subscription only means flags live until they time out; never an unhandled rejection.
+      sub.subscribe(this.channel).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Stops listening for restocks on the `subscriber` (the connection stays open: it is yours).
+   *
+   * @example
+   * ```ts
+   * await inventory.close();
+   * ```
+   */
+  async close(): Promise<void> {
+    this.subscriber?.off("message", this.onRestock);
+    await this.subscriber?.unsubscribe(this.channel).catch(() => undefined);
   }
 
   /**
@@ -162,8 +209,9 @@ export class Inventory implements StockStore {
     const reply = await SET_STOCK.run(
       this.redis,
       [this.keys(sku).stock],
-      [quantity, o.perUserLimit, o.startsAt ?? "", o.endsAt ?? "", o.holdMs ?? 0],
+      [quantity, o.perUserLimit, o.startsAt ?? "", o.endsAt ?? "", o.holdMs ?? 0, this.channel, sku],
     );
+    this.soldOut.delete(sku);
     const [code, value] = pair(reply, "stock/set-stock");
     if (code === 1) {
       throw new ConflictError(
@@ -186,6 +234,13 @@ export class Inventory implements StockStore {
    */
   async reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
     const quantity = checkReserveArgs(sku, options);
+    if (options.reservationId === undefined && this.soldOut.size > 0) {
+      const until = this.soldOut.get(sku);
+      if (until !== undefined) {
+        if (performance.now() < until) return { ok: false, reason: "SOLD_OUT" };
+        this.soldOut.delete(sku);
+      }
+    }
     const reservationId = options.reservationId ?? randomUUID();
     const reply = await RESERVE.run(this.redis, this.keyList(sku), [
       reservationId,
@@ -204,6 +259,9 @@ export class Inventory implements StockStore {
     }
     const reason = RESERVE_REJECTIONS[code];
     if (reason === undefined) throw new UnexpectedReplyError(`stock/reserve returned code ${code}`);
+    if (reason === "SOLD_OUT" && remaining === 0 && this.soldOutMs > 0) {
+      this.soldOut.set(sku, performance.now() + this.soldOutMs);
+    }
     return { ok: false, reason };
   }
 
@@ -220,7 +278,12 @@ export class Inventory implements StockStore {
   async confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
-    const code = await CONFIRM.run(this.redis, this.keyList(sku), [reservationId, sku, this.maxLen]);
+    const code = await CONFIRM.run(this.redis, this.keyList(sku), [
+      reservationId,
+      sku,
+      this.maxLen,
+      this.channel,
+    ]);
     if (code === 0) return { ok: true };
     if (code === 1) return { ok: false, reason: "RELEASED" };
     if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
@@ -239,8 +302,16 @@ export class Inventory implements StockStore {
   async release(sku: string, reservationId: string): Promise<ReleaseResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
-    const code = await RELEASE.run(this.redis, this.keyList(sku), [reservationId, sku, this.maxLen]);
-    if (code === 0) return { ok: true };
+    const code = await RELEASE.run(this.redis, this.keyList(sku), [
+      reservationId,
+      sku,
+      this.maxLen,
+      this.channel,
+    ]);
+    if (code === 0) {
+      this.soldOut.delete(sku);
+      return { ok: true };
+    }
     if (code === 1) return { ok: false, reason: "CONFIRMED" };
     if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
     throw new UnexpectedReplyError(`stock/release returned ${String(code)}`);
@@ -258,8 +329,9 @@ export class Inventory implements StockStore {
     validateId("sku", sku);
     const limit = options.limit ?? 100;
     validateInt("limit", limit, { min: 1, max: 100_000 });
-    const n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen]);
+    const n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen, this.channel]);
     if (typeof n !== "number") throw new UnexpectedReplyError("stock/expire-holds returned no count");
+    if (n > 0) this.soldOut.delete(sku);
     return n;
   }
 

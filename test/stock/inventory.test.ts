@@ -16,7 +16,8 @@ beforeAll(async () => {
 afterAll(async () => srv?.stop());
 
 describe("Inventory (standalone Redis)", () => {
-  stockContract({ store: () => new Inventory(redis, { prefix: randomPrefix() }) });
+  // The contract checks Redis's own answers, so the in-process sold-out flag is off here (tested below).
+  stockContract({ store: () => new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0 }) });
 
   it("keeps every key of a SKU under one hash tag", async () => {
     const prefix = randomPrefix();
@@ -138,5 +139,69 @@ describe("Inventory (standalone Redis)", () => {
     await sweeper.stop();
     expect(await inv.snapshot("s")).toMatchObject({ available: 10, held: 0 });
     expect(errors).toEqual([]);
+  });
+
+  describe("sold-out flag", () => {
+    const evalCalls = async () => {
+      const info = await redis.info("commandstats");
+      return (
+        Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0) +
+        Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0)
+      );
+    };
+
+    it("answers SOLD_OUT in process once Redis said 0 left, and clears on a restock message", async () => {
+      const prefix = randomPrefix();
+      const subscriber = srv.client();
+      const local = new Inventory(redis, { prefix, soldOutCacheMs: 60_000, subscriber });
+      const other = new Inventory(srv.client(), { prefix, soldOutCacheMs: 0 }); // another process
+      await other.setStock("s", 1);
+      const first = await local.reserve("s", { userId: "a" });
+      expect(first.ok).toBe(true);
+      expect(await local.reserve("s", { userId: "b" })).toEqual({ ok: false, reason: "SOLD_OUT" }); // sets the flag
+      const before = await evalCalls();
+      for (let i = 0; i < 50; i++) {
+        expect(await local.reserve("s", { userId: `c${i}` })).toEqual({ ok: false, reason: "SOLD_OUT" });
+      }
+      expect(await evalCalls()).toBe(before); // no script ran
+      // a caller-chosen id still goes to Redis and gets its first outcome
+      if (!first.ok) throw new Error();
+      expect(await local.reserve("s", { userId: "a", reservationId: first.reservationId })).toEqual(first);
+      // another process releases: the restock message clears the flag
+      await other.release("s", first.reservationId);
+      const deadline = Date.now() + 5_000;
+      let again = await local.reserve("s", { userId: "d" });
+      while (!again.ok && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+        again = await local.reserve("s", { userId: "d" });
+      }
+      expect(again.ok).toBe(true);
+      await local.close();
+    });
+
+    it("without a subscriber the flag times out", async () => {
+      const prefix = randomPrefix();
+      const local = new Inventory(redis, { prefix, soldOutCacheMs: 150 });
+      const other = new Inventory(srv.client(), { prefix, soldOutCacheMs: 0 });
+      await other.setStock("s", 0);
+      expect(await local.reserve("s", { userId: "a" })).toEqual({ ok: false, reason: "SOLD_OUT" });
+      await other.setStock("s", 1);
+      expect(await local.reserve("s", { userId: "a" })).toEqual({ ok: false, reason: "SOLD_OUT" }); // flag still up
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await local.reserve("s", { userId: "a" })).ok).toBe(true);
+    });
+
+    it("is cleared by this instance's own release and setStock", async () => {
+      const local = new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 60_000 });
+      await local.setStock("s", 1);
+      const r = await local.reserve("s", { userId: "a" });
+      expect(await local.reserve("s", { userId: "b" })).toEqual({ ok: false, reason: "SOLD_OUT" });
+      if (!r.ok) throw new Error();
+      await local.release("s", r.reservationId);
+      expect((await local.reserve("s", { userId: "b" })).ok).toBe(true);
+      expect(await local.reserve("s", { userId: "c" })).toEqual({ ok: false, reason: "SOLD_OUT" });
+      await local.setStock("s", 2);
+      expect((await local.reserve("s", { userId: "c" })).ok).toBe(true);
+    });
   });
 });

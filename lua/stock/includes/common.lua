@@ -32,7 +32,8 @@ local function appendEvent(maxlen, sku, kind, rid, user, qty, now)
 end
 
 -- Returns a held reservation's units to stock and the user's quota, and records it as released.
-local function giveBack(rid, qty, exp, remaining, user, maxlen, sku, now, cause)
+-- When the SKU was sold out, tells every process (channel = ARGV restock channel) to drop its sold-out flag.
+local function giveBack(rid, qty, exp, remaining, user, maxlen, sku, now, cause, channel)
   local ufield = 'u:' .. user
   local s = rcall('HMGET', KEYS[1], 'available', 'held', ufield)
   local available = tonumber(s[1])
@@ -42,6 +43,7 @@ local function giveBack(rid, qty, exp, remaining, user, maxlen, sku, now, cause)
   local left = tonumber(s[3] or '0') - qty
   if left > 0 then rcall('HSET', KEYS[1], ufield, left) else rcall('HDEL', KEYS[1], ufield) end
   if exp > 0 then rcall('ZREM', KEYS[2], rid) end
+  if available == qty then rcall('PUBLISH', channel, sku) end
   if maxlen == '' then
     rcall('XADD', KEYS[3], '*', 'type', 'released', 'sku', sku, 'reservationId', rid, 'userId', user,
       'quantity', qty, 'at', now, 'cause', cause)
