@@ -1,2 +1,69 @@
-// flash-sale-kit/outbox: not yet released.
-export {};
+// flash-sale-kit/outbox: the transactional outbox and inbox on PostgreSQL, a relay with retries and
+// dead-lettering, Redis Streams and RabbitMQ transports, and orders with delayed cancellation.
+export {
+  transaction,
+  type TransactionSource,
+  type PoolLike,
+  type PooledClientLike,
+  type TransactionCapable,
+} from "./transaction.js";
+export {
+  PostgresOutbox,
+  outboxSchema,
+  type PostgresOutboxOptions,
+  type EnqueueInput,
+  type EnqueueResult,
+  type OutboxRecord,
+  type OutboxStatus,
+  type OutboxStats,
+} from "./postgres-outbox.js";
+export {
+  OutboxRelay,
+  type OutboxRelayOptions,
+  type RelayRound,
+  type ListenClient,
+  type PgListenClient,
+  type PgliteListenClient,
+} from "./relay.js";
+export { retryDelayMs, DEFAULT_RELAY_BACKOFF, type RelayBackoffOptions } from "./backoff.js";
+export {
+  PostgresInbox,
+  inboxSchema,
+  type PostgresInboxOptions,
+  type InboxMessageRef,
+  type ProcessOutcome,
+} from "./inbox.js";
+export {
+  RedisStreamPublisher,
+  readStreamedMessage,
+  type RedisStreamPublisherOptions,
+  type StreamedMessage,
+} from "./redis-stream-publisher.js";
+export {
+  RedisStreamConsumer,
+  defaultDeadLetterStream,
+  type RedisStreamConsumerOptions,
+  type StreamEntry,
+  type ConsumerRound,
+} from "./redis-stream-consumer.js";
+export { readStockEvent } from "./stock-events.js";
+export {
+  RabbitMqPublisher,
+  readRabbitMessage,
+  type RabbitMqPublisherOptions,
+  type ConfirmChannelLike,
+  type AmqpMessageLike,
+} from "./rabbitmq-publisher.js";
+export {
+  PostgresOrders,
+  ordersSchema,
+  type PostgresOrdersOptions,
+  type Order,
+  type OrderStatus,
+  type CreateOrderInput,
+  type CreateOrderResult,
+  type PayResult,
+  type CancelResult,
+  type PaymentTimeoutPayload,
+} from "./orders.js";
+export { MAX_MESSAGE_ID_LENGTH, type OutboxMessage } from "./types.js";

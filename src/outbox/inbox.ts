@@ -1,0 +1,177 @@
+// PostgresInbox: the message-process table. A consumer records each message it applies in the same
+// transaction as the message's effect, so a redelivered message is recognised and applied once.
+import { InvalidArgumentError } from "../core/errors.js";
+import { SQL } from "../core/embedded.generated.js";
+import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
+import { validateId, validateInt } from "../core/validate.js";
+import { checkTableName, rewriteTable } from "./sql-names.js";
+import { checkSqlClient, isPool, runsOwnTransactions } from "./transaction.js";
+import { validateMessageId } from "./types.js";
+
+/** Options of `new PostgresInbox()`. */
+export interface PostgresInboxOptions {
+  /**
+   * The table, optionally schema-qualified; indexes are named after it.
+   * @default "fsk_inbox"
+   */
+  readonly table?: string;
+}
+
+/** Which message, for which consumer. */
+export interface InboxMessageRef {
+  /** The consumer (a service, a handler): each consumer applies each message once. */
+  readonly consumer: string;
+  /** The message's id: an outbox message id, or a stream entry's `<stream>/<entry id>`. */
+  readonly messageId: string;
+}
+
+/** `processed`: fn ran in this transaction; `duplicate`: this consumer had already processed the message. */
+export type ProcessOutcome = "processed" | "duplicate";
+
+/**
+ * The inbox schema (table and index) for a table name.
+ *
+ * @example
+ * ```ts
+ * await fs.writeFile("migrations/003_inbox.sql", inboxSchema());
+ * ```
+ */
+export function inboxSchema(table = "fsk_inbox"): string {
+  return rewriteTable(SQL["outbox/inbox"], "fsk_inbox", checkTableName("table", table));
+}
+
+/**
+ * The inbox (message-process table) on PostgreSQL 13+ or PGlite: `processOnce` inserts `(consumer,
+ * messageId)` and runs the message's effect in the same transaction, so the record and the effect commit
+ * together or not at all, and a message delivered again is answered `duplicate` without running `fn`.
+ * Two deliveries processed at the same moment serialise on the primary key: the second waits for the first
+ * to commit (then it is a duplicate) or roll back (then it processes).
+ *
+ * @example
+ * ```ts
+ * import { PostgresInbox, transaction } from "flash-sale-kit/outbox";
+ *
+ * const inbox = new PostgresInbox(db);
+ * await inbox.migrate();
+ * const outcome = await transaction(db, (tx) =>
+ *   inbox.processOnce(tx, { consumer: "orders", messageId: message.id }, async (tx) => {
+ *     await tx.query("INSERT INTO orders (id) VALUES ($1)", [message.payload.orderId]);
+ *   }),
+ * ); // "processed" the first time, "duplicate" after
+ * ```
+ */
+export class PostgresInbox {
+  /** The table name in use. */
+  readonly table: string;
+
+  constructor(
+    private readonly db: SqlClient,
+    options: PostgresInboxOptions = {},
+  ) {
+    checkSqlClient("db", db);
+    this.table = checkTableName("table", options.table ?? "fsk_inbox");
+  }
+
+  /**
+   * Creates the table and its index if missing. Idempotent.
+   *
+   * @example
+   * ```ts
+   * await inbox.migrate();
+   * ```
+   */
+  async migrate(): Promise<void> {
+    await runSqlScript(this.db, inboxSchema(this.table));
+  }
+
+  /**
+   * Inside the caller's transaction `tx`: records the message for the consumer and runs `fn(tx)`, or
+   * answers `duplicate` (without running `fn`) when it was recorded before. Commit or roll back `tx` as one:
+   * an error from `fn` propagates, and the caller's {@link transaction} rolls the record back with it.
+   *
+   * `tx` must be a transaction's client; a pool or a PGlite instance is refused, as their statements would
+   * commit one by one.
+   *
+   * @example
+   * ```ts
+   * await transaction(db, (tx) =>
+   *   inbox.processOnce(tx, { consumer: "payments", messageId: m.id }, (tx) => applyPayment(tx, m.payload)),
+   * );
+   * ```
+   */
+  async processOnce(
+    tx: SqlClient,
+    ref: InboxMessageRef,
+    fn: (tx: SqlClient) => Promise<unknown>,
+  ): Promise<ProcessOutcome> {
+    checkSqlClient("tx", tx);
+    if (isPool(tx) || runsOwnTransactions(tx)) {
+      throw new InvalidArgumentError(
+        "tx",
+        "must be the client of a transaction (see transaction()), not the pool",
+      );
+    }
+    if (typeof ref !== "object" || ref === null) {
+      throw new InvalidArgumentError("ref", "must be an object with consumer and messageId");
+    }
+    validateId("consumer", ref.consumer);
+    validateMessageId("messageId", ref.messageId);
+    if (typeof fn !== "function") throw new InvalidArgumentError("fn", "must be a function");
+    const rows = await sqlRows(
+      tx,
+      `INSERT INTO ${this.table} (consumer, message_id) VALUES ($1, $2)
+       ON CONFLICT (consumer, message_id) DO NOTHING RETURNING 1 AS ok`,
+      [ref.consumer, ref.messageId],
+    );
+    if (rows.length === 0) return "duplicate";
+    await fn(tx);
+    return "processed";
+  }
+
+  /**
+   * Whether the consumer has processed the message (committed).
+   *
+   * @example
+   * ```ts
+   * await inbox.isProcessed({ consumer: "orders", messageId: id }); // true
+   * ```
+   */
+  async isProcessed(ref: InboxMessageRef): Promise<boolean> {
+    validateId("consumer", ref?.consumer);
+    validateMessageId("messageId", ref.messageId);
+    const rows = await sqlRows(
+      this.db,
+      `SELECT 1 AS ok FROM ${this.table} WHERE consumer = $1 AND message_id = $2`,
+      [ref.consumer, ref.messageId],
+    );
+    return rows.length === 1;
+  }
+
+  /**
+   * Forgets records older than `olderThanMs` (database time), at most `limit` per call; returns how many.
+   * A message redelivered after its record is gone would be applied again, so keep records longer than
+   * any redelivery can come (relay retries, stream reclaims).
+   *
+   * @example
+   * ```ts
+   * await inbox.deleteProcessed({ olderThanMs: 30 * 24 * 3600_000 });
+   * ```
+   */
+  async deleteProcessed(options: { readonly olderThanMs: number; readonly limit?: number }): Promise<number> {
+    validateInt("olderThanMs", options?.olderThanMs, { min: 0 });
+    const limit = options.limit ?? 1000;
+    validateInt("limit", limit, { min: 1, max: 100_000 });
+    const [row] = await sqlRows<{ n: number }>(
+      this.db,
+      `WITH gone AS (
+         DELETE FROM ${this.table} WHERE (consumer, message_id) IN (
+           SELECT consumer, message_id FROM ${this.table}
+           WHERE processed_at < now() - $1::float8 * interval '1 millisecond'
+           ORDER BY processed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING 1)
+       SELECT count(*)::int AS n FROM gone`,
+      [options.olderThanMs, limit],
+    );
+    return Number(row?.n ?? 0);
+  }
+}

@@ -1,0 +1,391 @@
+// PostgresOrders: orders created from stock reservations, paid or cancelled exactly once. Creating an order
+// enqueues a delayed `payment-timeout` outbox message in the same transaction; when it comes due, an unpaid
+// order is cancelled and its reservation released. Paying is the mirror: the order is marked paid, then
+// the reservation confirmed. Both are `UPDATE … WHERE status = 'pending'`, so exactly one of them wins.
+import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
+import { SQL } from "../core/embedded.generated.js";
+import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
+import { validateId, validateInt } from "../core/validate.js";
+import { MAX_QUANTITY, type StockStore } from "../stock/types.js";
+import type { PostgresOutbox } from "./postgres-outbox.js";
+import { checkTableName, rewriteTable } from "./sql-names.js";
+import { checkSqlClient } from "./transaction.js";
+import { validateTopic, type OutboxMessage } from "./types.js";
+
+/** Options of `new PostgresOrders()`. */
+export interface PostgresOrdersOptions {
+  /** Where the reservations live: an `Inventory` (Redis) or a `SqlInventory`. */
+  readonly stock: StockStore;
+  /** The outbox that carries the delayed payment-timeout messages. */
+  readonly outbox: PostgresOutbox;
+  /**
+   * The orders table, optionally schema-qualified.
+   * @default "fsk_orders"
+   */
+  readonly table?: string;
+  /**
+   * How long an order waits for payment before it is cancelled and its stock released. Keep it below the
+   * stock's `holdMs` (if any), so that the hold does not run out while the order can still be paid.
+   * @default 900000
+   */
+  readonly paymentTimeoutMs?: number;
+  /**
+   * The topic of the timeout messages.
+   * @default "payment-timeout"
+   */
+  readonly topic?: string;
+}
+
+export type OrderStatus = "pending" | "paid" | "cancelled";
+
+/** A stored order. Times are epoch ms, database time. */
+export interface Order {
+  readonly id: string;
+  readonly sku: string;
+  readonly userId: string;
+  readonly quantity: number;
+  readonly reservationId: string;
+  readonly status: OrderStatus;
+  readonly createdAt: number;
+  readonly paymentDueAt: number;
+  readonly paidAt: number | null;
+  readonly cancelledAt: number | null;
+  readonly cancelReason: string | null;
+}
+
+/** What `create` takes: the fields of a `reserved` stock event, so an event can be passed as is. */
+export interface CreateOrderInput {
+  readonly sku: string;
+  readonly userId: string;
+  /** @default 1 */
+  readonly quantity?: number;
+  readonly reservationId: string;
+  /** The order id. Omitted: the reservation id (one order per reservation). */
+  readonly orderId?: string;
+  /** Overrides the instance's `paymentTimeoutMs` for this order. */
+  readonly paymentTimeoutMs?: number;
+}
+
+/** The outcome of `create`. */
+export interface CreateOrderResult {
+  readonly orderId: string;
+  /** False when the order (or another order for the same reservation) existed already: nothing was written. */
+  readonly created: boolean;
+}
+
+/** The outcome of `pay`. */
+export type PayResult =
+  | { readonly ok: true }
+  | {
+      readonly ok: false;
+      /**
+       * `CANCELLED`: the payment timeout won. `STOCK_RELEASED`: the order was marked paid but the stock store
+       * had already released the reservation (its hold ran out); the order is now cancelled, so refund.
+       */
+      readonly reason: "CANCELLED" | "STOCK_RELEASED" | "UNKNOWN_ORDER";
+    };
+
+/** The outcome of `cancelUnpaid`. */
+export type CancelResult =
+  { readonly ok: true } | { readonly ok: false; readonly reason: "PAID" | "UNKNOWN_ORDER" };
+
+/** The payload of a payment-timeout message. */
+export interface PaymentTimeoutPayload {
+  readonly orderId: string;
+  readonly sku: string;
+  readonly reservationId: string;
+}
+
+/**
+ * The orders schema (table and indexes) for a table name.
+ *
+ * @example
+ * ```ts
+ * await fs.writeFile("migrations/004_orders.sql", ordersSchema("shop.orders"));
+ * ```
+ */
+export function ordersSchema(table = "fsk_orders"): string {
+  return rewriteTable(SQL["outbox/orders"], "fsk_orders", checkTableName("table", table));
+}
+
+interface OrderRow {
+  id: string;
+  sku: string;
+  user_id: string;
+  quantity: number;
+  reservation_id: string;
+  status: OrderStatus;
+  created_ms: number;
+  due_ms: number;
+  paid_ms: number | null;
+  cancelled_ms: number | null;
+  cancel_reason: string | null;
+}
+
+const msOrNull = (v: number | null): number | null => (v === null ? null : Math.round(Number(v)));
+
+/**
+ * Orders with delayed cancellation, on PostgreSQL 13+ or PGlite, over any {@link StockStore}.
+ *
+ * - `create(tx, reservation)` inserts a pending order and, in the same transaction, enqueues a
+ *   `payment-timeout` outbox message due `paymentTimeoutMs` later (database clock).
+ * - `handlePaymentTimeout(message)` (the relay's `publish` for that topic) runs
+ *   `UPDATE … SET status = 'cancelled' WHERE id = $1 AND status = 'pending'` and, when it changed the row,
+ *   releases the reservation: stock and the user's quota come back.
+ * - `pay(orderId)` runs `UPDATE … SET status = 'paid' WHERE id = $1 AND status = 'pending'` and, when it
+ *   changed the row, confirms the reservation.
+ *
+ * The row lock decides a race between paying and the timeout: exactly one changes the row, and only the
+ * winner touches the stock. Both are safe to repeat: a retried timeout finds the order cancelled and
+ * releases again (a no-op in the stock store, but it completes a release that a crash interrupted); a
+ * retried payment finds it paid and confirms again.
+ *
+ * @example
+ * ```ts
+ * const orders = new PostgresOrders(db, { stock: inventory, outbox, paymentTimeoutMs: 15 * 60_000 });
+ * await orders.migrate();
+ *
+ * // order worker, on a `reserved` event:
+ * await transaction(db, (tx) => orders.create(tx, event));
+ * // the relay delivers the timeouts:
+ * const relay = new OutboxRelay(outbox, { topics: [orders.topic], publish: orders.handlePaymentTimeout });
+ * // payment callback:
+ * const r = await orders.pay(orderId); // { ok: true } or { ok: false, reason: "CANCELLED" }
+ * ```
+ */
+export class PostgresOrders {
+  /** The table name in use. */
+  readonly table: string;
+  /** The topic of the payment-timeout messages. */
+  readonly topic: string;
+  /** The default payment timeout. */
+  readonly paymentTimeoutMs: number;
+  private readonly stock: StockStore;
+  private readonly outbox: PostgresOutbox;
+
+  constructor(
+    private readonly db: SqlClient,
+    options: PostgresOrdersOptions,
+  ) {
+    checkSqlClient("db", db);
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError("options", "must be an object with stock and outbox");
+    }
+    const s = options.stock as Partial<StockStore> | undefined;
+    if (!s || typeof s.confirm !== "function" || typeof s.release !== "function") {
+      throw new InvalidArgumentError("stock", "must be a StockStore (Inventory or SqlInventory)");
+    }
+    if (!options.outbox || typeof options.outbox.enqueue !== "function") {
+      throw new InvalidArgumentError("outbox", "must be a PostgresOutbox");
+    }
+    this.stock = options.stock;
+    this.outbox = options.outbox;
+    this.table = checkTableName("table", options.table ?? "fsk_orders");
+    this.paymentTimeoutMs = options.paymentTimeoutMs ?? 900_000;
+    validateInt("paymentTimeoutMs", this.paymentTimeoutMs, { min: 0 });
+    this.topic = options.topic ?? "payment-timeout";
+    validateTopic("topic", this.topic);
+  }
+
+  /**
+   * Creates the orders table if missing (the outbox has its own `migrate`). Idempotent.
+   *
+   * @example
+   * ```ts
+   * await outbox.migrate();
+   * await orders.migrate();
+   * ```
+   */
+  async migrate(): Promise<void> {
+    await runSqlScript(this.db, ordersSchema(this.table));
+  }
+
+  /**
+   * Inside the caller's transaction: inserts a pending order for a reservation and enqueues its
+   * payment-timeout message (id `payment-timeout:<orderId>`), due `paymentTimeoutMs` from the database's
+   * `now()`. Idempotent: an order that exists (by id, or by SKU and reservation) is left alone and no
+   * second message is enqueued. A `reserved` stock event can be passed as the input.
+   *
+   * @example
+   * ```ts
+   * const { orderId, created } = await transaction(db, (tx) =>
+   *   orders.create(tx, { sku: "iphone-17", userId: "u42", reservationId: "req-7f3a" }),
+   * );
+   * ```
+   */
+  async create(tx: SqlClient, input: CreateOrderInput): Promise<CreateOrderResult> {
+    checkSqlClient("tx", tx);
+    if (typeof input !== "object" || input === null) {
+      throw new InvalidArgumentError("input", "must be an object with sku, userId and reservationId");
+    }
+    validateId("sku", input.sku);
+    validateId("userId", input.userId);
+    validateId("reservationId", input.reservationId);
+    const orderId = input.orderId ?? input.reservationId;
+    validateId("orderId", orderId);
+    const quantity = input.quantity ?? 1;
+    validateInt("quantity", quantity, { min: 1, max: MAX_QUANTITY });
+    const timeoutMs = input.paymentTimeoutMs ?? this.paymentTimeoutMs;
+    validateInt("paymentTimeoutMs", timeoutMs, { min: 0 });
+
+    const inserted = await sqlRows<{ id: string }>(
+      tx,
+      `INSERT INTO ${this.table} (id, sku, user_id, quantity, reservation_id, payment_due_at)
+       VALUES ($1, $2, $3, $4, $5, now() + $6::float8 * interval '1 millisecond')
+       ON CONFLICT DO NOTHING RETURNING id`,
+      [orderId, input.sku, input.userId, quantity, input.reservationId, timeoutMs],
+    );
+    if (inserted.length === 0) {
+      const [existing] = await sqlRows<{ id: string }>(
+        tx,
+        `SELECT id FROM ${this.table} WHERE id = $1 OR (sku = $2 AND reservation_id = $3) LIMIT 1`,
+        [orderId, input.sku, input.reservationId],
+      );
+      return { orderId: existing?.id ?? orderId, created: false };
+    }
+    const payload: PaymentTimeoutPayload = { orderId, sku: input.sku, reservationId: input.reservationId };
+    await this.outbox.enqueue(tx, {
+      topic: this.topic,
+      id: `${this.topic}:${orderId}`,
+      key: orderId,
+      payload,
+      delayMs: timeoutMs,
+    });
+    return { orderId, created: true };
+  }
+
+  /**
+   * Marks a pending order paid (`UPDATE … SET status = 'paid' WHERE id = $1 AND status = 'pending'`) and then
+   * confirms its reservation. When the timeout won, answers `CANCELLED` and changes nothing. Repeating a
+   * successful payment answers `ok` again (and re-confirms, a no-op).
+   *
+   * @example
+   * ```ts
+   * const r = await orders.pay(orderId);
+   * if (!r.ok) await refund(orderId, r.reason);
+   * ```
+   */
+  async pay(orderId: string): Promise<PayResult> {
+    validateId("orderId", orderId);
+    let [row] = await sqlRows<{ sku: string; reservation_id: string; status: OrderStatus }>(
+      this.db,
+      `UPDATE ${this.table} SET status = 'paid', paid_at = now()
+       WHERE id = $1 AND status = 'pending' RETURNING sku, reservation_id, status`,
+      [orderId],
+    );
+    row ??= await this.current(orderId);
+    if (row === undefined) return { ok: false, reason: "UNKNOWN_ORDER" };
+    if (row.status === "cancelled") return { ok: false, reason: "CANCELLED" };
+    const confirmed = await this.stock.confirm(row.sku, row.reservation_id);
+    if (confirmed.ok) return { ok: true };
+    // The stock store let the reservation go first (its hold expired): the sale cannot stand.
+    await sqlRows(
+      this.db,
+      `UPDATE ${this.table} SET status = 'cancelled', cancelled_at = now(), cancel_reason = $2
+       WHERE id = $1 AND status = 'paid'`,
+      [
+        orderId,
+        confirmed.reason === "RELEASED"
+          ? "paid after the stock reservation was released"
+          : "the stock store does not know the reservation",
+      ],
+    );
+    return { ok: false, reason: "STOCK_RELEASED" };
+  }
+
+  /**
+   * Cancels a pending order (`UPDATE … SET status = 'cancelled' WHERE id = $1 AND status = 'pending'`) and
+   * then releases its reservation. A paid order answers `PAID` and is left alone. Repeating a cancellation
+   * answers `ok` and releases again (a no-op in the stock store, or the completion of a release that a
+   * crash interrupted).
+   *
+   * @example
+   * ```ts
+   * await orders.cancelUnpaid(orderId, "cancelled by the user");
+   * ```
+   */
+  async cancelUnpaid(orderId: string, reason = "payment timeout"): Promise<CancelResult> {
+    validateId("orderId", orderId);
+    if (typeof reason !== "string" || reason.length > 1000) {
+      throw new InvalidArgumentError("reason", "must be a string of at most 1000 characters");
+    }
+    let [row] = await sqlRows<{ sku: string; reservation_id: string; status: OrderStatus }>(
+      this.db,
+      `UPDATE ${this.table} SET status = 'cancelled', cancelled_at = now(), cancel_reason = $2
+       WHERE id = $1 AND status = 'pending' RETURNING sku, reservation_id, status`,
+      [orderId, reason],
+    );
+    row ??= await this.current(orderId);
+    if (row === undefined) return { ok: false, reason: "UNKNOWN_ORDER" };
+    if (row.status === "paid") return { ok: false, reason: "PAID" };
+    await this.stock.release(row.sku, row.reservation_id);
+    return { ok: true };
+  }
+
+  /**
+   * The handler of payment-timeout messages: cancels the order if it is still unpaid (see
+   * {@link PostgresOrders.cancelUnpaid}). Bound to the instance: pass it as the `publish` of a relay
+   * restricted to `orders.topic`, or call it from the consumer of a transport.
+   *
+   * @example
+   * ```ts
+   * const relay = new OutboxRelay(outbox, { topics: [orders.topic], publish: orders.handlePaymentTimeout });
+   * ```
+   */
+  readonly handlePaymentTimeout = async (
+    message: Pick<OutboxMessage, "topic" | "payload">,
+  ): Promise<void> => {
+    const payload = message?.payload as Partial<PaymentTimeoutPayload> | null | undefined;
+    if (message?.topic !== this.topic || typeof payload?.orderId !== "string") {
+      throw new UnexpectedReplyError(`not a ${this.topic} message`);
+    }
+    await this.cancelUnpaid(payload.orderId);
+  };
+
+  /**
+   * Reads an order, or `null`.
+   *
+   * @example
+   * ```ts
+   * const order = await orders.get(orderId); // { status: "pending", paymentDueAt: …, … }
+   * ```
+   */
+  async get(orderId: string): Promise<Order | null> {
+    validateId("orderId", orderId);
+    const [row] = await sqlRows<OrderRow>(
+      this.db,
+      `SELECT id, sku, user_id, quantity, reservation_id, status, cancel_reason,
+         (extract(epoch FROM created_at) * 1000)::float8 AS created_ms,
+         (extract(epoch FROM payment_due_at) * 1000)::float8 AS due_ms,
+         (extract(epoch FROM paid_at) * 1000)::float8 AS paid_ms,
+         (extract(epoch FROM cancelled_at) * 1000)::float8 AS cancelled_ms
+       FROM ${this.table} WHERE id = $1`,
+      [orderId],
+    );
+    if (row === undefined) return null;
+    return {
+      id: row.id,
+      sku: row.sku,
+      userId: row.user_id,
+      quantity: Number(row.quantity),
+      reservationId: row.reservation_id,
+      status: row.status,
+      createdAt: Math.round(Number(row.created_ms)),
+      paymentDueAt: Math.round(Number(row.due_ms)),
+      paidAt: msOrNull(row.paid_ms),
+      cancelledAt: msOrNull(row.cancelled_ms),
+      cancelReason: row.cancel_reason,
+    };
+  }
+
+  private async current(
+    orderId: string,
+  ): Promise<{ sku: string; reservation_id: string; status: OrderStatus } | undefined> {
+    const [row] = await sqlRows<{ sku: string; reservation_id: string; status: OrderStatus }>(
+      this.db,
+      `SELECT sku, reservation_id, status FROM ${this.table} WHERE id = $1`,
+      [orderId],
+    );
+    return row;
+  }
+}

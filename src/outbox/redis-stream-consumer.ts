@@ -1,0 +1,476 @@
+// RedisStreamConsumer: reads Redis Streams through a consumer group, at least once. An entry is acknowledged
+// only after its handler resolved (after the handler's transaction committed); entries left pending by a
+// failed or dead consumer are reclaimed (XAUTOCLAIM) and, after maxDeliveries, dead-lettered.
+import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
+import { LUA } from "../core/embedded.generated.js";
+import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
+import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
+import { errorText, sleep } from "./types.js";
+
+const RECLAIM = new LuaScript("outbox/reclaim", LUA["outbox/reclaim"], 2);
+const DEAD_LETTER = new LuaScript("outbox/dead-letter", LUA["outbox/dead-letter"], 2);
+
+/** One stream entry handed to a handler. */
+export interface StreamEntry {
+  /** The stream key it was read from. */
+  readonly stream: string;
+  /** The entry id (`<ms>-<seq>`). */
+  readonly id: string;
+  readonly fields: Readonly<Record<string, string>>;
+  /** How many times the group has delivered this entry, this delivery included (1 the first time). */
+  readonly deliveries: number;
+}
+
+/** Options of `new RedisStreamConsumer()`. */
+export interface RedisStreamConsumerOptions {
+  /**
+   * The stream keys to read, or a function returning them (called every round, so streams can come and go,
+   * like one `Inventory` event stream per SKU). Each stream gets its own consumer group and is read with its
+   * own commands, so streams may live on different Redis Cluster nodes.
+   */
+  readonly streams: readonly string[] | (() => readonly string[] | Promise<readonly string[]>);
+  /** The consumer group (created on first use with `XGROUP CREATE … MKSTREAM`). */
+  readonly group: string;
+  /** This consumer's name within the group; give each process its own (say, the host name and pid). */
+  readonly consumer: string;
+  /**
+   * Applies one entry. Resolve only once its effect is durable (its transaction committed): the entry is
+   * acknowledged (XACK) after that and never before. Throwing leaves the entry pending: it is delivered
+   * again after `claimIdleMs`, and dead-lettered when its `maxDeliveries`-th delivery fails. Entries can be
+   * delivered more than once (a consumer that dies before XACK), so make the effect idempotent, e.g. with
+   * {@link PostgresInbox.processOnce} keyed on `<stream>/<id>` or on the message id inside the entry.
+   */
+  readonly handler: (entry: StreamEntry) => Promise<unknown>;
+  /**
+   * Entries read (and reclaimed) per stream per round.
+   * @default 100
+   */
+  readonly batchSize?: number;
+  /**
+   * Pause after a round that read nothing. (Reads do not BLOCK: the consumer shares your client.)
+   * @default 200
+   */
+  readonly pollIntervalMs?: number;
+  /**
+   * An entry pending (delivered, not acknowledged) longer than this is taken over by whichever consumer of
+   * the group reclaims first. Keep it above your slowest handler, or entries are handled twice at once.
+   * @default 30000
+   */
+  readonly claimIdleMs?: number;
+  /**
+   * Deliveries per entry. When the last one fails, or its consumer dies during it, the entry goes to the
+   * dead-letter stream with the error and is acknowledged.
+   * @default 5
+   */
+  readonly maxDeliveries?: number;
+  /**
+   * Where a new group starts: `"0"` reads the stream's whole history, `"$"` only entries added afterwards.
+   * @default "0"
+   */
+  readonly startId?: string;
+  /**
+   * The dead-letter stream of a stream. It must hash to the same cluster slot as the stream. Default: the
+   * stream key plus `:dead` when the key has a hash tag (`{fsk:sku-1}:events` → `{fsk:sku-1}:events:dead`),
+   * else `{<stream>}:dead`.
+   */
+  readonly deadLetterStream?: (stream: string) => string;
+  /** Trim dead-letter streams to about this many entries. Omitted: never trimmed. */
+  readonly deadLetterMaxLen?: number;
+  /** Called with handler errors (and the entry) and with errors of background rounds; the loop goes on. */
+  readonly onError?: (err: unknown, entry?: StreamEntry) => void;
+}
+
+/** What one round did, summed over the streams. */
+export interface ConsumerRound {
+  /** Entries handed to the handler (new and reclaimed). */
+  readonly delivered: number;
+  readonly acked: number;
+  readonly failed: number;
+  readonly deadLettered: number;
+}
+
+/**
+ * The dead-letter stream key used by default for a stream: `<stream>:dead` when the key has a hash tag, else
+ * `{<stream>}:dead`, so that it always lands in the stream's cluster slot.
+ *
+ * @example
+ * ```ts
+ * defaultDeadLetterStream("{fsk:sku-1}:events"); // "{fsk:sku-1}:events:dead"
+ * defaultDeadLetterStream("orders");            // "{orders}:dead"
+ * ```
+ */
+export function defaultDeadLetterStream(stream: string): string {
+  const open = stream.indexOf("{");
+  if (open >= 0) {
+    const close = stream.indexOf("}", open + 1);
+    if (close > open + 1) return `${stream}:dead`;
+  } else if (!stream.includes("}")) {
+    return `{${stream}}:dead`;
+  }
+  throw new InvalidArgumentError(
+    "deadLetterStream",
+    `cannot derive a dead-letter key in the slot of ${JSON.stringify(stream)}; pass deadLetterStream`,
+  );
+}
+
+type RawEntry = [id: string, fields: string[] | null];
+
+/** XREADGROUP replies: RESP2 `[[stream, entries]]`, RESP3 as flat `[stream, entries]` or as `{stream: entries}`. */
+function entriesOf(reply: unknown): RawEntry[] {
+  if (reply === null || reply === undefined) return [];
+  if (Array.isArray(reply)) {
+    if (reply.length === 0) return [];
+    if (Array.isArray(reply[0])) return (reply[0] as [string, RawEntry[]])[1] ?? [];
+    return (reply[1] as RawEntry[]) ?? [];
+  }
+  if (typeof reply === "object") {
+    const values = Object.values(reply as Record<string, RawEntry[]>);
+    return values[0] ?? [];
+  }
+  throw new UnexpectedReplyError("XREADGROUP returned an unexpected reply");
+}
+
+function fieldsOf(flat: readonly unknown[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = String(flat[i + 1]);
+  return out;
+}
+
+const isNoGroup = (err: unknown): boolean => err instanceof Error && /NOGROUP/.test(err.message);
+
+/**
+ * Consumes Redis Streams through a consumer group, at least once, on standalone Redis or Cluster. Each
+ * round, per stream: entries pending longer than `claimIdleMs` (their consumer failed or died) are taken
+ * over with `XAUTOCLAIM`, and those already delivered `maxDeliveries` times go to the dead-letter stream;
+ * then new entries are read with `XREADGROUP`. Each entry is handed to `handler` (in stream order within a
+ * stream; streams in parallel) and acknowledged with `XACK` only after the handler resolved.
+ *
+ * It consumes `Inventory` event streams (`inventory.keys(sku).events`, fields `type`, `sku`,
+ * `reservationId`, `userId`, `quantity`, `at`, `cause`; see {@link readStockEvent}) and streams written by
+ * {@link RedisStreamPublisher} (see {@link readStreamedMessage}).
+ *
+ * @example
+ * ```ts
+ * const consumer = new RedisStreamConsumer(redis, {
+ *   streams: () => skus.map((sku) => inventory.keys(sku).events),
+ *   group: "orders",
+ *   consumer: `${os.hostname()}-${process.pid}`,
+ *   handler: async (entry) => {
+ *     const event = readStockEvent(entry);
+ *     if (event.type !== "reserved") return;
+ *     await transaction(db, (tx) =>
+ *       inbox.processOnce(tx, { consumer: "orders", messageId: `${entry.stream}/${entry.id}` }, (tx) =>
+ *         orders.create(tx, event),
+ *       ),
+ *     ); // committed: now the entry is acknowledged
+ *   },
+ * });
+ * await consumer.start();
+ * ```
+ */
+export class RedisStreamConsumer {
+  private readonly streams: RedisStreamConsumerOptions["streams"];
+  private readonly group: string;
+  private readonly consumer: string;
+  private readonly handler: (entry: StreamEntry) => Promise<unknown>;
+  private readonly batchSize: number;
+  private readonly pollIntervalMs: number;
+  private readonly claimIdleMs: number;
+  private readonly maxDeliveries: number;
+  private readonly startId: string;
+  private readonly deadKey: (stream: string) => string;
+  private readonly deadMaxLen: string;
+  private readonly onError: (err: unknown, entry?: StreamEntry) => void;
+
+  private readonly groups = new Set<string>();
+  private readonly cursors = new Map<string, string>();
+  private readonly lastReclaim = new Map<string, number>();
+  private loop: Promise<void> | null = null;
+  private stopping = false;
+  private readonly sleeper: { wake?: () => void } = {};
+  private readonly inflight = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly redis: RedisClient,
+    options: RedisStreamConsumerOptions,
+  ) {
+    if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
+      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError("options", "must be an object");
+    }
+    if (!Array.isArray(options.streams) && typeof options.streams !== "function") {
+      throw new InvalidArgumentError(
+        "streams",
+        "must be an array of stream keys or a function returning one",
+      );
+    }
+    this.streams = Array.isArray(options.streams) ? [...options.streams] : options.streams;
+    validateId("group", options.group);
+    validateId("consumer", options.consumer);
+    this.group = options.group;
+    this.consumer = options.consumer;
+    if (typeof options.handler !== "function") {
+      throw new InvalidArgumentError("handler", "must be a function (entry) => Promise");
+    }
+    this.handler = options.handler;
+    this.batchSize = options.batchSize ?? 100;
+    validateInt("batchSize", this.batchSize, { min: 1, max: 10_000 });
+    this.pollIntervalMs = options.pollIntervalMs ?? 200;
+    validateInt("pollIntervalMs", this.pollIntervalMs, { min: 1 });
+    this.claimIdleMs = options.claimIdleMs ?? 30_000;
+    validateInt("claimIdleMs", this.claimIdleMs, { min: 1 });
+    this.maxDeliveries = options.maxDeliveries ?? 5;
+    validateInt("maxDeliveries", this.maxDeliveries, { min: 1, max: 1_000_000 });
+    this.startId = options.startId ?? "0";
+    if (typeof this.startId !== "string" || !/^(\$|0|\d+(-\d+)?)$/.test(this.startId)) {
+      throw new InvalidArgumentError("startId", 'must be "0", "$" or a stream entry id');
+    }
+    if (options.deadLetterStream !== undefined && typeof options.deadLetterStream !== "function") {
+      throw new InvalidArgumentError("deadLetterStream", "must be a function (stream) => key");
+    }
+    this.deadKey = options.deadLetterStream ?? defaultDeadLetterStream;
+    validateOptionalInt("deadLetterMaxLen", options.deadLetterMaxLen, { min: 1 });
+    this.deadMaxLen = options.deadLetterMaxLen === undefined ? "" : String(options.deadLetterMaxLen);
+    this.onError = options.onError ?? (() => {});
+  }
+
+  /**
+   * The dead-letter stream key of a stream.
+   *
+   * @example
+   * ```ts
+   * const dead = await redis.xrange(consumer.deadLetterStream(inventory.keys("sku-1").events), "-", "+");
+   * ```
+   */
+  deadLetterStream(stream: string): string {
+    const key = this.deadKey(stream);
+    if (typeof key !== "string" || key.length === 0 || key === stream) {
+      throw new InvalidArgumentError("deadLetterStream", "must return a key other than the stream's");
+    }
+    return key;
+  }
+
+  /** Whether the background loop is running. */
+  get running(): boolean {
+    return this.loop !== null;
+  }
+
+  /**
+   * Runs one round over every stream: reclaim, read, handle, acknowledge.
+   *
+   * @example
+   * ```ts
+   * const { delivered, acked } = await consumer.runOnce();
+   * ```
+   */
+  async runOnce(): Promise<ConsumerRound> {
+    const round = this.round();
+    this.inflight.add(round);
+    try {
+      return await round;
+    } finally {
+      this.inflight.delete(round);
+    }
+  }
+
+  /**
+   * Starts the background loop: rounds back to back while entries arrive, else one every `pollIntervalMs`.
+   * Errors go to `onError` and the loop goes on. A second call does nothing.
+   *
+   * @example
+   * ```ts
+   * await consumer.start();
+   * ```
+   */
+  async start(): Promise<void> {
+    if (this.loop) return;
+    this.stopping = false;
+    this.loop = this.run();
+  }
+
+  /**
+   * Stops the loop after the round in flight: the entries it read are handled and acknowledged first.
+   *
+   * @example
+   * ```ts
+   * await consumer.stop();
+   * ```
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.sleeper.wake?.();
+    const loop = this.loop;
+    if (loop) await loop;
+    await Promise.allSettled([...this.inflight]);
+    this.loop = null;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      let busy = false;
+      try {
+        const r = await this.runOnce();
+        busy = r.delivered > 0;
+      } catch (err) {
+        this.report(err);
+      }
+      if (this.stopping) break;
+      if (!busy) await sleep(this.pollIntervalMs, this.sleeper);
+    }
+  }
+
+  private async round(): Promise<ConsumerRound> {
+    const streams = typeof this.streams === "function" ? await this.streams() : this.streams;
+    if (!Array.isArray(streams))
+      throw new InvalidArgumentError("streams", "must return an array of stream keys");
+    const totals = { delivered: 0, acked: 0, failed: 0, deadLettered: 0 };
+    const results = await Promise.allSettled([...new Set(streams)].map((s) => this.streamRound(s)));
+    let firstError: unknown;
+    for (const r of results) {
+      if (r.status === "fulfilled") {
+        totals.delivered += r.value.delivered;
+        totals.acked += r.value.acked;
+        totals.failed += r.value.failed;
+        totals.deadLettered += r.value.deadLettered;
+      } else firstError ??= r.reason;
+    }
+    // One stream's trouble (a node down) must not hide the others' work; it is reported after them.
+    if (firstError !== undefined) {
+      if (totals.delivered === 0) throw firstError;
+      this.report(firstError);
+    }
+    return totals;
+  }
+
+  private async streamRound(stream: string): Promise<ConsumerRound> {
+    if (typeof stream !== "string" || stream.length === 0) {
+      throw new InvalidArgumentError("streams", "must contain non-empty stream keys");
+    }
+    const dead = this.deadLetterStream(stream);
+    const totals = { delivered: 0, acked: 0, failed: 0, deadLettered: 0 };
+    try {
+      await this.ensureGroup(stream);
+      const entries = await this.reclaim(stream, dead, totals);
+      entries.push(...(await this.readNew(stream)));
+      for (const entry of entries) {
+        totals.delivered++;
+        await this.handle(entry, dead, totals);
+      }
+    } catch (err) {
+      if (isNoGroup(err)) this.groups.delete(stream);
+      throw err;
+    }
+    return totals;
+  }
+
+  private async ensureGroup(stream: string): Promise<void> {
+    if (this.groups.has(stream)) return;
+    try {
+      await this.redis.call("XGROUP", "CREATE", stream, this.group, this.startId, "MKSTREAM");
+    } catch (err) {
+      if (!(err instanceof Error && /BUSYGROUP/.test(err.message))) throw toRedisError(err);
+    }
+    this.groups.add(stream);
+    this.cursors.set(stream, "0-0");
+  }
+
+  /** Takes over entries idle past claimIdleMs; at most every claimIdleMs / 2 per stream unless mid-scan. */
+  private async reclaim(
+    stream: string,
+    dead: string,
+    totals: { deadLettered: number },
+  ): Promise<StreamEntry[]> {
+    const cursor = this.cursors.get(stream) ?? "0-0";
+    const now = performance.now();
+    const last = this.lastReclaim.get(stream);
+    if (cursor === "0-0" && last !== undefined && now - last < this.claimIdleMs / 2) return [];
+    this.lastReclaim.set(stream, now);
+    const reply = await RECLAIM.run(
+      this.redis,
+      [stream, dead],
+      [
+        this.group,
+        this.consumer,
+        this.claimIdleMs,
+        cursor,
+        this.batchSize,
+        this.maxDeliveries,
+        this.deadMaxLen,
+        `not acknowledged within ${this.claimIdleMs} ms of its last delivery (the consumer failed or stopped)`,
+      ],
+    );
+    if (!Array.isArray(reply) || reply.length !== 3 || !Array.isArray(reply[1])) {
+      throw new UnexpectedReplyError("outbox/reclaim returned an unexpected reply");
+    }
+    this.cursors.set(stream, String(reply[0]));
+    totals.deadLettered += Number(reply[2]);
+    return (reply[1] as [string, number, string[]][]).map(([id, deliveries, fields]) => ({
+      stream,
+      id: String(id),
+      deliveries: Number(deliveries),
+      fields: fieldsOf(fields),
+    }));
+  }
+
+  private async readNew(stream: string): Promise<StreamEntry[]> {
+    let reply: unknown;
+    try {
+      reply = await this.redis.call(
+        "XREADGROUP",
+        "GROUP",
+        this.group,
+        this.consumer,
+        "COUNT",
+        this.batchSize,
+        "STREAMS",
+        stream,
+        ">",
+      );
+    } catch (err) {
+      throw toRedisError(err);
+    }
+    const out: StreamEntry[] = [];
+    for (const [id, fields] of entriesOf(reply)) {
+      if (fields === null) continue; // deleted before it was read; reclaim acknowledges it
+      out.push({ stream, id, deliveries: 1, fields: fieldsOf(fields) });
+    }
+    return out;
+  }
+
+  private async handle(entry: StreamEntry, dead: string, totals: ConsumerRoundCounts): Promise<void> {
+    try {
+      await this.handler(entry);
+    } catch (err) {
+      totals.failed++;
+      this.report(err, entry);
+      if (entry.deliveries >= this.maxDeliveries) {
+        const moved = await DEAD_LETTER.run(
+          this.redis,
+          [entry.stream, dead],
+          [this.group, this.consumer, entry.id, errorText(err), this.deadMaxLen],
+        );
+        if (moved === 1) totals.deadLettered++;
+      }
+      return;
+    }
+    try {
+      await this.redis.call("XACK", entry.stream, this.group, entry.id);
+      totals.acked++;
+    } catch (err) {
+      // The effect is committed; the entry will be delivered again and the handler must see a duplicate.
+      this.report(toRedisError(err), entry);
+    }
+  }
+
+  private report(err: unknown, entry?: StreamEntry): void {
+    try {
+      this.onError(err, entry);
+    } catch {
+      // an onError that throws must not kill the loop
+    }
+  }
+}
+
+type ConsumerRoundCounts = { -readonly [K in keyof ConsumerRound]: ConsumerRound[K] };

@@ -1,0 +1,386 @@
+// OutboxRelay: delivers outbox rows at least once. Claims due rows with FOR UPDATE SKIP LOCKED (so several
+// relays share the work), publishes, marks sent; failures are retried on the database clock, then dead.
+import { randomUUID } from "node:crypto";
+import { InvalidArgumentError } from "../core/errors.js";
+import { validateInt, validateOptionalInt } from "../core/validate.js";
+import { resolveBackoff, retryDelayMs, type RelayBackoffOptions } from "./backoff.js";
+import type { OutboxRecord, PostgresOutbox } from "./postgres-outbox.js";
+import { isPool } from "./transaction.js";
+import { errorText, sleep, validateTopic, type OutboxMessage } from "./types.js";
+
+/** A `pg.Client` (not a pool: LISTEN needs one dedicated connection) to receive NOTIFY on. */
+export interface PgListenClient {
+  query(sql: string): Promise<unknown>;
+  on(event: "notification", listener: (message: { channel: string; payload?: string }) => void): unknown;
+  removeListener(
+    event: "notification",
+    listener: (message: { channel: string; payload?: string }) => void,
+  ): unknown;
+}
+
+/** PGlite's `listen(channel, callback)`. */
+export interface PgliteListenClient {
+  listen(channel: string, callback: (payload: string) => void): Promise<() => Promise<void>>;
+}
+
+/** Where a relay receives the outbox's NOTIFY wake-ups from. */
+export type ListenClient = PgListenClient | PgliteListenClient;
+
+/** Options of `new OutboxRelay()`. */
+export interface OutboxRelayOptions {
+  /**
+   * Delivers one message; resolves once the transport has it (a publisher confirm, an XADD reply, a handler's
+   * commit). Throwing (or rejecting) fails the attempt. It may run more than once for one message: a relay
+   * that dies after publishing and before marking the message sent leaves it to be published again, so
+   * consumers deduplicate on `message.id` (see {@link PostgresInbox}).
+   */
+  readonly publish: (message: OutboxMessage) => Promise<unknown>;
+  /**
+   * Messages claimed per round.
+   * @default 100
+   */
+  readonly batchSize?: number;
+  /**
+   * Pause after a round that found less than a full batch.
+   * @default 1000
+   */
+  readonly pollIntervalMs?: number;
+  /**
+   * Attempts per message; a message whose last attempt fails is marked dead with its error.
+   * @default 10
+   */
+  readonly maxAttempts?: number;
+  /**
+   * Delay before a retry, as p-retry computes it ({@link RelayBackoffOptions}), or a function of the number of
+   * failed attempts returning ms. The retry is stored as `now() + delay` on the database's clock.
+   * @default { factor: 2, minTimeoutMs: 1000, maxTimeoutMs: 300000, randomize: true }
+   */
+  readonly backoff?: RelayBackoffOptions | ((failedAttempts: number) => number);
+  /**
+   * How long a claimed message stays reserved for this relay. A relay that stops mid-round (crash, kill) loses
+   * its messages to the other relays after this; keep it well above the time a batch takes to publish.
+   * @default 30000
+   */
+  readonly leaseMs?: number;
+  /** Deliver only these topics (several relays can split the topics between them). Omitted: all. */
+  readonly topics?: readonly string[];
+  /** While started, delete sent messages older than this (ms, database time). Omitted: keep them. */
+  readonly retentionMs?: number;
+  /**
+   * How often the started relay runs that cleanup.
+   * @default 60000
+   */
+  readonly cleanupIntervalMs?: number;
+  /**
+   * A dedicated connection (`pg.Client`, or PGlite) to LISTEN on the outbox's channel: a relay then wakes up
+   * as soon as a message is committed (with `new PostgresOutbox(db, { notify: true })`) instead of at its
+   * next poll. Polling continues as a fallback.
+   */
+  readonly listen?: ListenClient;
+  /** Errors of background rounds (database down…); the relay keeps going. */
+  readonly onError?: (err: unknown) => void;
+}
+
+/** What one round did. */
+export interface RelayRound {
+  /** Messages claimed (including those found with their attempts used up). */
+  readonly claimed: number;
+  readonly sent: number;
+  /** Failed attempts scheduled for a retry. */
+  readonly retried: number;
+  /** Messages marked dead in this round. */
+  readonly dead: number;
+}
+
+/**
+ * Delivers the messages of a {@link PostgresOutbox} through `publish`, at least once. Each round claims due
+ * rows with `FOR UPDATE SKIP LOCKED` and leases them, so any number of relays (in any number of processes)
+ * can run side by side; publishes them in order; marks them sent. A failed attempt is retried after a
+ * backoff counted from the database's `now()`; after `maxAttempts` the message is marked dead with its last
+ * error, and the other messages keep flowing. A relay that dies between publishing and marking sent leaves
+ * the message to be published again when its lease runs out: consumers deduplicate on the message id.
+ *
+ * @example
+ * ```ts
+ * import { OutboxRelay, PostgresOutbox, RedisStreamPublisher } from "flash-sale-kit/outbox";
+ *
+ * const publisher = new RedisStreamPublisher(redis);
+ * const relay = new OutboxRelay(outbox, {
+ *   publish: (m) => publisher.publish(m),
+ *   maxAttempts: 8,
+ *   backoff: { minTimeoutMs: 500, maxTimeoutMs: 60_000 },
+ * });
+ * await relay.start();
+ * // on shutdown:
+ * await relay.stop(); // finishes the round in flight
+ * ```
+ */
+export class OutboxRelay {
+  private readonly publish: (message: OutboxMessage) => Promise<unknown>;
+  private readonly batchSize: number;
+  private readonly pollIntervalMs: number;
+  private readonly maxAttempts: number;
+  private readonly delay: (failedAttempts: number) => number;
+  private readonly leaseMs: number;
+  private readonly topics: readonly string[] | null;
+  private readonly retentionMs: number | undefined;
+  private readonly cleanupIntervalMs: number;
+  private readonly listenClient: ListenClient | undefined;
+  private readonly onError: (err: unknown) => void;
+
+  private loop: Promise<void> | null = null;
+  private stopping = false;
+  private nudged = false;
+  private readonly sleeper: { wake?: () => void } = {};
+  private readonly inflight = new Set<Promise<unknown>>();
+  private unlisten: (() => Promise<void>) | null = null;
+  private lastCleanup = 0;
+
+  constructor(
+    /** The outbox this relay delivers. */
+    readonly outbox: PostgresOutbox,
+    options: OutboxRelayOptions,
+  ) {
+    if (outbox === null || typeof outbox !== "object" || typeof outbox.claim !== "function") {
+      throw new InvalidArgumentError("outbox", "must be a PostgresOutbox");
+    }
+    if (typeof options !== "object" || options === null || typeof options.publish !== "function") {
+      throw new InvalidArgumentError("publish", "must be a function (message) => Promise");
+    }
+    this.publish = options.publish;
+    this.batchSize = options.batchSize ?? 100;
+    validateInt("batchSize", this.batchSize, { min: 1, max: 10_000 });
+    this.pollIntervalMs = options.pollIntervalMs ?? 1000;
+    validateInt("pollIntervalMs", this.pollIntervalMs, { min: 1 });
+    this.maxAttempts = options.maxAttempts ?? 10;
+    validateInt("maxAttempts", this.maxAttempts, { min: 1, max: 1_000_000 });
+    this.leaseMs = options.leaseMs ?? 30_000;
+    validateInt("leaseMs", this.leaseMs, { min: 1 });
+    validateOptionalInt("retentionMs", options.retentionMs, { min: 0 });
+    this.retentionMs = options.retentionMs;
+    this.cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000;
+    validateInt("cleanupIntervalMs", this.cleanupIntervalMs, { min: 1 });
+    if (options.topics !== undefined) {
+      if (!Array.isArray(options.topics) || options.topics.length === 0) {
+        throw new InvalidArgumentError("topics", "must be a non-empty array of topics");
+      }
+      options.topics.forEach((t, i) => validateTopic(`topics[${i}]`, t));
+    }
+    this.topics = options.topics ? [...options.topics] : null;
+
+    const backoff = options.backoff;
+    if (typeof backoff === "function") {
+      this.delay = (n) => {
+        const ms = backoff(n);
+        validateInt("backoff()", ms, { min: 0 });
+        return ms;
+      };
+    } else {
+      const resolved = resolveBackoff(backoff);
+      this.delay = (n) => retryDelayMs(n, resolved);
+    }
+
+    if (options.listen !== undefined) {
+      const l = options.listen as Partial<PgListenClient & PgliteListenClient>;
+      if (isPool(l)) throw new InvalidArgumentError("listen", "must be a dedicated client, not a pool");
+      if (typeof l.listen !== "function" && (typeof l.on !== "function" || typeof l.query !== "function")) {
+        throw new InvalidArgumentError("listen", "must be a pg.Client or a PGlite instance");
+      }
+    }
+    this.listenClient = options.listen;
+    this.onError = options.onError ?? (() => {});
+  }
+
+  /** Whether the background loop is running. */
+  get running(): boolean {
+    return this.loop !== null;
+  }
+
+  /**
+   * Runs one round: claim up to `batchSize` due messages, publish them in order, mark the published ones
+   * sent, and schedule a retry (or death) for the failed ones. Safe to call alongside other relays.
+   *
+   * @example
+   * ```ts
+   * const { sent, retried, dead } = await relay.runOnce();
+   * ```
+   */
+  async runOnce(): Promise<RelayRound> {
+    const round = this.round();
+    this.inflight.add(round);
+    try {
+      return await round;
+    } finally {
+      this.inflight.delete(round);
+    }
+  }
+
+  private async round(): Promise<RelayRound> {
+    const claimId = randomUUID();
+    const rows = await this.outbox.claim(
+      claimId,
+      this.batchSize,
+      this.leaseMs,
+      this.maxAttempts,
+      this.topics,
+    );
+    const sent: string[] = [];
+    const failed: { id: string; attempt: number; error: string }[] = [];
+    let dead = 0;
+    for (const row of rows) {
+      if (row.status === "dead") {
+        dead++;
+        continue;
+      }
+      const message: OutboxMessage = {
+        id: row.id,
+        topic: row.topic,
+        key: row.key,
+        payload: row.payload,
+        attempt: Number(row.attempts),
+        createdAt: Math.round(Number(row.created_ms)),
+      };
+      try {
+        await this.publish(message);
+        sent.push(row.id);
+      } catch (err) {
+        failed.push({ id: row.id, attempt: message.attempt, error: errorText(err) });
+      }
+    }
+    await this.outbox.markSent(sent);
+    let retried = 0;
+    for (const f of failed) {
+      const delayMs = f.attempt >= this.maxAttempts ? 0 : this.delay(f.attempt);
+      const status = await this.outbox.markFailed(f.id, claimId, f.error, this.maxAttempts, delayMs);
+      if (status === "dead") dead++;
+      else if (status === "pending") retried++;
+    }
+    return { claimed: rows.length, sent: sent.length, retried, dead };
+  }
+
+  /**
+   * Starts the background loop (and LISTEN, when a `listen` client was given): rounds back to back while
+   * batches come back full, else one every `pollIntervalMs` or as soon as a NOTIFY arrives. Errors go to
+   * `onError` and the loop goes on. Resolves once the loop (and LISTEN) is set up; a second call does nothing.
+   *
+   * @example
+   * ```ts
+   * await relay.start();
+   * ```
+   */
+  async start(): Promise<void> {
+    if (this.loop) return;
+    this.stopping = false;
+    if (this.listenClient) this.unlisten = await this.subscribe(this.listenClient);
+    this.loop = this.run();
+  }
+
+  /**
+   * Stops the loop: waits for the round in flight (and any `runOnce` running) to finish publishing and
+   * marking, then stops listening. Messages not yet claimed stay for the next relay.
+   *
+   * @example
+   * ```ts
+   * process.on("SIGTERM", () => void relay.stop());
+   * ```
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.sleeper.wake?.();
+    const loop = this.loop;
+    if (loop) await loop;
+    await Promise.allSettled([...this.inflight]);
+    const unlisten = this.unlisten;
+    this.unlisten = null;
+    this.loop = null;
+    if (unlisten) await unlisten().catch((err: unknown) => this.report(err));
+  }
+
+  /**
+   * Dead messages of this relay's outbox ({@link PostgresOutbox.listDead}).
+   *
+   * @example
+   * ```ts
+   * const dead = await relay.listDead({ limit: 20 });
+   * ```
+   */
+  listDead(options?: { readonly limit?: number; readonly topic?: string }): Promise<OutboxRecord[]> {
+    return this.outbox.listDead(options);
+  }
+
+  /**
+   * Puts a dead message back in line ({@link PostgresOutbox.retryDead}).
+   *
+   * @example
+   * ```ts
+   * await relay.retryDead(id);
+   * ```
+   */
+  retryDead(id: string): Promise<boolean> {
+    return this.outbox.retryDead(id);
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      let full = false;
+      this.nudged = false;
+      try {
+        const r = await this.runOnce();
+        full = r.claimed >= this.batchSize;
+        await this.cleanup();
+      } catch (err) {
+        this.report(err);
+      }
+      if (this.stopping) break;
+      if (!full && !this.nudged) await sleep(this.pollIntervalMs, this.sleeper);
+    }
+  }
+
+  private async cleanup(): Promise<void> {
+    if (this.retentionMs === undefined) return;
+    const now = performance.now();
+    if (this.lastCleanup !== 0 && now - this.lastCleanup < this.cleanupIntervalMs) return;
+    this.lastCleanup = now;
+    const limit = 1000;
+    while (
+      !this.stopping &&
+      (await this.outbox.deleteSent({ olderThanMs: this.retentionMs, limit })) === limit
+    );
+  }
+
+  private nudge = (topic?: string): void => {
+    if (this.topics && topic && !this.topics.includes(topic)) return;
+    this.nudged = true;
+    this.sleeper.wake?.();
+  };
+
+  private async subscribe(client: ListenClient): Promise<() => Promise<void>> {
+    const channel = this.outbox.channel;
+    if ("listen" in client && typeof client.listen === "function") {
+      return client.listen(channel, (payload) => this.nudge(payload));
+    }
+    const pgClient = client as PgListenClient;
+    const listener = (msg: { channel: string; payload?: string }): void => {
+      if (msg.channel === channel) this.nudge(msg.payload);
+    };
+    pgClient.on("notification", listener);
+    try {
+      await pgClient.query(`LISTEN "${channel}"`);
+    } catch (err) {
+      pgClient.removeListener("notification", listener);
+      throw err;
+    }
+    return async () => {
+      pgClient.removeListener("notification", listener);
+      await pgClient.query(`UNLISTEN "${channel}"`);
+    };
+  }
+
+  private report(err: unknown): void {
+    try {
+      this.onError(err);
+    } catch {
+      // an onError that throws must not kill the loop
+    }
+  }
+}

@@ -1,0 +1,192 @@
+// transaction(db, fn): one database transaction on whatever client the user has (pg.Pool, pg.Client,
+// pg.PoolClient, PGlite), recognised by shape so that pg stays an optional peer dependency.
+import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../core/errors.js";
+import type { SqlClient } from "../core/sql.js";
+
+/** A `pg.Pool`-like client: hands out connections with `connect()` and takes them back with `release()`. */
+export interface PoolLike extends SqlClient {
+  connect(): Promise<PooledClientLike>;
+  readonly totalCount: number;
+  readonly idleCount: number;
+}
+
+/** A connection checked out of a pool (`pg.PoolClient`). `release(err)` with an error destroys it. */
+export interface PooledClientLike extends SqlClient {
+  release(err?: Error | boolean): void;
+}
+
+/** A client that runs transactions itself (PGlite's `transaction(fn)`). */
+export interface TransactionCapable extends SqlClient {
+  transaction<T>(fn: (tx: never) => Promise<T>): Promise<T>;
+}
+
+/** What `transaction()` accepts: a pool, a single client (`pg.Client`, a checked-out `pg.PoolClient`), or PGlite. */
+export type TransactionSource = SqlClient | PoolLike | TransactionCapable;
+
+/** @internal */
+export function isPool(db: unknown): db is PoolLike {
+  return (
+    typeof db === "object" &&
+    db !== null &&
+    typeof (db as PoolLike).connect === "function" &&
+    "totalCount" in db &&
+    "idleCount" in db
+  );
+}
+
+/** @internal */
+export function runsOwnTransactions(db: unknown): db is TransactionCapable {
+  return (
+    typeof db === "object" && db !== null && typeof (db as TransactionCapable).transaction === "function"
+  );
+}
+
+/** @internal */
+export function checkSqlClient(name: string, db: unknown): asserts db is SqlClient {
+  if (db === null || typeof db !== "object" || typeof (db as SqlClient).query !== "function") {
+    throw new InvalidArgumentError(
+      name,
+      "must have a query(sql, params) method (pg.Pool, pg.Client or PGlite)",
+    );
+  }
+}
+
+// One single-connection client can carry one transaction at a time; later callers wait their turn instead
+// of interleaving their statements into someone else's transaction.
+const queues = new WeakMap<object, Promise<unknown>>();
+
+async function serialized<T>(client: object, fn: () => Promise<T>): Promise<T> {
+  const before = queues.get(client) ?? Promise.resolve();
+  const run = before.then(fn, fn);
+  const settled = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  queues.set(client, settled);
+  try {
+    return await run;
+  } finally {
+    if (queues.get(client) === settled) queues.delete(client);
+  }
+}
+
+async function control(client: SqlClient, sql: string): Promise<{ command?: string }> {
+  try {
+    return (await client.query(sql)) as { command?: string };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new DatabaseError(`${sql} failed: ${message}`, { cause: err });
+  }
+}
+
+/** BEGIN, fn, COMMIT on one connection; ROLLBACK when fn throws. */
+async function onConnection<T>(client: SqlClient, fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+  await control(client, "BEGIN");
+  let result: T;
+  try {
+    result = await fn(client);
+  } catch (err) {
+    try {
+      await control(client, "ROLLBACK");
+    } catch (rollbackErr) {
+      throw new ConnectionBroken(err, rollbackErr);
+    }
+    throw err;
+  }
+  const commit = await control(client, "COMMIT");
+  // PostgreSQL answers COMMIT of a transaction in which a statement failed (and fn swallowed the error)
+  // with ROLLBACK and no error: report it, or the caller would believe its writes were saved.
+  if (commit.command === "ROLLBACK") {
+    throw new DatabaseError("the transaction was rolled back at COMMIT because a statement in it had failed");
+  }
+  return result;
+}
+
+/** fn failed and so did the ROLLBACK after it: the connection must not go back to the pool. */
+class ConnectionBroken extends Error {
+  constructor(
+    readonly original: unknown,
+    readonly rollbackError: unknown,
+  ) {
+    super("ROLLBACK failed");
+  }
+}
+
+/**
+ * Runs `fn` in one database transaction and returns what it returns. `fn` gets the transaction's client:
+ * run every statement of the transaction on it (and never on `db` itself, which on PGlite would wait for
+ * the transaction to end). When `fn` throws, the transaction is rolled back and the error rethrown as is.
+ *
+ * - `pg.Pool`: checks out a connection, `BEGIN` / `COMMIT` / `ROLLBACK` on it, releases it (a connection
+ *   whose ROLLBACK failed is destroyed rather than returned to the pool).
+ * - PGlite: its own `transaction()`.
+ * - `pg.Client` or a checked-out `pg.PoolClient`: `BEGIN` / `COMMIT` on it; concurrent calls on the same
+ *   client wait for each other instead of interleaving.
+ *
+ * A COMMIT that PostgreSQL turns into a rollback (a statement failed and `fn` caught the error) throws
+ * {@link DatabaseError}; so do failures of BEGIN, COMMIT and ROLLBACK.
+ *
+ * @example
+ * ```ts
+ * import pg from "pg";
+ * import { transaction, PostgresOutbox } from "flash-sale-kit/outbox";
+ *
+ * const db = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+ * const outbox = new PostgresOutbox(db);
+ * await transaction(db, async (tx) => {
+ *   await tx.query("UPDATE accounts SET balance = balance - $1 WHERE id = $2", [10, "a1"]);
+ *   await outbox.enqueue(tx, { topic: "balance-changed", payload: { account: "a1", delta: -10 } });
+ * });
+ * ```
+ */
+export async function transaction<T>(db: TransactionSource, fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+  checkSqlClient("db", db);
+  if (typeof fn !== "function") throw new InvalidArgumentError("fn", "must be a function");
+  if (runsOwnTransactions(db)) {
+    let fnDone = false;
+    try {
+      return await db.transaction(async (tx: never) => {
+        const result = await fn(tx as SqlClient);
+        fnDone = true;
+        return result;
+      });
+    } catch (err) {
+      // fn succeeded, so the failure is the COMMIT's (PGlite rolls back a transaction in which a statement
+      // failed and fn swallowed the error).
+      if (fnDone && !(err instanceof FlashSaleError)) {
+        const message = err instanceof Error ? err.message : String(err);
+        throw new DatabaseError(`COMMIT failed: ${message}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+  if (isPool(db)) {
+    let client: PooledClientLike;
+    try {
+      client = await db.connect();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new DatabaseError(`could not check out a connection: ${message}`, { cause: err });
+    }
+    let broken: unknown = false;
+    try {
+      return await onConnection(client, fn);
+    } catch (err) {
+      if (err instanceof ConnectionBroken) {
+        broken = err.rollbackError;
+        throw err.original;
+      }
+      throw err;
+    } finally {
+      client.release(broken instanceof Error ? broken : broken !== false);
+    }
+  }
+  return serialized(db, async () => {
+    try {
+      return await onConnection(db, fn);
+    } catch (err) {
+      if (err instanceof ConnectionBroken) throw err.original;
+      throw err;
+    }
+  });
+}
