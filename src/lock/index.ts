@@ -3,3 +3,4 @@
 export { SpinLock, MAX_LOCK_MS, type SpinLockOptions, type SpinLockKeys } from "./spin-lock.js";
 export { LockTimeoutError, LockLostError } from "./errors.js";
 export type { LockHandle, AcquireOptions, UsingOptions, LockedRoutine, Locker } from "./types.js";
+export { QuorumLock, type QuorumLockOptions } from "./quorum-lock.js";

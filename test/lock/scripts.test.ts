@@ -49,7 +49,7 @@ describe("lua/lock scripts", () => {
     expect(await redis.exists(k.waiters)).toBe(0);
     expect(await redis.get(k.lock)).toBe("a");
     // with the flag: only the flag is written, with its own TTL
-    expect((await acquire(k, "b", 5_000, 700))[0]).toBe(0);
+    expect(((await acquire(k, "b", 5_000, 700)) as number[])[0]).toBe(0);
     expect(await redis.pttl(k.waiters)).toBeGreaterThan(500);
     await redis.del(k.lock);
     expect(await acquire(k, "c", 5_000)).toEqual([1, 2]);

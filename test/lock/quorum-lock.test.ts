@@ -1,0 +1,142 @@
+// QuorumLock (Redlock through the `redlock` package) over three private redis-servers: majority votes,
+// ownership, using, and what happens when one node, then two, go down.
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
+import type { Redis } from "ioredis";
+import { InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
+import { LockLostError, LockTimeoutError, QuorumLock, type LockHandle } from "../../src/lock/index.js";
+import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+
+let servers: PrivateRedis[];
+let nodes: Redis[];
+beforeAll(async () => {
+  servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
+  nodes = process_();
+});
+afterAll(async () => {
+  for (const c of created) c.disconnect(); // quit() would wait on the stopped nodes' reconnects
+  await Promise.all(servers.map((s) => s.stop()));
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A fresh set of connections to the three nodes (a separate process, as far as the lock can tell). */
+const process_ = () => servers.map((s) => s.client().on("error", () => {})); // stopped nodes: refused reconnects are expected
+
+describe("QuorumLock", () => {
+  it("stores the lock on every node, refuses a second owner, releases everywhere; fence is undefined", async () => {
+    const prefix = randomPrefix();
+    const lock = new QuorumLock(nodes, { prefix, acquireTimeoutMs: 0 });
+    const other = new QuorumLock(process_(), { prefix, acquireTimeoutMs: 0 });
+    const h = await lock.acquire("r");
+    expectTypeOf(h).toEqualTypeOf<LockHandle<undefined>>();
+    expectTypeOf(h.fence).toEqualTypeOf<undefined>();
+    expect(h.fence).toBeUndefined();
+    expect(h.resource).toBe("r");
+    expect(h.expiresAt).toBeGreaterThan(Date.now() + 9_000);
+    const key = lock.key("r");
+    expect(key).toBe(`{${prefix}:r}:lock`);
+    for (const n of nodes) expect(await n.get(key)).toBe(h.token);
+    expect(await other.tryAcquire("r")).toBeNull();
+    await expect(other.acquire("r")).rejects.toBeInstanceOf(LockTimeoutError);
+    expect(await h.extend(20_000)).toBe(true);
+    for (const n of nodes) expect(await n.pttl(key)).toBeGreaterThan(19_000);
+    expect(await h.release()).toBe(true);
+    expect(await h.release()).toBe(false);
+    for (const n of nodes) expect(await n.exists(key)).toBe(0);
+    const again = await other.tryAcquire("r");
+    expect(again).not.toBeNull();
+    await again!.release();
+  });
+
+  it("a stale owner can neither extend nor release the next owner's lock", async () => {
+    const prefix = randomPrefix();
+    const a = new QuorumLock(nodes, { prefix, ttlMs: 150, requestTimeoutMs: 100 });
+    const b = new QuorumLock(process_(), { prefix, ttlMs: 10_000 });
+    const ha = await a.acquire("r");
+    await sleep(200);
+    const hb = await b.acquire("r");
+    expect(await ha.extend()).toBe(false);
+    expect(await ha.release()).toBe(false);
+    for (const n of nodes) expect(await n.get(a.key("r"))).toBe(hb.token);
+    await hb.release();
+  });
+
+  it("excludes across instances", async () => {
+    const prefix = randomPrefix();
+    const lockers = Array.from({ length: 4 }, () => new QuorumLock(process_(), { prefix, retryDelayMs: 5 }));
+    const occupied = new Set<string>();
+    let overlaps = 0;
+    let entries = 0;
+    await Promise.all(
+      lockers.map(async (lock, c) => {
+        for (let i = 0; i < 60; i++) {
+          await lock.using(`r${(i + c) % 3}`, async () => {
+            const r = `r${(i + c) % 3}`;
+            if (occupied.has(r)) overlaps++;
+            occupied.add(r);
+            entries++;
+            await sleep(1);
+            occupied.delete(r);
+          });
+        }
+      }),
+    );
+    expect({ overlaps, entries }).toEqual({ overlaps: 0, entries: 240 });
+  }, 60_000);
+
+  it("using extends a short lock through a longer routine and aborts when a majority is overwritten", async () => {
+    const lock = new QuorumLock(nodes, { prefix: randomPrefix(), ttlMs: 300, requestTimeoutMs: 100 });
+    const key = lock.key("r");
+    const out = await lock.using("r", async (signal, handle) => {
+      await sleep(700);
+      for (const n of nodes) expect(await n.get(key)).toBe(handle.token);
+      expect(signal.aborted).toBe(false);
+      await nodes[0]!.set(key, "x", "PX", 10_000);
+      await nodes[1]!.set(key, "x", "PX", 10_000);
+      const t0 = performance.now();
+      await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+      expect(performance.now() - t0).toBeLessThan(200 + 150);
+      return signal.reason as unknown;
+    });
+    expect(out).toBeInstanceOf(LockLostError);
+    expect(await nodes[0]!.get(key)).toBe("x");
+  });
+
+  it("validates its arguments", () => {
+    expect(() => new QuorumLock([])).toThrow(InvalidArgumentError);
+    expect(() => new QuorumLock([nodes[0]!, nodes[0]!])).toThrow(/same client twice/);
+    expect(() => new QuorumLock(nodes, { ttlMs: 100, requestTimeoutMs: 100 })).toThrow(/requestTimeoutMs/);
+    expect(() => new QuorumLock(nodes, { driftFactor: 0.7 })).toThrow(/driftFactor/);
+  });
+
+  describe("with nodes down", () => {
+    it("acquires with one node stopped, and fails within its retry budget with two stopped", async () => {
+      const prefix = randomPrefix();
+      const budget = { acquireTimeoutMs: 500, retryDelayMs: 50, requestTimeoutMs: 100 };
+      const lock = new QuorumLock(nodes, { prefix, ...budget });
+      await servers[2]!.server.stop();
+
+      const t0 = Date.now();
+      const h = await lock.acquire("r");
+      expect(Date.now() - t0).toBeLessThan(budget.requestTimeoutMs * 2 + 100);
+      expect(await nodes[0]!.get(lock.key("r"))).toBe(h.token);
+      expect(await nodes[1]!.get(lock.key("r"))).toBe(h.token);
+      expect(await h.extend()).toBe(true);
+      expect(
+        await new QuorumLock(process_().slice(0, 2), { prefix, acquireTimeoutMs: 0 }).tryAcquire("r"),
+      ).toBeNull();
+      expect(await h.release()).toBe(true);
+
+      await servers[1]!.server.stop();
+      const t1 = Date.now();
+      const err = await lock.acquire("r").catch((e: unknown) => e);
+      const waited = Date.now() - t1;
+      expect(err).toBeInstanceOf(LockTimeoutError);
+      expect((err as LockTimeoutError).cause).toBeInstanceOf(RedisUnavailableError);
+      expect(waited).toBeGreaterThanOrEqual(budget.acquireTimeoutMs);
+      // one attempt may start just before the deadline: it lasts at most two request timeouts
+      expect(waited).toBeLessThan(budget.acquireTimeoutMs + 2 * budget.requestTimeoutMs + 250);
+      await expect(lock.tryAcquire("r")).rejects.toBeInstanceOf(RedisUnavailableError);
+      expect(await nodes[0]!.exists(lock.key("r"))).toBe(0); // the minority's partial lock was cleaned up
+    }, 30_000);
+  });
+});
