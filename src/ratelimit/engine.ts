@@ -1,0 +1,254 @@
+// The bucket engine behind TokenBucket and RateLimits: runs lua/ratelimit/take.lua and refund.lua, and
+// coalesces the takes that arrive in one tick on one client into one script call (one per slot on Cluster).
+import { LUA } from "../core/embedded.generated.js";
+import { UnexpectedReplyError } from "../core/errors.js";
+import { toRedisError, type RedisClient } from "../core/scripts.js";
+import { keySlot } from "./slot.js";
+
+/** One bucket touched by a take: its key and settings, and the tokens to take (0 reads without writing). */
+export interface BucketItem {
+  readonly key: string;
+  readonly capacity: number;
+  readonly refillPerSecond: number;
+  readonly cost: number;
+}
+
+/** What the script says about one item. */
+export interface ItemOutcome {
+  /** Whether this item alone would have passed (in a rejected group, some items pass alone). */
+  readonly pass: boolean;
+  readonly remaining: number;
+  readonly retryAfterMs: number;
+  readonly resetMs: number;
+  /** The units (millionths of a token) the bucket held when the item was judged. */
+  readonly have: number;
+}
+
+/** The outcome of one all-or-nothing group. */
+export interface GroupOutcome {
+  readonly ok: boolean;
+  readonly items: readonly ItemOutcome[];
+}
+
+type Command = (...args: (string | number)[]) => Promise<unknown>;
+
+/**
+ * A script whose key count varies per call (the batch decides it). ioredis `defineCommand` without
+ * `numberOfKeys` takes the count as the first argument; EVALSHA, the NOSCRIPT fallback, `keyPrefix` and
+ * Cluster routing work as for fixed scripts.
+ */
+class VariadicScript {
+  private readonly bound = new WeakMap<RedisClient, Command>();
+  readonly command: string;
+
+  constructor(
+    readonly path: string,
+    private readonly lua: string,
+    version: string,
+  ) {
+    this.command = `fsk_${path.replace(/[^A-Za-z0-9]/g, "_")}_v${version}`;
+  }
+
+  async run(
+    client: RedisClient,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
+    let fn = this.bound.get(client);
+    if (fn === undefined) {
+      const methods = client as unknown as Record<string, Command | undefined>;
+      if (typeof methods[this.command] !== "function") client.defineCommand(this.command, { lua: this.lua });
+      const method = methods[this.command];
+      if (method === undefined) throw new UnexpectedReplyError(`script ${this.path} could not be registered`);
+      fn = method.bind(client);
+      this.bound.set(client, fn);
+    }
+    try {
+      return await fn(keys.length, ...keys, ...args);
+    } catch (err) {
+      throw toRedisError(err);
+    }
+  }
+}
+
+// The command name carries a digest of the source, so two library versions on one client never clash.
+const digest = (s: string): string => {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16);
+};
+const TAKE = new VariadicScript("ratelimit/take", LUA["ratelimit/take"], digest(LUA["ratelimit/take"]));
+const REFUND = new VariadicScript(
+  "ratelimit/refund",
+  LUA["ratelimit/refund"],
+  digest(LUA["ratelimit/refund"]),
+);
+
+/** Whether `client` is an ioredis Cluster (by shape, so two copies of ioredis in one app still agree). */
+export function isCluster(client: RedisClient): boolean {
+  return (client as { isCluster?: unknown }).isCluster === true;
+}
+
+/** The `keyPrefix` ioredis adds to every key of this client (it counts for the slot). */
+function keyPrefixOf(client: RedisClient): string {
+  const options = (client as { options?: { keyPrefix?: unknown; redisOptions?: { keyPrefix?: unknown } } })
+    .options;
+  const prefix = options?.keyPrefix ?? options?.redisOptions?.keyPrefix;
+  return typeof prefix === "string" ? prefix : "";
+}
+
+/** The hash slot a key lands on for this client; 0 on standalone Redis, where any keys share a script. */
+export function slotOf(client: RedisClient, key: string): number {
+  return isCluster(client) ? keySlot(keyPrefixOf(client) + key) : 0;
+}
+
+interface Pending {
+  readonly items: readonly BucketItem[];
+  readonly resolve: (outcome: GroupOutcome) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** The most items one script call carries: long enough to amortise a round trip, short enough not to stall Redis. */
+export const MAX_BATCH_ITEMS = 256;
+
+/**
+ * Collects the groups submitted on one client during one tick and sends each slot's groups as one script
+ * call. Groups are applied in submission order, so the result equals running them one by one.
+ */
+class Batcher {
+  private readonly queues = new Map<number, Pending[]>();
+  private readonly counts = new Map<number, number>();
+  private scheduled = false;
+
+  constructor(private readonly client: RedisClient) {}
+
+  submit(slot: number, items: readonly BucketItem[]): Promise<GroupOutcome> {
+    return new Promise<GroupOutcome>((resolve, reject) => {
+      let queue = this.queues.get(slot);
+      if (queue === undefined) {
+        queue = [];
+        this.queues.set(slot, queue);
+      }
+      queue.push({ items, resolve, reject });
+      const count = (this.counts.get(slot) ?? 0) + items.length;
+      if (count >= MAX_BATCH_ITEMS) {
+        this.queues.delete(slot);
+        this.counts.delete(slot);
+        void send(this.client, queue);
+        return;
+      }
+      this.counts.set(slot, count);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        // nextTick runs after the promise continuations already queued, so callers woken by one reply
+        // (the previous batch) all land in the next batch.
+        process.nextTick(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const queues = [...this.queues.values()];
+    this.queues.clear();
+    this.counts.clear();
+    for (const queue of queues) void send(this.client, queue);
+  }
+}
+
+const batchers = new WeakMap<RedisClient, Batcher>();
+
+/**
+ * Runs one all-or-nothing group of takes. Every key of `items` must hash to `slot` (see {@link slotOf}).
+ * With `batch`, the group shares a script call with the other groups submitted in the same tick.
+ */
+export function takeGroup(
+  client: RedisClient,
+  slot: number,
+  items: readonly BucketItem[],
+  batch: boolean,
+): Promise<GroupOutcome> {
+  if (!batch) {
+    return new Promise<GroupOutcome>((resolve, reject) => void send(client, [{ items, resolve, reject }]));
+  }
+  let batcher = batchers.get(client);
+  if (batcher === undefined) {
+    batcher = new Batcher(client);
+    batchers.set(client, batcher);
+  }
+  return batcher.submit(slot, items);
+}
+
+/** Sends a list of groups as one take script call and settles each group's promise. */
+async function send(client: RedisClient, groups: readonly Pending[]): Promise<void> {
+  const keys: string[] = [];
+  const index = new Map<string, number>();
+  const args: (string | number)[] = [];
+  for (const g of groups) {
+    args.push(g.items.length);
+    for (const it of g.items) {
+      let k = index.get(it.key);
+      if (k === undefined) {
+        k = keys.push(it.key);
+        index.set(it.key, k);
+      }
+      args.push(k, it.capacity, it.refillPerSecond, it.cost);
+    }
+  }
+  let reply: unknown;
+  try {
+    reply = await TAKE.run(client, keys, args);
+  } catch (err) {
+    for (const g of groups) g.reject(err);
+    return;
+  }
+  if (!Array.isArray(reply)) {
+    const err = new UnexpectedReplyError("ratelimit/take returned no array");
+    for (const g of groups) g.reject(err);
+    return;
+  }
+  const r = reply as number[];
+  let p = 0;
+  for (const g of groups) {
+    if (p + 1 + g.items.length > r.length) {
+      g.reject(new UnexpectedReplyError("ratelimit/take returned a short reply"));
+      continue;
+    }
+    const ok = r[p++] === 1;
+    g.resolve({ ok, items: g.items.map((it) => outcome(it, r[p++]!, ok)) });
+  }
+}
+
+const UNITS = 1_000_000; // units (millionths of a token) per token, as in lua/ratelimit/includes/bucket.lua
+
+/** Ms for `units` to refill at `tokensPerSecond` (a rate of R tokens/s is R units/µs). */
+const refillMs = (units: number, tokensPerSecond: number): number =>
+  units <= 0 ? 0 : Math.ceil(units / tokensPerSecond / 1000);
+
+/**
+ * One item's outcome from the units its bucket held when it was judged; `ok` says whether its group took.
+ */
+export function outcome(it: BucketItem, have: number, ok: boolean): ItemOutcome {
+  const costU = it.cost * UNITS;
+  const left = ok ? have - costU : have;
+  const pass = have >= costU;
+  return {
+    pass,
+    remaining: Math.floor(left / UNITS),
+    retryAfterMs: ok || pass ? 0 : refillMs(costU - have, it.refillPerSecond),
+    resetMs: refillMs(it.capacity * UNITS - left, it.refillPerSecond),
+    have,
+  };
+}
+
+/** Gives tokens back (capped at capacity) to buckets that share one slot. */
+export async function refund(client: RedisClient, items: readonly BucketItem[]): Promise<void> {
+  if (items.length === 0) return;
+  const args: (string | number)[] = [];
+  for (const it of items) args.push(it.capacity, it.refillPerSecond, it.cost);
+  await REFUND.run(
+    client,
+    items.map((it) => it.key),
+    args,
+  );
+}
