@@ -41,6 +41,12 @@ export interface OutboxRelayOptions {
    */
   readonly batchSize?: number;
   /**
+   * Messages of one batch published at the same time. Above 1, messages with the same `key` are still
+   * published one after another in their order; others in any order.
+   * @default 1
+   */
+  readonly concurrency?: number;
+  /**
    * Pause after a round that found less than a full batch.
    * @default 1000
    */
@@ -118,6 +124,7 @@ export interface RelayRound {
 export class OutboxRelay {
   private readonly publish: (message: OutboxMessage) => Promise<unknown>;
   private readonly batchSize: number;
+  private readonly concurrency: number;
   private readonly pollIntervalMs: number;
   private readonly maxAttempts: number;
   private readonly delay: (failedAttempts: number) => number;
@@ -150,6 +157,8 @@ export class OutboxRelay {
     this.publish = options.publish;
     this.batchSize = options.batchSize ?? 100;
     validateInt("batchSize", this.batchSize, { min: 1, max: 10_000 });
+    this.concurrency = options.concurrency ?? 1;
+    validateInt("concurrency", this.concurrency, { min: 1, max: 1000 });
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     validateInt("pollIntervalMs", this.pollIntervalMs, { min: 1 });
     this.maxAttempts = options.maxAttempts ?? 10;
@@ -227,25 +236,49 @@ export class OutboxRelay {
     const sent: string[] = [];
     const failed: { id: string; attempt: number; error: string }[] = [];
     let dead = 0;
+    const live: OutboxMessage[] = [];
     for (const row of rows) {
-      if (row.status === "dead") {
-        dead++;
-        continue;
+      if (row.status === "dead") dead++;
+      else {
+        live.push({
+          id: row.id,
+          topic: row.topic,
+          key: row.key,
+          payload: row.payload,
+          attempt: Number(row.attempts),
+          createdAt: Math.round(Number(row.created_ms)),
+        });
       }
-      const message: OutboxMessage = {
-        id: row.id,
-        topic: row.topic,
-        key: row.key,
-        payload: row.payload,
-        attempt: Number(row.attempts),
-        createdAt: Math.round(Number(row.created_ms)),
+    }
+    const deliver = async (messages: readonly OutboxMessage[]): Promise<void> => {
+      for (const message of messages) {
+        try {
+          await this.publish(message);
+          sent.push(message.id);
+        } catch (err) {
+          failed.push({ id: message.id, attempt: message.attempt, error: errorText(err) });
+        }
+      }
+    };
+    if (this.concurrency === 1) await deliver(live);
+    else {
+      // One lane per key (a lane per message without a key), at most `concurrency` lanes at a time.
+      const lanes = new Map<string, OutboxMessage[]>();
+      const order: OutboxMessage[][] = [];
+      for (const m of live) {
+        const lane = m.key === null ? undefined : lanes.get(m.key);
+        if (lane) lane.push(m);
+        else {
+          const fresh = [m];
+          if (m.key !== null) lanes.set(m.key, fresh);
+          order.push(fresh);
+        }
+      }
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < order.length) await deliver(order[next++]!);
       };
-      try {
-        await this.publish(message);
-        sent.push(row.id);
-      } catch (err) {
-        failed.push({ id: row.id, attempt: message.attempt, error: errorText(err) });
-      }
+      await Promise.all(Array.from({ length: Math.min(this.concurrency, order.length) }, worker));
     }
     await this.outbox.markSent(sent);
     let retried = 0;
