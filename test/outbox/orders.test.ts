@@ -190,7 +190,7 @@ describe.each(SETUPS)("PostgresOrders: $name", (setup) => {
       const orders = await freshOrders(0); // every timeout is due at once
       const N = 1000;
       const sku = await sale(N);
-      const reservations = [];
+      const reservations: Awaited<ReturnType<typeof reserve>>[] = [];
       for (let i = 0; i < N; i += 50) {
         reservations.push(
           ...(await Promise.all(
