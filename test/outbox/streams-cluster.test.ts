@@ -30,7 +30,7 @@ async function slot(key: string): Promise<number> {
 /** The port of the master serving a slot. */
 async function nodeOf(key: string): Promise<number> {
   const s = await slot(key);
-  const slots = (await redis.cluster("SLOTS")) as [number, number, [string, number]][];
+  const slots = (await redis.cluster("SLOTS")) as unknown as [number, number, [string, number]][];
   const range = slots.find(([from, to]) => s >= from && s <= to);
   return range![2][1];
 }
