@@ -3,16 +3,20 @@
 // its API that flash-sale-kit uses, as the package implements it (dist/esm/index.js).
 declare module "redlock" {
   import type { EventEmitter } from "node:events";
+  import type { Cluster, Redis } from "ioredis";
 
   /**
    * What redlock calls on each node: EVALSHA with an EVAL fallback on NOSCRIPT (and `quit` from
    * `Redlock#quit`). An ioredis `Redis` or `Cluster` fits; so does a wrapper around one.
    */
-  export interface RedlockClient {
+  export interface RedlockClientShape {
     evalsha(sha: string, numberOfKeys: number, args: (string | number)[]): Promise<unknown>;
     eval(script: string, numberOfKeys: number, args: (string | number)[]): Promise<unknown>;
     quit(): Promise<unknown>;
   }
+
+  /** The package's own `Client` type, widened to anything with the methods it calls. */
+  export type RedlockClient = Redis | Cluster | RedlockClientShape;
 
   export interface Settings {
     readonly driftFactor: number;

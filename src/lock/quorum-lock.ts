@@ -1,6 +1,6 @@
 // QuorumLock: Redlock over several independent Redis nodes, through the `redlock` package, with the same
 // acquire / tryAcquire / using and handle as SpinLock (minus fencing: independent nodes share no counter).
-import Redlock, { ExecutionError, ResourceLockedError, type Lock, type RedlockClient } from "redlock";
+import Redlock, { ExecutionError, ResourceLockedError, type Lock, type RedlockClientShape } from "redlock";
 import { InvalidArgumentError, RedisUnavailableError } from "../core/errors.js";
 import { entityKeys, resolvePrefix } from "../core/keys.js";
 import { toRedisError, type RedisClient } from "../core/scripts.js";
@@ -48,7 +48,7 @@ export interface QuorumLockOptions {
 }
 
 /** Each node wrapped so that a command unanswered after `ms` rejects (the node votes against). */
-function withDeadline(client: RedisClient, ms: number): RedlockClient {
+function withDeadline(client: RedisClient, ms: number): RedlockClientShape {
   const timed = (run: () => Promise<unknown>) =>
     new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`node did not answer within ${ms} ms`)), ms);

@@ -3,14 +3,14 @@
 import { randomUUID } from "node:crypto";
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { LUA } from "../core/embedded.generated.js";
-import { entityKeys, resolvePrefix } from "../core/keys.js";
+import { resolvePrefix } from "../core/keys.js";
 import { LuaScript, type RedisClient } from "../core/scripts.js";
-import { validateInt, validateOptionalInt } from "../core/validate.js";
+import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
 import { LockTimeoutError } from "./errors.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
 import { holdWhile } from "./using.js";
 import { abortable, jittered, pause } from "./wait.js";
-import { Wakeups, type Subscription } from "./wakeups.js";
+import { Wakeups } from "./wakeups.js";
 
 const ACQUIRE = new LuaScript("lock/acquire", LUA["lock/acquire"], 3);
 const RELEASE = new LuaScript("lock/release", LUA["lock/release"], 2);
@@ -64,12 +64,6 @@ export interface SpinLockKeys {
   readonly channel: string;
 }
 
-interface Attempt {
-  readonly handle: SpinLockHandle | null;
-  /** Remaining TTL of the holder's lock when the attempt failed (-1: no expiry, -2: gone meanwhile). */
-  readonly pttl: number;
-}
-
 class SpinLockHandle implements LockHandle<number> {
   private released = false;
 
@@ -81,7 +75,7 @@ class SpinLockHandle implements LockHandle<number> {
     readonly fence: number,
     private expiry: number,
     private readonly ttlMs: number,
-    private readonly onReleased: (channel: string) => void,
+    private readonly wakeups: Wakeups,
   ) {}
 
   get expiresAt(): number {
@@ -108,7 +102,7 @@ class SpinLockHandle implements LockHandle<number> {
     if (reply !== 1 && reply !== 0) throw new UnexpectedReplyError(`lock/release returned ${String(reply)}`);
     this.released = true;
     this.expiry = 0;
-    if (reply === 1) this.onReleased(this.keys.channel);
+    if (reply === 1) this.wakeups.wake(this.keys.channel);
     return reply === 1;
   }
 }
@@ -154,8 +148,6 @@ export class SpinLock implements Locker<number> {
   // How long a subscribed waiter's flag outlives its last attempt: its pause is at most 1.5 retry delays.
   private readonly waitFlagMs: number;
 
-  private readonly onReleased = (channel: string) => this.wakeups.wake(channel);
-
   constructor(
     private readonly redis: RedisClient,
     options: SpinLockOptions = {},
@@ -192,12 +184,14 @@ export class SpinLock implements Locker<number> {
    * ```
    */
   keys(resource: string): SpinLockKeys {
-    const k = entityKeys(this.prefix, resource, "resource");
+    validateId("resource", resource);
+    // The hash tag of entityKeys (core/keys.ts), built inline: this runs on every attempt.
+    const tag = `{${this.prefix}:${resource}}`;
     return {
-      lock: k.key("lock"),
-      fence: k.key("fence"),
-      waiters: k.key("waiters"),
-      channel: k.key("released"),
+      lock: `${tag}:lock`,
+      fence: `${tag}:fence`,
+      waiters: `${tag}:waiters`,
+      channel: `${tag}:released`,
     };
   }
 
@@ -212,7 +206,8 @@ export class SpinLock implements Locker<number> {
    * ```
    */
   async tryAcquire(resource: string): Promise<LockHandle<number> | null> {
-    return (await this.attempt(resource, this.keys(resource), 0)).handle;
+    const got = await this.attempt(resource, this.keys(resource), 0);
+    return typeof got === "number" ? null : got;
   }
 
   /**
@@ -236,26 +231,47 @@ export class SpinLock implements Locker<number> {
     signal?.throwIfAborted();
     const keys = this.keys(resource);
     const started = Date.now();
+    // The fast path registers nothing: a release that lands while this attempt is in flight shows up as a
+    // changed release count instead, and sends the waiter straight into a second attempt.
+    const releases = this.wakeups.releases;
+    const first = await this.attemptOnce(resource, keys, 0, signal);
+    if (typeof first !== "number") return first;
+    return this.wait(resource, keys, started, first, releases !== this.wakeups.releases, signal);
+  }
+
+  /** The slow path of `acquire`: pause, attempt, until the lock is ours or the deadline passes. */
+  private async wait(
+    resource: string,
+    keys: SpinLockKeys,
+    started: number,
+    firstPttl: number,
+    releasedMeanwhile: boolean,
+    signal: AbortSignal | undefined,
+  ): Promise<LockHandle<number>> {
     const deadline = started + this.acquireTimeoutMs;
-    let subscription: Subscription | undefined;
+    const subscription = this.wakeups.subscribe(keys.channel);
+    let pttl = firstPttl;
+    let again = releasedMeanwhile;
     try {
-      for (let first = true; ; first = false) {
+      for (;;) {
         // Registered before the attempt, so a release that lands while it is in flight still wakes us.
         const waiter = this.wakeups.waiter(keys.channel);
         try {
+          if (!again) {
+            const left = deadline - Date.now();
+            if (left <= 0) throw new LockTimeoutError(resource, Date.now() - started);
+            const wakes: Promise<unknown>[] = [waiter.woken];
+            // Once subscribed, attempt again at once, with the flag set: no release can be missed after that.
+            if (subscription !== undefined && !subscription.ready) wakes.push(subscription.settled);
+            const untilExpiry = pttl > 0 ? pttl + 1 : Infinity;
+            await pause(Math.min(left, jittered(this.retryDelayMs), untilExpiry), signal, wakes);
+          }
+          again = false;
           const flag = subscription?.ready ? this.waitFlagMs : 0;
-          const { handle, pttl } = await abortable(this.attempt(resource, keys, flag), signal, (late) => {
-            late.handle?.release().catch(() => {});
-          });
-          if (handle !== null) return handle;
-          const left = deadline - Date.now();
-          if (left <= 0) throw new LockTimeoutError(resource, Date.now() - started);
-          if (first) subscription = this.wakeups.subscribe(keys.channel);
-          const wakes: Promise<unknown>[] = [waiter.woken];
-          // Once subscribed, attempt again at once, with the flag set: no release can be missed after that.
-          if (subscription !== undefined && !subscription.ready) wakes.push(subscription.settled);
-          const untilExpiry = pttl > 0 ? pttl + 1 : Infinity;
-          await pause(Math.min(left, jittered(this.retryDelayMs), untilExpiry), signal, wakes);
+          const got = await this.attemptOnce(resource, keys, flag, signal);
+          if (typeof got !== "number") return got;
+          pttl = got;
+          if (Date.now() >= deadline) throw new LockTimeoutError(resource, Date.now() - started);
         } finally {
           waiter.cancel();
         }
@@ -263,6 +279,20 @@ export class SpinLock implements Locker<number> {
     } finally {
       subscription?.leave();
     }
+  }
+
+  /** One attempt that a signal can abandon; a lock it acquires after the caller left is released. */
+  private attemptOnce(
+    resource: string,
+    keys: SpinLockKeys,
+    waitFlagMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<SpinLockHandle | number> {
+    const work = this.attempt(resource, keys, waitFlagMs);
+    if (signal === undefined) return work;
+    return abortable(work, signal, (late) => {
+      if (typeof late !== "number") late.release().catch(() => {});
+    });
   }
 
   /**
@@ -298,7 +328,12 @@ export class SpinLock implements Locker<number> {
     });
   }
 
-  private async attempt(resource: string, keys: SpinLockKeys, waitFlagMs: number): Promise<Attempt> {
+  /** One acquire script: the handle, or the holder's remaining TTL (-1: no expiry, -2: gone meanwhile). */
+  private async attempt(
+    resource: string,
+    keys: SpinLockKeys,
+    waitFlagMs: number,
+  ): Promise<SpinLockHandle | number> {
     const token = randomUUID();
     const sentAt = Date.now();
     const reply = await ACQUIRE.run(
@@ -306,25 +341,20 @@ export class SpinLock implements Locker<number> {
       [keys.lock, keys.fence, keys.waiters],
       [token, this.ttlMs, waitFlagMs],
     );
-    if (!Array.isArray(reply) || reply.length !== 2 || typeof reply[1] !== "number") {
-      throw new UnexpectedReplyError(`lock/acquire returned ${JSON.stringify(reply)}`);
+    if (typeof reply !== "number" || reply === 0) {
+      throw new UnexpectedReplyError(`lock/acquire returned ${String(reply)}`);
     }
-    const [code, value] = reply as [unknown, number];
-    if (code === 0) return { handle: null, pttl: value };
-    if (code !== 1) throw new UnexpectedReplyError(`lock/acquire returned code ${String(code)}`);
-    return {
-      handle: new SpinLockHandle(
-        this.redis,
-        keys,
-        resource,
-        token,
-        value,
-        sentAt + this.ttlMs,
-        this.ttlMs,
-        this.onReleased,
-      ),
-      pttl: 0,
-    };
+    if (reply < 0) return -reply - 2;
+    return new SpinLockHandle(
+      this.redis,
+      keys,
+      resource,
+      token,
+      reply,
+      sentAt + this.ttlMs,
+      this.ttlMs,
+      this.wakeups,
+    );
   }
 }
 

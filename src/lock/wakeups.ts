@@ -76,8 +76,15 @@ export class Wakeups {
     return { woken, cancel: remove };
   }
 
+  /**
+   * Counts every wake-up. An attempt made before any waiter is registered compares it before and after,
+   * so the fast path of `acquire` allocates nothing and still notices a release that raced it.
+   */
+  releases = 0;
+
   /** Wakes the longest-waiting waiter of `channel` in this process, if any. */
   wake(channel: string): void {
+    this.releases++;
     const first = this.waiters.get(channel)?.values().next().value;
     first?.();
   }

@@ -19,7 +19,13 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A fresh set of connections to the three nodes (a separate process, as far as the lock can tell). */
-const process_ = () => servers.map((s) => s.client().on("error", () => {})); // stopped nodes: refused reconnects are expected
+const created: Redis[] = [];
+const process_ = () =>
+  servers.map((s) => {
+    const c = s.client().on("error", () => {}); // stopped nodes: refused reconnects are expected
+    created.push(c);
+    return c;
+  });
 
 describe("QuorumLock", () => {
   it("stores the lock on every node, refuses a second owner, releases everywhere; fence is undefined", async () => {

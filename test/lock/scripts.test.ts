@@ -38,33 +38,36 @@ describe("lua/lock scripts", () => {
     }
   });
 
-  it("acquire: {1, fence} when free, {0, pttl} when held; a refusal writes nothing without the flag", async () => {
+  it("acquire: the fence when free, -(pttl + 2) when held; a refusal writes nothing without the flag", async () => {
     const k = keysOf();
-    expect(await acquire(k, "a", 5_000)).toEqual([1, 1]);
+    expect(await acquire(k, "a", 5_000)).toBe(1);
     expect(await redis.get(k.lock)).toBe("a");
-    const [code, pttl] = (await acquire(k, "b", 5_000)) as [number, number];
-    expect(code).toBe(0);
-    expect(pttl).toBeGreaterThan(4_000);
+    const held = (await acquire(k, "b", 5_000)) as number;
+    expect(-held - 2).toBeGreaterThan(4_000);
+    expect(-held - 2).toBeLessThanOrEqual(5_000);
     expect(await redis.get(k.fence)).toBe("1");
     expect(await redis.exists(k.waiters)).toBe(0);
     expect(await redis.get(k.lock)).toBe("a");
     // with the flag: only the flag is written, with its own TTL
-    expect(((await acquire(k, "b", 5_000, 700)) as number[])[0]).toBe(0);
+    expect(await acquire(k, "b", 5_000, 700)).toBeLessThan(0);
     expect(await redis.pttl(k.waiters)).toBeGreaterThan(500);
     await redis.del(k.lock);
-    expect(await acquire(k, "c", 5_000)).toEqual([1, 2]);
+    expect(await acquire(k, "c", 5_000)).toBe(2);
   });
 
   it("acquire: a holder without expiry reports pttl -1", async () => {
     const k = keysOf();
     await redis.set(k.lock, "forever");
-    expect(await acquire(k, "a", 100)).toEqual([0, -1]);
+    expect(await acquire(k, "a", 100)).toBe(-1);
   });
 
   it("acquire: a corrupted fence counter raises before anything is written", async () => {
     const k = keysOf();
     await redis.set(k.fence, "not-a-number");
     await expect(acquire(k, "a", 5_000)).rejects.toThrow(/not an integer/);
+    expect(await redis.exists(k.lock)).toBe(0);
+    await redis.set(k.fence, "-7");
+    await expect(acquire(k, "a", 5_000)).rejects.toThrow(/below 1/);
     expect(await redis.exists(k.lock)).toBe(0);
   });
 

@@ -62,16 +62,20 @@ describe("SpinLock basics", () => {
   });
 
   it("never releases or extends another owner's lock", async () => {
-    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 100 });
+    const prefix = randomPrefix();
+    const lock = new SpinLock(redis, { prefix, ttlMs: 100 });
+    const next = new SpinLock(redis, { prefix, ttlMs: 10_000 }); // long enough for a loaded machine
     const a = await lock.acquire("r");
     await sleep(150);
-    const b = await lock.acquire("r");
+    const b = await next.acquire("r");
     expect(b.fence).toBeGreaterThan(a.fence);
     const before = await contents(`*${lock.keys("r").lock}*`);
-    expect(await a.extend(10_000)).toBe(false);
+    expect(await a.extend(60_000)).toBe(false);
     expect(await a.release()).toBe(false);
     expect(await redis.get(lock.keys("r").lock)).toBe(b.token);
-    expect(await redis.pttl(lock.keys("r").lock)).toBeLessThanOrEqual(100);
+    const pttl = await redis.pttl(lock.keys("r").lock);
+    expect(pttl).toBeGreaterThan(9_000); // b's own TTL, not a's 60 s
+    expect(pttl).toBeLessThanOrEqual(10_000);
     expect(await contents(`*${lock.keys("r").lock}*`)).toEqual(before);
     expect(await b.extend(10_000)).toBe(true);
     expect(await redis.pttl(lock.keys("r").lock)).toBeGreaterThan(9_000);
