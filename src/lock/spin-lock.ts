@@ -236,6 +236,7 @@ export class SpinLock implements Locker<number> {
     const releases = this.wakeups.releases;
     const first = await this.attemptOnce(resource, keys, 0, signal);
     if (typeof first !== "number") return first;
+    if (this.acquireTimeoutMs === 0) throw new LockTimeoutError(resource, Date.now() - started);
     return this.wait(resource, keys, started, first, releases !== this.wakeups.releases, signal);
   }
 
@@ -262,7 +263,7 @@ export class SpinLock implements Locker<number> {
             if (left <= 0) throw new LockTimeoutError(resource, Date.now() - started);
             const wakes: Promise<unknown>[] = [waiter.woken];
             // Once subscribed, attempt again at once, with the flag set: no release can be missed after that.
-            if (subscription !== undefined && !subscription.ready) wakes.push(subscription.settled);
+            if (subscription?.pending) wakes.push(subscription.settled);
             const untilExpiry = pttl > 0 ? pttl + 1 : Infinity;
             await pause(Math.min(left, jittered(this.retryDelayMs), untilExpiry), signal, wakes);
           }

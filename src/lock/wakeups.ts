@@ -12,6 +12,8 @@ export interface Waiter {
 export interface Subscription {
   /** True once SUBSCRIBE was acknowledged: from then on no release message can be missed. */
   readonly ready: boolean;
+  /** True until SUBSCRIBE was acknowledged or failed. */
+  readonly pending: boolean;
   /** Resolves (true) on the acknowledgement, or false when subscribing failed. Never rejects. */
   readonly settled: Promise<boolean>;
   /** Drops this waiter's interest; the channel is unsubscribed when no waiter is left. */
@@ -21,6 +23,7 @@ export interface Subscription {
 interface Channel {
   refs: number;
   ready: boolean;
+  pending: boolean;
   settled: Promise<boolean>;
 }
 
@@ -102,13 +105,17 @@ export class Wakeups {
         sub.on("message", this.onMessage);
         this.listening = true;
       }
-      const created: Channel = { refs: 0, ready: false, settled: Promise.resolve(false) };
+      const created: Channel = { refs: 0, ready: false, pending: true, settled: Promise.resolve(false) };
       created.settled = sub.subscribe(channel).then(
         () => {
           created.ready = true;
+          created.pending = false;
           return true;
         },
-        () => false,
+        () => {
+          created.pending = false;
+          return false;
+        },
       );
       ch = created;
       this.channels.set(channel, ch);
@@ -119,6 +126,9 @@ export class Wakeups {
     return {
       get ready() {
         return state.ready;
+      },
+      get pending() {
+        return state.pending;
       },
       settled: state.settled,
       leave: () => {

@@ -206,4 +206,24 @@ describe("SpinLock waiting", () => {
     expect(next.fence).toBe(h.fence + 1);
     await next.release();
   });
+
+  it("falls back to spinning, without a busy loop, when the subscriber cannot subscribe", async () => {
+    const dead = srv.client();
+    await dead.quit();
+    const prefix = randomPrefix();
+    const holder = new SpinLock(srv.client(), { prefix });
+    const waiter = new SpinLock(srv.client(), { prefix, retryDelayMs: 100, subscriber: dead });
+    const h = await holder.acquire("r");
+    const scripts = async () =>
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info("commandstats"))?.[1] ?? 0);
+    const before = await scripts();
+    const waiting = waiter.acquire("r");
+    await sleep(600);
+    await h.release();
+    const next = await waiting;
+    const attempts = (await scripts()) - before - 1; // minus the holder's release
+    expect(attempts).toBeGreaterThanOrEqual(3);
+    expect(attempts).toBeLessThan(20); // ~600 / 100 pauses, not a tight loop
+    expect(next.fence).toBe(h.fence + 1);
+  });
 });
