@@ -1,7 +1,7 @@
 // OutboxRelay: delivers outbox rows at least once. Claims due rows with FOR UPDATE SKIP LOCKED (so several
 // relays share the work), publishes, marks sent; failures are retried on the database clock, then dead.
 import { randomUUID } from "node:crypto";
-import { InvalidArgumentError } from "../core/errors.js";
+import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../core/errors.js";
 import { validateInt, validateOptionalInt } from "../core/validate.js";
 import { resolveBackoff, retryDelayMs, type RelayBackoffOptions } from "./backoff.js";
 import type { OutboxRecord, PostgresOutbox } from "./postgres-outbox.js";
@@ -304,7 +304,15 @@ export class OutboxRelay {
   async start(): Promise<void> {
     if (this.loop) return;
     this.stopping = false;
-    if (this.listenClient) this.unlisten = await this.subscribe(this.listenClient);
+    if (this.listenClient) {
+      try {
+        this.unlisten = await this.subscribe(this.listenClient);
+      } catch (err) {
+        if (err instanceof FlashSaleError) throw err;
+        const message = err instanceof Error ? err.message : String(err);
+        throw new DatabaseError(`LISTEN failed: ${message}`, { cause: err });
+      }
+    }
     this.loop = this.run();
   }
 
