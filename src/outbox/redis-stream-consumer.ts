@@ -446,12 +446,17 @@ export class RedisStreamConsumer {
       totals.failed++;
       this.report(err, entry);
       if (entry.deliveries >= this.maxDeliveries) {
-        const moved = await DEAD_LETTER.run(
-          this.redis,
-          [entry.stream, dead],
-          [this.group, this.consumer, entry.id, errorText(err), this.deadMaxLen],
-        );
-        if (moved === 1) totals.deadLettered++;
+        try {
+          const moved = await DEAD_LETTER.run(
+            this.redis,
+            [entry.stream, dead],
+            [this.group, this.consumer, entry.id, errorText(err), this.deadMaxLen],
+          );
+          if (moved === 1) totals.deadLettered++;
+        } catch (moveErr) {
+          // Still pending: the next reclaim dead-letters it (without the handler's error).
+          this.report(moveErr, entry);
+        }
       }
       return;
     }
