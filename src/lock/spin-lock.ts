@@ -16,7 +16,15 @@ const ACQUIRE = new LuaScript("lock/acquire", LUA["lock/acquire"], 3);
 const RELEASE = new LuaScript("lock/release", LUA["lock/release"], 2);
 const EXTEND = new LuaScript("lock/extend", LUA["lock/extend"], 1);
 
-/** The longest duration a Node timer can wait; TTLs beyond it could not be extended on time. */
+/**
+ * The longest `ttlMs`, `retryDelayMs`, `acquireTimeoutMs` (and `requestTimeoutMs`) accepted: the longest a
+ * Node timer can wait, since a TTL beyond it could not be extended on time.
+ *
+ * @example
+ * ```ts
+ * new SpinLock(redis, { ttlMs: MAX_LOCK_MS }); // about 24.8 days
+ * ```
+ */
 export const MAX_LOCK_MS = 2_147_483_647;
 
 /** Options of `new SpinLock()`. All durations are integer milliseconds. */
