@@ -1,0 +1,387 @@
+// RedisBloomFilter on a private standalone redis-server: sizing, no false negatives, the measured
+// false-positive rate (through Redis and through the mirror), splitting over keys, rebuild, the mirror.
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import { BloomFilter } from "bloom-filters";
+import { optimalFilterSize, optimalHashes } from "bloom-filters/dist/formulas.js";
+import { ConflictError, InvalidArgumentError } from "../../src/core/errors.js";
+import { RedisBloomFilter } from "../../src/cache/index.js";
+import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+
+let srv: PrivateRedis;
+let redis: Redis;
+beforeAll(async () => {
+  srv = await startRedis();
+  redis = srv.client();
+});
+afterAll(async () => srv?.stop());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const range = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i));
+const count = (xs: boolean[], v: boolean) => xs.filter((x) => x === v).length;
+
+describe("RedisBloomFilter sizing", () => {
+  it("takes m and k from bloom-filters' formulas", () => {
+    const f = new RedisBloomFilter(redis, "s", { capacity: 1_000_000, errorRate: 0.01 });
+    expect(f.bits).toBe(optimalFilterSize(1_000_000, 0.01));
+    expect(f.hashes).toBe(optimalHashes(f.bits, 1_000_000));
+    const reference = BloomFilter.create(1_000_000, 0.01);
+    expect([f.bits, f.hashes]).toEqual([reference.size, reference._nbHashes]);
+    expect(f.segmentCount).toBe(1);
+    const split = new RedisBloomFilter(redis, "s", {
+      capacity: 1_000_000,
+      errorRate: 0.01,
+      bitsPerKey: 2 ** 20,
+    });
+    expect(split.segmentCount).toBe(Math.ceil(f.bits / 2 ** 20));
+  });
+
+  it("rejects bad options, naming the option", () => {
+    const make = (o: object, name = "f") =>
+      new RedisBloomFilter(redis, name, { capacity: 10, errorRate: 0.01, ...o });
+    const arg = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        expect(err).toBeInstanceOf(InvalidArgumentError);
+        return (err as InvalidArgumentError).argument;
+      }
+      throw new Error("did not throw");
+    };
+    expect(arg(() => make({ capacity: 0 }))).toBe("capacity");
+    expect(arg(() => make({ capacity: 1.5 }))).toBe("capacity");
+    expect(arg(() => make({ errorRate: 0 }))).toBe("errorRate");
+    expect(arg(() => make({ errorRate: 0.9 }))).toBe("errorRate");
+    expect(arg(() => make({ errorRate: Number.NaN }))).toBe("errorRate");
+    expect(arg(() => make({ capacity: 2 ** 40, errorRate: 0.001 }))).toBe("capacity");
+    expect(arg(() => make({ bitsPerKey: 1001 }))).toBe("bitsPerKey");
+    expect(arg(() => make({ bitsPerKey: 1028 }))).toBe("bitsPerKey");
+    expect(arg(() => make({ capacity: 10_000_000, bitsPerKey: 1024 }))).toBe("bitsPerKey");
+    expect(arg(() => make({ mirror: { refreshIntervalMs: 0 } }))).toBe("mirror.refreshIntervalMs");
+    expect(arg(() => make({}, "a{b}"))).toBe("name");
+    expect(arg(() => make({}, ""))).toBe("name");
+    expect(arg(() => new RedisBloomFilter({} as Redis, "f", { capacity: 1, errorRate: 0.1 }))).toBe("redis");
+  });
+});
+
+describe("RedisBloomFilter through Redis", () => {
+  it("adds and checks single items and batches; clear empties it", async () => {
+    const f = new RedisBloomFilter(redis, "p", { capacity: 1000, errorRate: 0.01, prefix: randomPrefix() });
+    expect(await f.mightContain("a")).toBe(false);
+    await f.add("a");
+    await f.addMany(["b", "c", "", "ünïcødé", "🚀"]);
+    expect(await f.mightContain("a")).toBe(true);
+    expect(await f.mightContainMany(["a", "b", "c", "", "ünïcødé", "🚀"])).toEqual(Array(6).fill(true));
+    await f.clear();
+    expect(await f.mightContainMany(["a", "b", "c"])).toEqual([false, false, false]);
+    await expect(f.add(42 as unknown as string)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(f.mightContain(undefined as unknown as string)).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it("keeps every key under the filter's hash tag", async () => {
+    const prefix = randomPrefix();
+    const f = new RedisBloomFilter(redis, "tags", {
+      capacity: 20_000,
+      errorRate: 0.01,
+      prefix,
+      bitsPerKey: 8192,
+    });
+    await f.addMany(range(2000, (i) => `x${i}`));
+    const keys = await redis.keys(`*${prefix}*`);
+    expect(keys.length).toBeGreaterThan(3);
+    for (const key of keys) expect(key.startsWith(`{${prefix}:bf:tags}:`)).toBe(true);
+    expect(f.keys().segments).toHaveLength(f.segmentCount);
+  });
+
+  it("0 false negatives over 100,000 members; FP rate over 100,000 non-members at most 1.5x the target", async () => {
+    const errorRate = 0.01;
+    const prefix = randomPrefix();
+    const f = new RedisBloomFilter(redis, "fp", { capacity: 100_000, errorRate, prefix });
+    const members = range(100_000, (i) => `sku-${i}`);
+    await f.addMany(members);
+    const hits = await f.mightContainMany(members);
+    expect(count(hits, false)).toBe(0);
+    const others = await f.mightContainMany(range(100_000, (i) => `sku-${i + 100_000}`));
+    const rate = count(others, true) / 100_000;
+    expect(rate).toBeLessThanOrEqual(1.5 * errorRate);
+    expect(rate).toBeGreaterThan(0); // it is a Bloom filter, not a set
+
+    // The same bitmap through a mirror in another "process" (its own client).
+    const other = srv.client();
+    const m = new RedisBloomFilter(other, "fp", {
+      capacity: 100_000,
+      errorRate,
+      prefix: f.keys().meta.slice(1).split(":")[0],
+      mirror: true,
+    });
+    await m.refresh();
+    expect(m.mightContainLocal("sku-1")).toBe(true);
+    expect(count(await m.mightContainMany(members), false)).toBe(0);
+    const mirrored = await m.mightContainMany(range(100_000, (i) => `sku-${i + 100_000}`));
+    expect(mirrored).toEqual(others); // same hashing, same bits: the same answers
+    m.close();
+  }, 120_000);
+
+  it("FP rate holds for random ids and a tight target, split over many keys", async () => {
+    const errorRate = 0.001;
+    const opts = { capacity: 30_000, errorRate, bitsPerKey: 2 ** 14, prefix: randomPrefix() };
+    const f = new RedisBloomFilter(redis, "split", opts);
+    expect(f.segmentCount).toBeGreaterThan(20);
+    const members = range(30_000, () => randomUUID());
+    await f.addMany(members);
+    expect(count(await f.mightContainMany(members), false)).toBe(0);
+    const probes = range(30_000, () => randomUUID());
+    const others = await f.mightContainMany(probes);
+    expect(count(others, true) / 30_000).toBeLessThanOrEqual(1.5 * errorRate);
+    const m = new RedisBloomFilter(srv.client(), "split", { ...opts, mirror: true });
+    await m.refresh();
+    expect(count(await m.mightContainMany(members), false)).toBe(0);
+    expect(await m.mightContainMany(probes)).toEqual(others);
+    m.close();
+  }, 120_000);
+
+  it("refuses a client configured with another shape, writing nothing", async () => {
+    const prefix = randomPrefix();
+    const a = new RedisBloomFilter(redis, "shape", { capacity: 1000, errorRate: 0.01, prefix });
+    await a.add("x");
+    const before = await keyspace(redis, `*${prefix}*`);
+    const b = new RedisBloomFilter(srv.client(), "shape", { capacity: 2000, errorRate: 0.01, prefix });
+    await expect(b.add("y")).rejects.toMatchObject({ code: "BLOOM_SHAPE_MISMATCH" });
+    await expect(b.mightContain("x")).rejects.toBeInstanceOf(ConflictError);
+    await expect(b.rebuild(["y"])).rejects.toBeInstanceOf(ConflictError);
+    const c = new RedisBloomFilter(srv.client(), "shape", {
+      capacity: 2000,
+      errorRate: 0.01,
+      prefix,
+      mirror: true,
+    });
+    await expect(c.refresh()).rejects.toBeInstanceOf(ConflictError);
+    expect(await keyspace(redis, `*${prefix}*`)).toEqual(before);
+  });
+
+  it("keeps working after SCRIPT FLUSH", async () => {
+    const f = new RedisBloomFilter(redis, "flush", {
+      capacity: 100,
+      errorRate: 0.01,
+      prefix: randomPrefix(),
+    });
+    await f.add("a");
+    await redis.script("FLUSH");
+    expect(await f.mightContain("a")).toBe(true);
+    await redis.script("FLUSH");
+    await f.add("b");
+    expect(await f.mightContainMany(["a", "b"])).toEqual([true, true]);
+  });
+});
+
+describe("RedisBloomFilter mirror", () => {
+  it("answers locally, sees its own adds at once and other processes' adds after a refresh", async () => {
+    const prefix = randomPrefix();
+    const opts = { capacity: 10_000, errorRate: 0.01, prefix, mirror: { refreshIntervalMs: 50 } };
+    const a = new RedisBloomFilter(srv.client(), "m", opts);
+    const b = new RedisBloomFilter(srv.client(), "m", opts);
+    expect(a.mightContainLocal("x")).toBeUndefined(); // starts loading
+    await a.refresh();
+    await b.refresh();
+    expect(a.mightContainLocal("x")).toBe(false);
+    await a.add("x");
+    expect(a.mightContainLocal("x")).toBe(true); // own add: no reload needed
+    expect(b.mightContainLocal("x")).toBe(false); // not yet
+    for (let i = 0; i < 100 && !b.mightContainLocal("x"); i++) await sleep(20);
+    expect(b.mightContainLocal("x")).toBe(true);
+    // A clear bumps the version: both mirrors empty themselves.
+    await b.clear();
+    expect(b.mightContainLocal("x")).toBe(false);
+    for (let i = 0; i < 100 && a.mightContainLocal("x"); i++) await sleep(20);
+    expect(a.mightContainLocal("x")).toBe(false);
+    a.close();
+    b.close();
+    const plain = new RedisBloomFilter(redis, "m", { capacity: 10_000, errorRate: 0.01, prefix });
+    await expect(plain.refresh()).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(plain.mightContainLocal("x")).toBeUndefined();
+  });
+
+  it("keeps the last good copy while Redis is unreachable and reports the error", async () => {
+    const own = await startRedis();
+    try {
+      const errors: unknown[] = [];
+      const client = own.client({ maxRetriesPerRequest: 0 });
+      client.on("error", () => {}); // the outage is the point
+      const f = new RedisBloomFilter(client, "down", {
+        capacity: 100,
+        errorRate: 0.01,
+        mirror: { refreshIntervalMs: 20 },
+        onError: (e) => errors.push(e),
+      });
+      await f.add("a");
+      await f.refresh();
+      await own.server.stop();
+      await sleep(200);
+      expect(errors.length).toBeGreaterThan(0);
+      expect(await f.mightContain("a")).toBe(true);
+      expect(await f.mightContain("b")).toBe(false);
+      f.close();
+    } finally {
+      await own.stop().catch(() => {});
+    }
+  });
+});
+
+describe("RedisBloomFilter.rebuild", () => {
+  it("replaces the contents in one switch and bumps the version", async () => {
+    const prefix = randomPrefix();
+    const f = new RedisBloomFilter(redis, "r", {
+      capacity: 1000,
+      errorRate: 0.001,
+      prefix,
+      bitsPerKey: 4096,
+    });
+    await f.addMany(["old-1", "old-2", "both"]);
+    const r = await f.rebuild(["both", "new-1"]);
+    expect(r).toEqual({ ok: true, version: 1, items: 2 });
+    expect(await f.mightContainMany(["old-1", "old-2", "both", "new-1"])).toEqual([false, false, true, true]);
+    const keys = (await redis.keys(`*${prefix}*`)).sort();
+    expect(keys.some((k) => k.includes(":build:"))).toBe(false); // staging renamed away
+    expect(await redis.hget(f.keys().meta, "version")).toBe("1");
+    expect(await redis.hget(f.keys().meta, "building")).toBeNull();
+    // Live segments carry no TTL after the switch.
+    for (const key of f.keys().segments) expect(await redis.pttl(key)).toBeLessThan(0);
+    expect((await f.rebuild((async function* (): AsyncGenerator<string> {})())).ok).toBe(true);
+    expect(await f.mightContain("both")).toBe(false);
+  });
+
+  it("keeps items added by any process while it runs", async () => {
+    const prefix = randomPrefix();
+    const f = new RedisBloomFilter(redis, "r2", { capacity: 1000, errorRate: 0.01, prefix, batchSize: 10 });
+    const g = new RedisBloomFilter(srv.client(), "r2", { capacity: 1000, errorRate: 0.01, prefix });
+    async function* slowly() {
+      for (let i = 0; i < 50; i++) {
+        if (i === 25) await g.add("added-meanwhile");
+        yield `item-${i}`;
+      }
+    }
+    const r = await f.rebuild(slowly());
+    expect(r.ok).toBe(true);
+    expect(await f.mightContainMany(["added-meanwhile", "item-0", "item-49"])).toEqual([true, true, true]);
+    expect(await redis.exists(f.keys().pending)).toBe(0);
+  });
+
+  it("the rebuild started last wins; the other is told and leaves nothing behind", async () => {
+    const prefix = randomPrefix();
+    const f = new RedisBloomFilter(redis, "r3", { capacity: 1000, errorRate: 0.01, prefix, batchSize: 5 });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    async function* first() {
+      yield "first-0";
+      await gate;
+      for (let i = 1; i < 20; i++) yield `first-${i}`;
+    }
+    const a = f.rebuild(first());
+    await sleep(50);
+    const b = await f.rebuild(["second"]);
+    release();
+    expect(b.ok).toBe(true);
+    expect(await a).toEqual({ ok: false, reason: "SUPERSEDED" });
+    expect(await f.mightContainMany(["second", "first-0", "first-19"])).toEqual([true, false, false]);
+    expect((await redis.keys(`*${prefix}*build*`)).length).toBe(0);
+  });
+
+  it("an aborted rebuild leaves the live filter untouched", async () => {
+    const prefix = randomPrefix();
+    const f = new RedisBloomFilter(redis, "r4", { capacity: 1000, errorRate: 0.01, prefix, batchSize: 2 });
+    await f.add("live");
+    const ac = new AbortController();
+    async function* items() {
+      yield "a";
+      yield "b";
+      ac.abort(new Error("stop"));
+      yield "c";
+      yield "d";
+    }
+    await expect(f.rebuild(items(), { signal: ac.signal })).rejects.toThrow("stop");
+    expect(await f.mightContainMany(["live", "a"])).toEqual([true, false]);
+    expect((await redis.keys(`*${prefix}*build*`)).length).toBe(0);
+  });
+
+  it("a crashed rebuild expires with its lease: staging keys vanish, adds stop queueing, a new one runs", async () => {
+    const prefix = randomPrefix();
+    const opts = { capacity: 1000, errorRate: 0.01, prefix, rebuildLeaseMs: 200, batchSize: 1 };
+    const f = new RedisBloomFilter(redis, "r5", opts);
+    await f.add("live");
+    const deadClient = srv.client();
+    const dead = new RedisBloomFilter(deadClient, "r5", { ...opts, onError: () => {} });
+    let stall!: () => void;
+    const stalled = new Promise<void>((r) => (stall = r));
+    async function* dies() {
+      yield "dead-0";
+      yield "dead-1";
+      stall();
+      await new Promise(() => {}); // never yields again
+    }
+    void dead.rebuild(dies()).catch(() => {});
+    await stalled;
+    await sleep(20);
+    expect((await redis.keys(`*${prefix}*build*`)).length).toBe(1);
+    await f.add("during");
+    expect(await redis.llen(f.keys().pending)).toBe(f.hashes); // queued for the running rebuild
+    deadClient.disconnect(); // the crash: no more lease renewals
+    await sleep(600);
+    expect((await redis.keys(`*${prefix}*build*`)).length).toBe(0);
+    expect(await redis.exists(f.keys().pending)).toBe(0);
+    await f.add("after");
+    expect(await redis.exists(f.keys().pending)).toBe(0);
+    expect(await f.mightContainMany(["live", "during", "after", "dead-0"])).toEqual([
+      true,
+      true,
+      true,
+      false,
+    ]);
+    expect(await f.rebuild(["fresh"])).toMatchObject({ ok: true });
+    expect(await f.mightContainMany(["live", "fresh"])).toEqual([false, true]);
+  });
+
+  it("no reader sees a false negative for an item in both the old and the new set (4 clients)", async () => {
+    const prefix = randomPrefix();
+    const opts = { capacity: 50_000, errorRate: 0.01, prefix, bitsPerKey: 2 ** 16, batchSize: 500 };
+    const writer = new RedisBloomFilter(redis, "live", opts);
+    const both = range(2000, (i) => `both-${i}`);
+    await writer.addMany([...both, ...range(20_000, (i) => `old-${i}`)]);
+    const readers = range(4, () => "").map(() => new RedisBloomFilter(srv.client(), "live", opts));
+    const mirrors = range(4, () => "").map(
+      () => new RedisBloomFilter(srv.client(), "live", { ...opts, mirror: { refreshIntervalMs: 10 } }),
+    );
+    await Promise.all(mirrors.map((m) => m.refresh()));
+    let done = false;
+    let checks = 0;
+    let misses = 0;
+    const read = async (f: RedisBloomFilter, r: number) => {
+      for (let i = r; !done; i += 7) {
+        await new Promise(setImmediate); // a mirror answers without I/O: let the writer run
+        const batch = both.slice(i % 1900, (i % 1900) + 100);
+        const ans = await f.mightContainMany(batch);
+        checks += batch.length;
+        misses += count(ans, false);
+        if (!(await f.mightContain(both[i % both.length]!))) misses++;
+        checks++;
+      }
+    };
+    const reading = [...readers, ...mirrors].map((f, r) => read(f, r));
+    const versions: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const r = await writer.rebuild([...both, ...range(20_000, (i) => `new${round}-${i}`)]);
+      expect(r.ok).toBe(true);
+      if (r.ok) versions.push(r.version);
+    }
+    await sleep(100); // let the mirrors reload the last version
+    done = true;
+    await Promise.all(reading);
+    mirrors.forEach((m) => m.close());
+    expect(versions).toEqual([1, 2, 3]);
+    expect(checks).toBeGreaterThan(1000);
+    expect(misses).toBe(0);
+    // And the old-only items are gone (up to false positives).
+    const gone = await writer.mightContainMany(range(20_000, (i) => `old-${i}`));
+    expect(count(gone, true) / 20_000).toBeLessThan(0.02);
+  });
+});
