@@ -134,7 +134,8 @@ function toRecord<P>(row: MessageRow): OutboxRecord<P> {
  * at least once, with retries, a dead-letter state and delayed delivery.
  *
  * It takes any client with `query(sql, params)` (`pg.Pool`, `pg.Client`, PGlite) for its own statements;
- * `enqueue` runs on the transaction client you pass.
+ * `enqueue` runs on the transaction client you pass. Prefer a pool: a single `pg.Client` is one connection,
+ * and a relay's statements sent on it while one of your transactions is open would join that transaction.
  *
  * @example
  * ```ts
