@@ -1,0 +1,239 @@
+// PurchaseTokens: HMAC-signed, short-lived, single-use tokens bound to a sale, a SKU and a user: the hidden,
+// per-user purchase path a buy endpoint requires.
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
+import { LUA } from "../core/embedded.generated.js";
+import { entityKeys, resolvePrefix } from "../core/keys.js";
+import { LuaScript, type RedisClient } from "../core/scripts.js";
+import { redisTimeMs } from "../core/time.js";
+import { validateId, validateInt } from "../core/validate.js";
+
+const REDEEM = new LuaScript("gate/redeem-token", LUA["gate/redeem-token"], 1);
+
+/** A signing secret: at least 32 bytes (a string counts its UTF-8 bytes). */
+export type TokenSecret = string | Buffer;
+
+/** Options of `new PurchaseTokens()`. */
+export interface PurchaseTokensOptions {
+  /**
+   * The HMAC-SHA256 key, at least 32 bytes; the same on every server. A list rotates keys: tokens are signed
+   * with the first and accepted when any of them verifies.
+   */
+  readonly secret: TokenSecret | readonly TokenSecret[];
+  /**
+   * How long a token stays valid, judged by Redis time.
+   * @default 60000
+   */
+  readonly ttlMs?: number;
+  /**
+   * First part of the used-marker keys' hash tag: `{<prefix>:<nonce>}:ptok`.
+   * @default "fsk"
+   */
+  readonly prefix?: string;
+}
+
+/** What a token is bound to. */
+export interface TokenSubject {
+  readonly saleId: string;
+  readonly sku: string;
+  readonly userId: string;
+}
+
+/** A token as issued. */
+export interface IssuedToken {
+  /** The token: URL-safe (base64url and dots), to put in the purchase path or a header. */
+  readonly token: string;
+  /** Epoch ms (Redis time) after which it is refused. */
+  readonly expiresAt: number;
+}
+
+/** Why a token was refused. Refusals write nothing. */
+export type TokenRejection =
+  /** Not a token, or its signature does not verify (tampered, or signed with another secret). */
+  | "INVALID"
+  /** Signed for another sale. */
+  | "WRONG_SALE"
+  /** Signed for another user: a token passed on or stolen. */
+  | "WRONG_USER"
+  /** Signed for another SKU. */
+  | "WRONG_SKU"
+  /** Past its `expiresAt` by Redis time. */
+  | "EXPIRED"
+  /** Already redeemed once. */
+  | "USED"
+  /** The sale's window closed (only when a sale end is given, as `SaleGate.redeem` does). */
+  | "SALE_ENDED";
+
+/** The outcome of `redeem`. */
+export type RedeemResult =
+  { readonly ok: true; readonly expiresAt: number } | { readonly ok: false; readonly reason: TokenRejection };
+
+interface Payload {
+  readonly s: string;
+  readonly k: string;
+  readonly u: string;
+  readonly e: number;
+  readonly n: string;
+}
+
+const VERSION = "v1";
+const REDEEM_REASONS: Readonly<Record<number, TokenRejection>> = Object.freeze({
+  1: "EXPIRED",
+  2: "USED",
+  3: "SALE_ENDED",
+});
+
+function secretsOf(secret: PurchaseTokensOptions["secret"]): Buffer[] {
+  const list = Array.isArray(secret) ? secret : [secret];
+  if (list.length === 0) throw new InvalidArgumentError("secret", "must hold at least one key");
+  return list.map((s: unknown) => {
+    if (typeof s !== "string" && !Buffer.isBuffer(s)) {
+      throw new InvalidArgumentError("secret", "must be a string or Buffer (or a list of them)");
+    }
+    const b = typeof s === "string" ? Buffer.from(s, "utf8") : Buffer.from(s);
+    if (b.length < 32) throw new InvalidArgumentError("secret", "must be at least 32 bytes");
+    return b;
+  });
+}
+
+/**
+ * Single-use purchase tokens. `issue` signs `{ saleId, sku, userId, expiresAt, nonce }` with HMAC-SHA256
+ * (no Redis write; one `TIME` read for the expiry); `redeem` checks the signature and the binding, then spends
+ * the token in one Lua call: expiry by Redis time and `SET NX` on its nonce, so it works exactly once, on any
+ * server, and a refused token changes nothing. Reused, tampered, expired, other-user and other-SKU tokens are
+ * refused with a reason.
+ *
+ * The token is the hidden purchase path of a sale: the page learns it only after the gate (window,
+ * eligibility, CAPTCHA) admitted the user, and the buy endpoint takes nothing else.
+ *
+ * @example
+ * ```ts
+ * import { PurchaseTokens } from "flash-sale-kit/gate";
+ *
+ * const tokens = new PurchaseTokens(redis, { secret: process.env.PURCHASE_SECRET!, ttlMs: 30_000 });
+ * const { token } = await tokens.issue({ saleId: "s1", sku: "iphone-17", userId: "u42" });
+ * // POST /buy/:token by the same user:
+ * const r = await tokens.redeem(token, { saleId: "s1", sku: "iphone-17", userId: "u42" });
+ * if (!r.ok) reply.code(403).send({ reason: r.reason }); // USED, EXPIRED, WRONG_USER, …
+ * ```
+ */
+export class PurchaseTokens {
+  readonly #secrets: Buffer[];
+  readonly #prefix: string;
+  /** How long a token stays valid (ms). */
+  readonly ttlMs: number;
+
+  constructor(
+    private readonly redis: RedisClient,
+    options: PurchaseTokensOptions,
+  ) {
+    if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
+      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError("options", "must be an object with a secret");
+    }
+    this.#secrets = secretsOf(options.secret);
+    this.ttlMs = options.ttlMs ?? 60_000;
+    validateInt("ttlMs", this.ttlMs, { min: 1, max: 24 * 3_600_000 });
+    this.#prefix = resolvePrefix(options.prefix);
+  }
+
+  #sign(body: string, secret: Buffer): Buffer {
+    return createHmac("sha256", secret).update(body).digest();
+  }
+
+  /**
+   * Issues a token for one user, SKU and sale, valid for `ttlMs` from now (Redis time).
+   *
+   * @example
+   * ```ts
+   * const { token, expiresAt } = await tokens.issue({ saleId: "s1", sku: "iphone-17", userId: "u42" });
+   * ```
+   */
+  async issue(subject: TokenSubject): Promise<IssuedToken> {
+    checkSubject(subject);
+    return this.issueAt(subject, await redisTimeMs(this.redis));
+  }
+
+  /** Issues a token as of `nowMs` (a Redis time the caller already read). @internal */
+  issueAt(subject: TokenSubject, nowMs: number): IssuedToken {
+    checkSubject(subject);
+    const expiresAt = nowMs + this.ttlMs;
+    const payload: Payload = {
+      s: subject.saleId,
+      k: subject.sku,
+      u: subject.userId,
+      e: expiresAt,
+      n: randomBytes(16).toString("base64url"),
+    };
+    const body = `${VERSION}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
+    return { token: `${body}.${this.#sign(body, this.#secrets[0]!).toString("base64url")}`, expiresAt };
+  }
+
+  /** The verified payload of a token, or `undefined` when it is malformed or its signature is wrong. */
+  #open(token: unknown): Payload | undefined {
+    if (typeof token !== "string" || token.length > 2048) return undefined;
+    const parts = token.split(".");
+    if (parts.length !== 3 || parts[0] !== VERSION) return undefined;
+    const body = `${parts[0]}.${parts[1]}`;
+    const sig = Buffer.from(parts[2]!, "base64url");
+    if (sig.length !== 32) return undefined;
+    if (!this.#secrets.some((s) => timingSafeEqual(this.#sign(body, s), sig))) return undefined;
+    try {
+      const p = JSON.parse(Buffer.from(parts[1]!, "base64url").toString("utf8")) as Partial<Payload>;
+      if (
+        typeof p.s !== "string" ||
+        typeof p.k !== "string" ||
+        typeof p.u !== "string" ||
+        typeof p.n !== "string" ||
+        !/^[A-Za-z0-9_-]{16,64}$/.test(p.n) ||
+        typeof p.e !== "number" ||
+        !Number.isSafeInteger(p.e)
+      ) {
+        return undefined;
+      }
+      return p as Payload;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Spends a token: it must verify, be bound to exactly this sale, SKU and user, not be expired (Redis
+   * time) and not be spent yet. A valid token works exactly once, across all servers.
+   *
+   * @example
+   * ```ts
+   * const r = await tokens.redeem(req.params.token, { saleId: "s1", sku, userId: session.userId });
+   * if (r.ok) await inventory.reserve(sku, { userId: session.userId });
+   * ```
+   */
+  async redeem(
+    token: string,
+    expected: TokenSubject,
+    options: { readonly saleEndsAt?: number } = {},
+  ): Promise<RedeemResult> {
+    checkSubject(expected);
+    const p = this.#open(token);
+    if (p === undefined) return { ok: false, reason: "INVALID" };
+    if (p.s !== expected.saleId) return { ok: false, reason: "WRONG_SALE" };
+    if (p.u !== expected.userId) return { ok: false, reason: "WRONG_USER" };
+    if (p.k !== expected.sku) return { ok: false, reason: "WRONG_SKU" };
+    const key = entityKeys(this.#prefix, p.n, "nonce").key("ptok");
+    const code = await REDEEM.run(this.redis, [key], [p.e, options.saleEndsAt ?? ""]);
+    if (code === 0) return { ok: true, expiresAt: p.e };
+    const reason = typeof code === "number" ? REDEEM_REASONS[code] : undefined;
+    if (reason === undefined) throw new UnexpectedReplyError(`gate/redeem-token returned ${String(code)}`);
+    return { ok: false, reason };
+  }
+}
+
+function checkSubject(s: TokenSubject): void {
+  if (typeof s !== "object" || s === null) {
+    throw new InvalidArgumentError("subject", "must be an object with saleId, sku and userId");
+  }
+  validateId("saleId", s.saleId);
+  validateId("sku", s.sku);
+  validateId("userId", s.userId);
+}

@@ -1,0 +1,253 @@
+// SaleGate: who may buy, and when. The sale window on Redis time, an eligibility predicate, a CAPTCHA, and
+// on success a single-use purchase token (the hidden purchase path) that the buy endpoint redeems.
+import { InvalidArgumentError } from "../core/errors.js";
+import { redisTimeMs } from "../core/time.js";
+import type { RedisClient } from "../core/scripts.js";
+import { validateId, validateOptionalInt, validateInt } from "../core/validate.js";
+import type { CaptchaResponse, CaptchaVerifier } from "./captcha.js";
+import type { PurchaseTokens, RedeemResult } from "./purchase-tokens.js";
+
+/** Whom the eligibility predicate judges. */
+export interface GateSubject<Ctx> {
+  readonly saleId: string;
+  readonly sku: string;
+  readonly userId: string;
+  /** Whatever the caller passed as `context` (the session, the user record with its level…). */
+  readonly context: Ctx;
+}
+
+/**
+ * Decides whether a user may take part: `true` to admit, `false` (or a string naming why) to refuse.
+ *
+ * @example
+ * ```ts
+ * // Members of level 3 or more, and only those who pre-registered:
+ * const eligible: Eligibility<{ level: number; member: boolean }> = async ({ userId, context }) =>
+ *   !context.member ? "NOT_A_MEMBER" : context.level < 3 ? "LEVEL_TOO_LOW" : await registered(userId);
+ * ```
+ */
+export type Eligibility<Ctx> = (subject: GateSubject<Ctx>) => boolean | string | Promise<boolean | string>;
+
+/** Options of `new SaleGate()`. */
+export interface SaleGateOptions<Ctx> {
+  /** The sale this gate guards; tokens are bound to it. */
+  readonly saleId: string;
+  /** Epoch ms the sale opens, judged by Redis `TIME` (never the application server's clock). */
+  readonly startsAt: number;
+  /** Epoch ms the sale closes (exclusive), judged by Redis `TIME`. Omitted: open-ended. */
+  readonly endsAt?: number;
+  /** Issues and redeems the purchase tokens. */
+  readonly tokens: PurchaseTokens;
+  /** Who may take part. Omitted: everyone. */
+  readonly eligible?: Eligibility<Ctx>;
+  /** The CAPTCHA to pass before a token is issued. Omitted: none. */
+  readonly captcha?: CaptchaVerifier;
+}
+
+/** Arguments of `admit`. */
+export interface AdmitRequest<Ctx> {
+  readonly userId: string;
+  readonly sku: string;
+  /** The CAPTCHA response, when the gate has a verifier. */
+  readonly captcha?: CaptchaResponse;
+  /** Passed to the eligibility predicate as `context`. */
+  readonly context?: Ctx;
+  /** The client's address, passed to the CAPTCHA verifier (hosted CAPTCHAs take it). */
+  readonly remoteIp?: string;
+}
+
+/** Why `admit` refused. Nothing was issued; a CAPTCHA challenge that was answered is spent. */
+export type AdmitRejection = "NOT_STARTED" | "ENDED" | "NOT_ELIGIBLE" | "CAPTCHA_REQUIRED" | "CAPTCHA_FAILED";
+
+/** The outcome of `admit`. */
+export type AdmitResult =
+  | {
+      readonly ok: true;
+      /** The purchase token: put it in the purchase path (`POST /buy/:token`). */
+      readonly token: string;
+      /** Epoch ms (Redis time) the token expires. */
+      readonly expiresAt: number;
+    }
+  | {
+      readonly ok: false;
+      readonly reason: AdmitRejection;
+      /** For `NOT_STARTED`: ms until the sale opens, by Redis time (to re-sync a countdown). */
+      readonly startsInMs?: number;
+      /** For `NOT_ELIGIBLE`: the string the predicate returned, if any. */
+      readonly detail?: string;
+    };
+
+/** Where the sale stands, by Redis time. */
+export interface GateStatus {
+  readonly state: "NOT_STARTED" | "OPEN" | "ENDED";
+  /** Redis time (epoch ms) of this reading: the clock a countdown page should follow. */
+  readonly now: number;
+  readonly startsAt: number;
+  readonly endsAt?: number;
+  /** Ms until the sale opens; 0 once open. */
+  readonly startsInMs: number;
+}
+
+/**
+ * The gate in front of a sale's buy endpoint. `admit` checks, in order, the sale window (Redis `TIME`, so
+ * a server whose clock runs ahead cannot open early), eligibility, and the CAPTCHA, and then issues a
+ * single-use purchase token bound to the user, the SKU and the sale. `redeem` spends that token on the buy
+ * request, also refusing it once the sale has ended.
+ *
+ * @example
+ * ```ts
+ * import { PurchaseTokens, RedisCaptcha, SaleGate } from "flash-sale-kit/gate";
+ *
+ * const captcha = new RedisCaptcha(redis);
+ * const gate = new SaleGate<{ level: number }>(redis, {
+ *   saleId: "double-11",
+ *   startsAt: Date.parse("2026-11-11T00:00:00+08:00"),
+ *   tokens: new PurchaseTokens(redis, { secret: process.env.PURCHASE_SECRET! }),
+ *   captcha,
+ *   eligible: ({ context }) => context.level >= 2 || "LEVEL_TOO_LOW",
+ * });
+ *
+ * // GET /sale/captcha  → captcha.create({ userId })
+ * // POST /sale/admit   → the hidden purchase path
+ * const a = await gate.admit({ userId, sku: "iphone-17", captcha: { id, answer }, context: { level } });
+ * if (a.ok) reply.send({ buyUrl: `/buy/${a.token}` });
+ * // POST /buy/:token
+ * const r = await gate.redeem(token, { userId, sku: "iphone-17" });
+ * if (r.ok) await inventory.reserve("iphone-17", { userId });
+ * ```
+ */
+export class SaleGate<Ctx = undefined> {
+  /** The sale this gate guards. */
+  readonly saleId: string;
+  /** Epoch ms the sale opens (Redis time). */
+  readonly startsAt: number;
+  /** Epoch ms the sale closes, if it does. */
+  readonly endsAt: number | undefined;
+  readonly #tokens: PurchaseTokens;
+  readonly #eligible: Eligibility<Ctx> | undefined;
+  readonly #captcha: CaptchaVerifier | undefined;
+
+  constructor(
+    private readonly redis: RedisClient,
+    options: SaleGateOptions<Ctx>,
+  ) {
+    if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
+      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError("options", "must be an object with saleId, startsAt and tokens");
+    }
+    validateId("saleId", options.saleId);
+    validateInt("startsAt", options.startsAt, { min: 0 });
+    validateOptionalInt("endsAt", options.endsAt, { min: 0 });
+    if (options.endsAt !== undefined && options.endsAt <= options.startsAt) {
+      throw new InvalidArgumentError("endsAt", "must be later than startsAt");
+    }
+    if (typeof options.tokens?.redeem !== "function") {
+      throw new InvalidArgumentError("tokens", "must be a PurchaseTokens instance");
+    }
+    if (options.eligible !== undefined && typeof options.eligible !== "function") {
+      throw new InvalidArgumentError("eligible", "must be a function");
+    }
+    if (options.captcha !== undefined && typeof options.captcha?.verify !== "function") {
+      throw new InvalidArgumentError("captcha", "must have a verify(response, subject) method");
+    }
+    this.saleId = options.saleId;
+    this.startsAt = options.startsAt;
+    this.endsAt = options.endsAt;
+    this.#tokens = options.tokens;
+    this.#eligible = options.eligible;
+    this.#captcha = options.captcha;
+  }
+
+  #stateAt(now: number): GateStatus["state"] {
+    if (now < this.startsAt) return "NOT_STARTED";
+    if (this.endsAt !== undefined && now >= this.endsAt) return "ENDED";
+    return "OPEN";
+  }
+
+  /**
+   * Where the sale stands by Redis time, with that time, for a countdown that follows the server.
+   *
+   * @example
+   * ```ts
+   * const s = await gate.status(); // { state: "NOT_STARTED", now, startsAt, startsInMs: 4200 }
+   * ```
+   */
+  async status(): Promise<GateStatus> {
+    const now = await redisTimeMs(this.redis);
+    return {
+      state: this.#stateAt(now),
+      now,
+      startsAt: this.startsAt,
+      ...(this.endsAt !== undefined && { endsAt: this.endsAt }),
+      startsInMs: Math.max(0, this.startsAt - now),
+    };
+  }
+
+  /**
+   * Lets a user through to the buy step: window (Redis time), eligibility, CAPTCHA, in that order, then a
+   * purchase token. The CAPTCHA is judged (and its challenge spent) only once the window and eligibility
+   * passed.
+   *
+   * @example
+   * ```ts
+   * const a = await gate.admit({ userId: "u42", sku: "iphone-17", captcha: { id, answer: "12" } });
+   * if (!a.ok && a.reason === "NOT_STARTED") showCountdown(a.startsInMs);
+   * ```
+   */
+  async admit(request: AdmitRequest<Ctx>): Promise<AdmitResult> {
+    if (typeof request !== "object" || request === null) {
+      throw new InvalidArgumentError("request", "must be an object with userId and sku");
+    }
+    const { userId, sku } = request;
+    validateId("userId", userId);
+    validateId("sku", sku);
+    const now = await redisTimeMs(this.redis);
+    const state = this.#stateAt(now);
+    if (state === "NOT_STARTED") return { ok: false, reason: "NOT_STARTED", startsInMs: this.startsAt - now };
+    if (state === "ENDED") return { ok: false, reason: "ENDED" };
+    if (this.#eligible) {
+      const verdict = await this.#eligible({
+        saleId: this.saleId,
+        sku,
+        userId,
+        context: request.context as Ctx,
+      });
+      if (verdict !== true) {
+        return { ok: false, reason: "NOT_ELIGIBLE", ...(typeof verdict === "string" && { detail: verdict }) };
+      }
+    }
+    if (this.#captcha) {
+      if (request.captcha === undefined) return { ok: false, reason: "CAPTCHA_REQUIRED" };
+      const passed = await this.#captcha.verify(request.captcha, {
+        userId,
+        ...(request.remoteIp !== undefined && { remoteIp: request.remoteIp }),
+      });
+      if (passed !== true) return { ok: false, reason: "CAPTCHA_FAILED" };
+    }
+    const { token, expiresAt } = this.#tokens.issueAt({ saleId: this.saleId, sku, userId }, now);
+    return { ok: true, token, expiresAt };
+  }
+
+  /**
+   * Spends a purchase token of this sale for this user and SKU: exactly once, before it expires and before
+   * the sale ends (Redis time).
+   *
+   * @example
+   * ```ts
+   * const r = await gate.redeem(req.params.token, { userId: session.userId, sku: "iphone-17" });
+   * if (!r.ok) return reply.code(403).send({ reason: r.reason });
+   * ```
+   */
+  async redeem(
+    token: string,
+    expected: { readonly userId: string; readonly sku: string },
+  ): Promise<RedeemResult> {
+    return this.#tokens.redeem(
+      token,
+      { saleId: this.saleId, sku: expected.sku, userId: expected.userId },
+      this.endsAt === undefined ? {} : { saleEndsAt: this.endsAt },
+    );
+  }
+}

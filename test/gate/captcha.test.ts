@@ -1,0 +1,108 @@
+// The built-in CAPTCHA: challenges in Redis with a TTL, answered at most once, by their user only; and an
+// svg-captcha picture plugged in as the generator.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import svgCaptcha from "svg-captcha";
+import { RedisCaptcha, mathChallenge } from "../../src/gate/index.js";
+import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+
+let srv: PrivateRedis;
+let redis: Redis;
+beforeAll(async () => {
+  srv = await startRedis();
+  redis = srv.client();
+});
+afterAll(async () => srv?.stop());
+
+/** A generator with a known answer, so tests can answer. */
+const known = (answer: string) => () => ({ svg: "<svg/>", answer });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("RedisCaptcha", () => {
+  it("the right answer passes once; any later attempt fails", async () => {
+    const captcha = new RedisCaptcha(redis, { generate: known("42"), prefix: randomPrefix() });
+    const { id, svg, ttlMs } = await captcha.create({ userId: "u1" });
+    expect(svg).toBe("<svg/>");
+    expect(ttlMs).toBe(120_000);
+    expect(await captcha.verify({ id, answer: " 42 " }, { userId: "u1" })).toBe(true);
+    expect(await captcha.verify({ id, answer: "42" }, { userId: "u1" })).toBe(false);
+  });
+
+  it("a wrong answer spends the challenge (no second guess)", async () => {
+    const captcha = new RedisCaptcha(redis, { generate: known("42"), prefix: randomPrefix() });
+    const { id } = await captcha.create({ userId: "u1" });
+    expect(await captcha.verify({ id, answer: "41" }, { userId: "u1" })).toBe(false);
+    expect(await captcha.verify({ id, answer: "42" }, { userId: "u1" })).toBe(false);
+  });
+
+  it("only the user it was made for can answer it", async () => {
+    const captcha = new RedisCaptcha(redis, { generate: known("42"), prefix: randomPrefix() });
+    const mine = await captcha.create({ userId: "u1" });
+    expect(await captcha.verify({ id: mine.id, answer: "42" }, { userId: "farm" })).toBe(false);
+    const anyone = await captcha.create();
+    expect(await captcha.verify({ id: anyone.id, answer: "42" }, { userId: "u9" })).toBe(true);
+  });
+
+  it("expires after its TTL", async () => {
+    const prefix = randomPrefix();
+    const captcha = new RedisCaptcha(redis, { generate: known("7"), ttlMs: 150, prefix });
+    const { id } = await captcha.create({ userId: "u1" });
+    expect(await redis.pttl(`{${prefix}:${id}}:captcha`)).toBeGreaterThan(0);
+    await sleep(250);
+    expect(await captcha.verify({ id, answer: "7" }, { userId: "u1" })).toBe(false);
+  });
+
+  it("compares ignoring case unless told otherwise", async () => {
+    const loose = new RedisCaptcha(redis, { generate: known("AbC"), prefix: randomPrefix() });
+    const a = await loose.create();
+    expect(await loose.verify({ id: a.id, answer: "abc" }, { userId: "u" })).toBe(true);
+    const strict = new RedisCaptcha(redis, {
+      generate: known("AbC"),
+      ignoreCase: false,
+      prefix: randomPrefix(),
+    });
+    const b = await strict.create();
+    expect(await strict.verify({ id: b.id, answer: "abc" }, { userId: "u" })).toBe(false);
+  });
+
+  it("unknown and malformed ids fail without touching Redis keys", async () => {
+    const prefix = randomPrefix();
+    const captcha = new RedisCaptcha(redis, { prefix });
+    expect(await captcha.verify({ id: "nope", answer: "1" }, { userId: "u" })).toBe(false);
+    expect(await captcha.verify({ id: "{x}", answer: "1" }, { userId: "u" })).toBe(false);
+    expect(await captcha.verify({ answer: "1" }, { userId: "u" })).toBe(false);
+    expect(await redis.keys(`{${prefix}:*`)).toEqual([]);
+  });
+
+  it("draws math challenges as strokes, with no text in the SVG", () => {
+    for (let i = 0; i < 200; i++) {
+      const c = mathChallenge();
+      expect(c.answer).toMatch(/^\d+$/);
+      expect(c.svg.startsWith("<svg")).toBe(true);
+      expect(c.svg).not.toMatch(/<text|font/);
+    }
+  });
+
+  it("takes svg-captcha as the picture generator", async () => {
+    const captcha = new RedisCaptcha(redis, {
+      prefix: randomPrefix(),
+      generate: () => {
+        const c = svgCaptcha.create({ size: 5, noise: 2 });
+        return { svg: c.data, answer: c.text };
+      },
+    });
+    let answer = "";
+    const spy = new RedisCaptcha(redis, {
+      prefix: randomPrefix(),
+      generate: () => {
+        const c = svgCaptcha.create({ size: 5 });
+        answer = c.text;
+        return { svg: c.data, answer: c.text };
+      },
+    });
+    const { id, svg } = await spy.create({ userId: "u" });
+    expect(svg).toMatch(/^<svg/);
+    expect(await spy.verify({ id, answer }, { userId: "u" })).toBe(true);
+    expect((await captcha.create()).svg).toMatch(/^<svg/);
+  });
+});

@@ -1,0 +1,164 @@
+// PurchaseTokens: a valid token works exactly once; reused, tampered, expired, other-user, other-SKU and
+// other-sale tokens are refused, and a refusal writes nothing.
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import type { Redis } from "ioredis";
+import { InvalidArgumentError } from "../../src/core/index.js";
+import { PurchaseTokens } from "../../src/gate/index.js";
+import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+
+let srv: PrivateRedis;
+let redis: Redis;
+beforeAll(async () => {
+  srv = await startRedis();
+  redis = srv.client();
+});
+afterAll(async () => srv?.stop());
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const SECRET = "a-test-secret-that-is-long-enough-32+";
+const subject = { saleId: "s1", sku: "iphone-17", userId: "u42" };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Flips one character of a base64url string to another valid one. */
+const flip = (s: string, at: number) => s.slice(0, at) + (s[at] === "A" ? "B" : "A") + s.slice(at + 1);
+
+describe("PurchaseTokens", () => {
+  it("a valid token works exactly once", async () => {
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix: randomPrefix() });
+    const { token, expiresAt } = await tokens.issue(subject);
+    expect(token).toMatch(/^v1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/);
+    expect(await tokens.redeem(token, subject)).toEqual({ ok: true, expiresAt });
+    expect(await tokens.redeem(token, subject)).toEqual({ ok: false, reason: "USED" });
+    // A second token for the same purchase is independent.
+    const again = await tokens.issue(subject);
+    expect((await tokens.redeem(again.token, subject)).ok).toBe(true);
+  });
+
+  it("refuses other-user, other-SKU and other-sale tokens without spending them", async () => {
+    const prefix = randomPrefix();
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix });
+    const { token } = await tokens.issue(subject);
+    const before = await keyspace(redis, `{${prefix}:*`);
+    expect(await tokens.redeem(token, { ...subject, userId: "thief" })).toEqual({
+      ok: false,
+      reason: "WRONG_USER",
+    });
+    expect(await tokens.redeem(token, { ...subject, sku: "ipad" })).toEqual({
+      ok: false,
+      reason: "WRONG_SKU",
+    });
+    expect(await tokens.redeem(token, { ...subject, saleId: "s2" })).toEqual({
+      ok: false,
+      reason: "WRONG_SALE",
+    });
+    expect(await keyspace(redis, `{${prefix}:*`)).toEqual(before);
+    // The rightful owner can still use it.
+    expect((await tokens.redeem(token, subject)).ok).toBe(true);
+  });
+
+  it("refuses tampered and foreign tokens", async () => {
+    const prefix = randomPrefix();
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix });
+    const { token } = await tokens.issue(subject);
+    const [v, payload, sig] = token.split(".") as [string, string, string];
+    // A payload rewritten to another user, signature kept.
+    const forged = Buffer.from(
+      JSON.stringify({ ...JSON.parse(Buffer.from(payload, "base64url").toString()), u: "thief" }),
+    ).toString("base64url");
+    const cases = [
+      `${v}.${forged}.${sig}`,
+      `${v}.${flip(payload, 5)}.${sig}`,
+      `${v}.${payload}.${flip(sig, 3)}`,
+      `${v}.${payload}.${sig.slice(0, -2)}`,
+      `v2.${payload}.${sig}`,
+      `${v}.${payload}`,
+      "",
+      "not a token",
+      "x".repeat(5000),
+      (await new PurchaseTokens(redis, { secret: `${SECRET}-other`, prefix }).issue(subject)).token,
+    ];
+    for (const t of cases) {
+      expect(await tokens.redeem(t, { ...subject, userId: "thief" })).toEqual({
+        ok: false,
+        reason: "INVALID",
+      });
+      expect(await tokens.redeem(t, subject)).toEqual({ ok: false, reason: "INVALID" });
+    }
+    expect(await tokens.redeem(42 as unknown as string, subject)).toEqual({ ok: false, reason: "INVALID" });
+    expect(await redis.keys(`{${prefix}:*`)).toEqual([]);
+    expect((await tokens.redeem(token, subject)).ok).toBe(true);
+  });
+
+  it("refuses expired tokens by Redis time, whatever the application clock says", async () => {
+    const prefix = randomPrefix();
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix, ttlMs: 200 });
+    const late = await tokens.issue(subject);
+    await sleep(300);
+    expect(await tokens.redeem(late.token, subject)).toEqual({ ok: false, reason: "EXPIRED" });
+    expect(await redis.keys(`{${prefix}:*`)).toEqual([]);
+    // The application clock an hour behind does not revive an expired token, nor does one an hour ahead
+    // expire a fresh one.
+    const fresh = await tokens.issue(subject);
+    const stale = await tokens.issue(subject);
+    await sleep(300);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(Date.now() - 3_600_000);
+    expect(await tokens.redeem(stale.token, subject)).toEqual({ ok: false, reason: "EXPIRED" });
+    vi.setSystemTime(Date.now() + 7_200_000);
+    const longer = new PurchaseTokens(redis, { secret: SECRET, prefix, ttlMs: 60_000 });
+    const ahead = await longer.issue(subject);
+    expect(ahead.expiresAt).toBeLessThan(Date.now() - 3_000_000); // issued on Redis time, not the fake clock
+    expect((await longer.redeem(ahead.token, subject)).ok).toBe(true);
+    expect(fresh.expiresAt).toBeGreaterThan(0);
+  });
+
+  it("the used marker expires with the token", async () => {
+    const prefix = randomPrefix();
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix, ttlMs: 5_000 });
+    const { token } = await tokens.issue(subject);
+    await tokens.redeem(token, subject);
+    const [key] = await redis.keys(`{${prefix}:*`);
+    const ttl = await redis.pttl(key!);
+    expect(ttl).toBeGreaterThan(4_000);
+    expect(ttl).toBeLessThanOrEqual(5_000);
+  });
+
+  it("under a crowd of redeemers a token works exactly once", async () => {
+    const prefix = randomPrefix();
+    const clients = [srv.client(), srv.client(), srv.client(), srv.client()];
+    const issuer = new PurchaseTokens(redis, { secret: SECRET, prefix });
+    const { token } = await issuer.issue(subject);
+    const all = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        new PurchaseTokens(clients[i % 4]!, { secret: SECRET, prefix }).redeem(token, subject),
+      ),
+    );
+    expect(all.filter((r) => r.ok)).toHaveLength(1);
+    expect(all.filter((r) => !r.ok && r.reason === "USED")).toHaveLength(199);
+  });
+
+  it("rotates secrets: signs with the first, accepts any", async () => {
+    const prefix = randomPrefix();
+    const OLD = `${SECRET}-old`;
+    const oldTokens = new PurchaseTokens(redis, { secret: OLD, prefix });
+    const rotated = new PurchaseTokens(redis, { secret: [SECRET, OLD], prefix });
+    const { token } = await oldTokens.issue(subject);
+    expect((await rotated.redeem(token, subject)).ok).toBe(true);
+    const fresh = await rotated.issue(subject);
+    expect(await oldTokens.redeem(fresh.token, subject)).toEqual({ ok: false, reason: "INVALID" });
+    expect(
+      (await new PurchaseTokens(redis, { secret: SECRET, prefix }).redeem(fresh.token, subject)).ok,
+    ).toBe(true);
+  });
+
+  it("refuses bad options and subjects", async () => {
+    expect(() => new PurchaseTokens(redis, { secret: "short" })).toThrow(/at least 32 bytes/);
+    expect(() => new PurchaseTokens(redis, { secret: [] })).toThrow(/secret/);
+    expect(() => new PurchaseTokens(redis, { secret: SECRET, ttlMs: 0 })).toThrow(/ttlMs/);
+    const tokens = new PurchaseTokens(redis, { secret: Buffer.alloc(32, 7) });
+    await expect(tokens.issue({ ...subject, userId: "a b" })).rejects.toThrow(InvalidArgumentError);
+    await expect(tokens.redeem("x", { ...subject, sku: "{x}" })).rejects.toThrow(InvalidArgumentError);
+  });
+});
