@@ -219,7 +219,7 @@ describe("SaleGate admission", () => {
     if (!o.ok) throw new Error("not admitted");
     expect(await gate.redeem(o.token, { userId: "u42", sku: "iphone-17" })).toEqual({
       ok: false,
-      reason: "INVALID",
+      reason: "WRONG_SALE",
     });
   });
 
