@@ -11,3 +11,12 @@ export {
   type RebuildOptions,
 } from "./bloom.js";
 export { PenetrationGuard, type PenetrationGuardOptions, type GuardVerdict } from "./guard.js";
+export {
+  ReadThroughCache,
+  CacheWaitTimeoutError,
+  type ReadThroughCacheOptions,
+  type CacheSerializer,
+  type CacheLock,
+  type CacheLockHandle,
+  type CacheKeys,
+} from "./read-through.js";
