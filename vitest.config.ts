@@ -1,6 +1,16 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
+const src = (p: string) => fileURLToPath(new URL(`./src/${p}`, import.meta.url));
+
 export default defineConfig({
+  // The examples import the package by name, as users do; tests run them against the sources.
+  resolve: {
+    alias: [
+      { find: /^flash-sale-kit$/, replacement: src("index.ts") },
+      { find: /^flash-sale-kit\/(\w+)$/, replacement: src("$1/index.ts") },
+    ],
+  },
   test: {
     include: ["test/**/*.test.ts", "examples/**/*.test.ts"],
     testTimeout: 60_000,

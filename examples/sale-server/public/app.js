@@ -1,0 +1,154 @@
+// The activity page's script. The page itself is static and CDN-cacheable; this file (content-hashed) syncs
+// a countdown to the server's clock, enables the buy button at the start second, throttles clicks, runs the
+// CAPTCHA step, buys, then polls the order and offers to pay.
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const sale = JSON.parse($("sale-data").textContent);
+  const THROTTLE_MS = 10_000;
+  let offsetMs = 0; // server clock minus this browser's clock
+  let throttledUntil = 0;
+  let busy = false;
+  let done = false;
+
+  const userInput = $("user");
+  userInput.value = localStorage.getItem("fsk-user") || `member-${Math.random().toString(36).slice(2, 8)}`;
+  const saveUser = () => localStorage.setItem("fsk-user", userInput.value.trim());
+  saveUser();
+  userInput.addEventListener("change", saveUser);
+
+  const api = async (path, init = {}) => {
+    const res = await fetch(path, {
+      ...init,
+      headers: {
+        "content-type": "application/json",
+        "x-user-id": userInput.value.trim(),
+        ...(init.headers || {}),
+      },
+    });
+    const body = await res.json().catch(() => ({}));
+    return { status: res.status, body };
+  };
+
+  async function syncClock() {
+    const t0 = Date.now();
+    const { body } = await api("/api/time");
+    const t1 = Date.now();
+    if (typeof body.now === "number") offsetMs = body.now - (t0 + t1) / 2;
+  }
+
+  function fmt(ms) {
+    const s = Math.ceil(ms / 1000);
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const sec = s % 60;
+    return (h ? `${h}:` : "") + `${String(m).padStart(2, "0")}:${String(sec).padStart(2, "0")}`;
+  }
+
+  function tick() {
+    const now = Date.now() + offsetMs;
+    const buy = $("buy");
+    const left = sale.startsAt - now;
+    if (left > 0) {
+      $("countdown").textContent = `Starts in ${fmt(left)}`;
+      buy.disabled = true;
+    } else if (sale.endsAt && now >= sale.endsAt) {
+      $("countdown").textContent = "The sale has ended";
+      buy.disabled = true;
+    } else {
+      $("countdown").textContent = "On sale now";
+      const wait = throttledUntil - Date.now();
+      buy.disabled = busy || done || wait > 0;
+      buy.textContent = wait > 0 ? `Try again in ${Math.ceil(wait / 1000)} s` : "Buy now";
+    }
+    setTimeout(tick, 100);
+  }
+
+  let captchaId = null;
+  $("buy").addEventListener("click", async () => {
+    if (Date.now() < throttledUntil || busy) return;
+    throttledUntil = Date.now() + THROTTLE_MS; // one request per 10 s from this page
+    busy = true;
+    $("result").textContent = "";
+    const { status, body } = await api(`/api/captcha?sku=${encodeURIComponent(sale.sku)}`);
+    busy = false;
+    if (status !== 200) return show(body.message || body.reason || `error ${status}`);
+    captchaId = body.id;
+    $("captcha-image").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(body.svg)}`;
+    $("captcha-answer").value = "";
+    $("captcha").hidden = false;
+    $("captcha-answer").focus();
+  });
+
+  $("captcha-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    busy = true;
+    $("captcha").hidden = true;
+    const answer = $("captcha-answer").value.trim();
+    const tok = await api("/api/purchase-token", {
+      method: "POST",
+      body: JSON.stringify({ sku: sale.sku, captchaId, answer }),
+    });
+    if (tok.status !== 200) {
+      busy = false;
+      return show(reasonText(tok.body));
+    }
+    const bought = await api("/api/buy", {
+      method: "POST",
+      body: JSON.stringify({ sku: sale.sku, token: tok.body.token }),
+    });
+    busy = false;
+    if (bought.status !== 202) return show(reasonText(bought.body));
+    done = true;
+    show("Reserved! Creating your order…");
+    followOrder(bought.body.reservationId);
+  });
+
+  function reasonText(body) {
+    const texts = {
+      SOLD_OUT: "Sold out, sorry.",
+      LIMIT_REACHED: "You already bought this item.",
+      NOT_STARTED: "The sale has not started yet.",
+      ENDED: "The sale has ended.",
+      RATE_LIMITED: "Too many requests: slow down.",
+      CAPTCHA_FAILED: "Wrong answer, try again.",
+      NOT_ELIGIBLE: "This sale is for members only.",
+    };
+    return texts[body.reason] || body.message || body.reason || "Something went wrong.";
+  }
+
+  function show(text) {
+    $("result").textContent = text;
+  }
+
+  async function followOrder(id) {
+    $("order").hidden = false;
+    $("order-id").textContent = id;
+    for (;;) {
+      const { status, body } = await api(
+        `/api/orders/${encodeURIComponent(id)}?sku=${encodeURIComponent(sale.sku)}`,
+      );
+      const st = status === 200 ? body.status : "creating";
+      $("order-status").textContent = st;
+      $("pay").hidden = st !== "pending";
+      if (st === "paid" || st === "cancelled") {
+        show(st === "paid" ? "Paid. Enjoy!" : "Cancelled: the payment window closed.");
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  $("pay").addEventListener("click", async () => {
+    $("pay").disabled = true;
+    const id = $("order-id").textContent;
+    const { status, body } = await api(`/api/orders/${encodeURIComponent(id)}/pay`, {
+      method: "POST",
+      body: JSON.stringify({ sku: sale.sku }),
+    });
+    $("pay").disabled = false;
+    if (status !== 200) show(reasonText(body));
+  });
+
+  syncClock().finally(tick);
+  setInterval(syncClock, 30_000);
+})();

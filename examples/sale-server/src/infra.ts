@@ -1,0 +1,65 @@
+// Connections for the example: the real servers when REDIS_URL / DATABASE_URL are set, else a private
+// redis-server (redis-memory-server on the installed binary) and an in-process PGlite database.
+import { PGlite } from "@electric-sql/pglite";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { RedisMemoryServer } from "redis-memory-server";
+import type { SqlClient } from "flash-sale-kit/core";
+
+export interface Infra {
+  /** Commands (scripts, reads, writes). */
+  readonly redis: Redis;
+  /** Makes another connection to the same Redis (subscriber mode, blocking stream reads). */
+  readonly connect: () => Redis;
+  readonly db: SqlClient;
+  readonly redisUrl: string;
+  readonly databaseLabel: string;
+  close(): Promise<void>;
+}
+
+export async function startInfra(env: NodeJS.ProcessEnv = process.env): Promise<Infra> {
+  const closers: (() => Promise<unknown>)[] = [];
+  let redisUrl = env.REDIS_URL;
+  if (!redisUrl) {
+    const server = await RedisMemoryServer.create({
+      instance: { args: ["--save", "", "--appendonly", "no"] },
+    });
+    redisUrl = `redis://${await server.getHost()}:${await server.getPort()}`;
+    closers.push(() => server.stop());
+  }
+  const url = redisUrl;
+  const made: Redis[] = [];
+  const connect = () => {
+    const c = new Redis(url, { maxRetriesPerRequest: 2 });
+    made.push(c);
+    return c;
+  };
+  const redis = connect();
+
+  let db: SqlClient;
+  let databaseLabel: string;
+  if (env.DATABASE_URL) {
+    const pool = new pg.Pool({ connectionString: env.DATABASE_URL, max: 10 });
+    pool.on("error", () => {});
+    db = pool;
+    databaseLabel = env.DATABASE_URL.replace(/\/\/[^@]*@/, "//");
+    closers.push(() => pool.end());
+  } else {
+    const lite = new PGlite();
+    await lite.waitReady;
+    db = lite;
+    databaseLabel = "PGlite (in memory)";
+    closers.push(() => lite.close());
+  }
+  return {
+    redis,
+    connect,
+    db,
+    redisUrl: url,
+    databaseLabel,
+    async close() {
+      await Promise.all(made.map((c) => c.quit().catch(() => c.disconnect())));
+      for (const close of closers.reverse()) await close().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,53 @@
+// `npm run example`: starts the sale server with a demo sale that opens shortly after launch.
+//   REDIS_URL     the Redis to use (default: a private redis-server started here)
+//   DATABASE_URL  the PostgreSQL to use (default: PGlite in memory)
+//   PORT          HTTP port (default 3000); HOST (default 127.0.0.1)
+//   SALE_DELAY_MS how long after launch the demo sale opens (default 30000)
+//   STOCK         demo units (default 100); PAYMENT_TIMEOUT_MS (default 120000)
+//   ADMIN_KEY     required on admin routes when set; TOKEN_SECRET share it between processes
+//   TRUST_PROXY   hop count or comma-separated CIDRs of trusted reverse proxies (default none)
+//   --worker-only run only the order worker (stream consumer + outbox relay), no HTTP
+import { createSaleApp } from "./app.js";
+import { startInfra } from "./infra.js";
+
+const env = process.env;
+const workerOnly = process.argv.includes("--worker-only");
+const infra = await startInfra(env);
+const trust = env.TRUST_PROXY;
+const sale = await createSaleApp({
+  infra,
+  paymentTimeoutMs: Number(env.PAYMENT_TIMEOUT_MS ?? 120_000),
+  ...(env.ADMIN_KEY && { adminKey: env.ADMIN_KEY }),
+  ...(env.TOKEN_SECRET && { tokenSecret: env.TOKEN_SECRET }),
+  ...(trust && {
+    trustedProxies: /^\d+$/.test(trust) ? Number(trust) : trust.split(",").map((s) => s.trim()),
+  }),
+  logger: env.LOG === "1",
+});
+
+const shutdown = async () => {
+  await sale.close();
+  await infra.close();
+  process.exit(0);
+};
+process.once("SIGINT", shutdown);
+process.once("SIGTERM", shutdown);
+
+if (workerOnly) {
+  console.log(`order worker running (Redis ${infra.redisUrl}, database ${infra.databaseLabel})`);
+} else {
+  const startsAt = Date.now() + Number(env.SALE_DELAY_MS ?? 30_000);
+  await sale.createSale({
+    sku: env.SKU ?? "demo-phone",
+    name: "Flash Phone 17 Pro",
+    priceCents: 19_900,
+    stock: Number(env.STOCK ?? 100),
+    startsAt,
+  });
+  const port = Number(env.PORT ?? 3000);
+  const host = env.HOST ?? "127.0.0.1";
+  await sale.app.listen({ port, host });
+  console.log(`flash sale at http://${host}:${port}/ (opens ${new Date(startsAt).toISOString()})`);
+  console.log(`dashboard  http://${host}:${port}/dashboard   metrics http://${host}:${port}/metrics`);
+  console.log(`Redis ${infra.redisUrl}, database ${infra.databaseLabel}`);
+}
