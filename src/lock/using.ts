@@ -3,6 +3,14 @@
 import { LockLostError } from "./errors.js";
 import type { LockHandle, LockedRoutine } from "./types.js";
 
+/**
+ * How long before expiry `using` extends: a third of the TTL, but at least 100 ms (at most half the TTL), so
+ * that a short TTL survives the event-loop lag of a busy process.
+ */
+export function extensionLeadMs(ttlMs: number): number {
+  return Math.max(Math.floor(ttlMs / 3), Math.min(100, Math.floor(ttlMs / 2)));
+}
+
 export interface HoldOptions {
   /** The lock's TTL: each extension asks for this much (less near `maxHoldMs`). */
   readonly ttlMs: number;
@@ -47,16 +55,27 @@ export async function holdWhile<T, F extends number | undefined>(
       new LockLostError(handle.resource, message, cause === undefined ? undefined : { cause }),
     );
   };
+  let extending = false;
+  let extensions = 0;
+  const expire = () =>
+    capped
+      ? lose(`maxHoldMs (${maxHoldMs} ms) reached`)
+      : lose("it expired before an extension succeeded", lastError);
   // Fires when the lock's validity runs out with no successful extension since: lost, whatever the reason.
+  // After a stall the event loop runs due timers before it reads sockets, so an extension whose reply is
+  // already in gets one turn of the loop to land first (setImmediate runs after the poll phase). A reply
+  // that has not arrived is not waited for: the server may be hung, and the routine must stop now.
+  const onExpiry = () => {
+    if (!extending) return expire();
+    const seen = extensions;
+    // Not unref'd: an unref'd immediate lets the poll phase block, and would run only on the next I/O.
+    setImmediate(() => {
+      if (extensions === seen) expire();
+    });
+  };
   const armLossTimer = () => {
     clearTimeout(lossTimer);
-    lossTimer = setTimeout(
-      () =>
-        capped
-          ? lose(`maxHoldMs (${maxHoldMs} ms) reached`)
-          : lose("it expired before an extension succeeded", lastError),
-      Math.max(0, handle.expiresAt - Date.now()),
-    );
+    lossTimer = setTimeout(onExpiry, Math.max(0, handle.expiresAt - Date.now()));
     lossTimer.unref();
   };
   const scheduleExtension = (delayMs: number) => {
@@ -64,8 +83,8 @@ export async function holdWhile<T, F extends number | undefined>(
     extendTimer = setTimeout(extendNow, Math.max(0, delayMs));
     extendTimer.unref();
   };
-  // Next extension when a third of the TTL is left.
-  const scheduleNext = () => scheduleExtension(handle.expiresAt - Math.floor(ttlMs / 3) - Date.now());
+  const lead = extensionLeadMs(ttlMs);
+  const scheduleNext = () => scheduleExtension(handle.expiresAt - lead - Date.now());
 
   function extendNow(): void {
     if (done || lost) return;
@@ -74,16 +93,20 @@ export async function holdWhile<T, F extends number | undefined>(
       capped = true;
       return; // the loss timer fires when the last extension runs out
     }
+    extending = true;
     inflight = handle.extend(ttl).then(
       (ok) => {
+        extending = false;
         if (done || lost) return;
         if (!ok) return lose("another owner holds it (it expired and was taken, or was overwritten)");
+        extensions++;
         lastError = undefined;
         armLossTimer();
         if (ttl < ttlMs) capped = true;
         else scheduleNext();
       },
       (err: unknown) => {
+        extending = false;
         if (done || lost) return;
         lastError = err;
         // A Redis fault: the lock may still be ours until expiresAt; try again while there is time.

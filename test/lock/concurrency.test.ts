@@ -87,13 +87,19 @@ describe("SpinLock under contention", () => {
 });
 
 describe("hand-off after a release", () => {
+  const subscribed = new Set<SpinLock>();
   /** Median ms from the start of `release()` to the waiter holding the lock, over `n` trials. */
   async function handOff(holder: SpinLock, waiter: SpinLock, n: number): Promise<number[]> {
     const times: number[] = [];
+    const flag = holder.keys("r").waiters;
     for (let i = 0; i < n; i++) {
       const h = await holder.acquire("r");
+      await admin.del(flag);
       const waiting = waiter.acquire("r");
-      await sleep(40 + (i % 3) * 7); // the waiter has failed, subscribed and is pausing
+      await sleep(40 + (i % 3) * 7); // the waiter has failed and is pausing
+      // wait until a subscribed waiter has flagged the lock (its attempt after the acknowledgement)
+      for (let w = 0; w < 100 && subscribed.has(waiter) && (await admin.exists(flag)) === 0; w++)
+        await sleep(10);
       const t0 = performance.now();
       await h.release();
       const next = await waiting;
@@ -108,6 +114,7 @@ describe("hand-off after a release", () => {
     const prefix = randomPrefix();
     const holder = new SpinLock(srv.client(), { prefix, retryDelayMs });
     const waiter = new SpinLock(srv.client(), { prefix, retryDelayMs, subscriber: srv.client() });
+    subscribed.add(waiter);
     const spinner = new SpinLock(srv.client(), { prefix, retryDelayMs });
     const woken = median(await handOff(holder, waiter, 31));
     const spun = median(await handOff(holder, spinner, 15));
@@ -127,22 +134,23 @@ describe("hand-off after a release", () => {
     await listener.subscribe(lock.keys("r").channel);
     listener.on("message", () => messages++);
     for (let i = 0; i < 5; i++) await (await lock.acquire("r")).release();
-    await sleep(50);
+    await sleep(100);
     expect(messages).toBe(0);
     expect(await admin.exists(lock.keys("r").waiters)).toBe(0);
     const h = await lock.acquire("r");
     const other = new SpinLock(srv.client(), { prefix, subscriber: srv.client() });
     const waiting = other.acquire("r");
-    await sleep(50);
+    // the waiter fails once, subscribes, and on the acknowledgement attempts again with the flag
+    for (let i = 0; i < 200 && (await admin.exists(lock.keys("r").waiters)) === 0; i++) await sleep(10);
     expect(await admin.exists(lock.keys("r").waiters)).toBe(1);
     await h.release(); // publishes: a waiter is registered
     await (await waiting).release(); // publishes too: the flag outlives its waiter by up to waitFlagMs
-    await sleep(50);
+    for (let i = 0; i < 100 && messages < 2; i++) await sleep(10);
     expect(messages).toBe(2);
     await sleep(1_000); // max(1000, 4 × retryDelayMs): the flag has expired
     expect(await admin.exists(lock.keys("r").waiters)).toBe(0);
     await (await lock.acquire("r")).release();
-    await sleep(50);
+    await sleep(100);
     expect(messages).toBe(2);
   });
 });

@@ -10,28 +10,32 @@ let servers: PrivateRedis[];
 let nodes: Redis[];
 beforeAll(async () => {
   servers = await Promise.all([startRedis(), startRedis(), startRedis()]);
-  nodes = process_();
+  nodes = await connected();
 });
-afterAll(async () => {
-  for (const c of created) c.disconnect(); // quit() would wait on the stopped nodes' reconnects
-  await Promise.all(servers.map((s) => s.stop()));
-});
+afterAll(async () => Promise.all(servers.map((s) => s.stop())));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** A fresh set of connections to the three nodes (a separate process, as far as the lock can tell). */
 const created: Redis[] = [];
-const process_ = () =>
-  servers.map((s) => {
-    const c = s.client().on("error", () => {}); // stopped nodes: refused reconnects are expected
+/**
+ * Fresh connections to the given nodes (a separate process, as far as the lock can tell), once each is up:
+ * a connect on a loaded machine is not a node's answer.
+ */
+async function connected(which = [0, 1, 2]): Promise<Redis[]> {
+  const cs = which.map((i) => {
+    const c = servers[i]!.client().on("error", () => {}); // stopped nodes: refused reconnects are expected
     created.push(c);
     return c;
   });
+  await Promise.all(cs.map((c) => c.ping()));
+  return cs;
+}
 
 describe("QuorumLock", () => {
   it("stores the lock on every node, refuses a second owner, releases everywhere; fence is undefined", async () => {
     const prefix = randomPrefix();
-    const lock = new QuorumLock(nodes, { prefix, acquireTimeoutMs: 0 });
-    const other = new QuorumLock(process_(), { prefix, acquireTimeoutMs: 0 });
+    // generous per-node deadlines: this test is about votes, not about a loaded machine's latency
+    const lock = new QuorumLock(nodes, { prefix, acquireTimeoutMs: 0, requestTimeoutMs: 1_000 });
+    const other = new QuorumLock(await connected(), { prefix, acquireTimeoutMs: 0, requestTimeoutMs: 1_000 });
     const h = await lock.acquire("r");
     expectTypeOf(h).toEqualTypeOf<LockHandle<undefined>>();
     expectTypeOf(h.fence).toEqualTypeOf<undefined>();
@@ -56,7 +60,7 @@ describe("QuorumLock", () => {
   it("a stale owner can neither extend nor release the next owner's lock", async () => {
     const prefix = randomPrefix();
     const a = new QuorumLock(nodes, { prefix, ttlMs: 150, requestTimeoutMs: 100 });
-    const b = new QuorumLock(process_(), { prefix, ttlMs: 10_000 });
+    const b = new QuorumLock(await connected(), { prefix, ttlMs: 10_000, requestTimeoutMs: 1_000 });
     const ha = await a.acquire("r");
     await sleep(200);
     const hb = await b.acquire("r");
@@ -68,7 +72,12 @@ describe("QuorumLock", () => {
 
   it("excludes across instances", async () => {
     const prefix = randomPrefix();
-    const lockers = Array.from({ length: 4 }, () => new QuorumLock(process_(), { prefix, retryDelayMs: 5 }));
+    const lockers = await Promise.all(
+      Array.from(
+        { length: 4 },
+        async () => new QuorumLock(await connected(), { prefix, retryDelayMs: 5, requestTimeoutMs: 1_000 }),
+      ),
+    );
     const occupied = new Set<string>();
     let overlaps = 0;
     let entries = 0;
@@ -117,32 +126,41 @@ describe("QuorumLock", () => {
   describe("with nodes down", () => {
     it("acquires with one node stopped, and fails within its retry budget with two stopped", async () => {
       const prefix = randomPrefix();
-      const budget = { acquireTimeoutMs: 500, retryDelayMs: 50, requestTimeoutMs: 100 };
+      const budget = { acquireTimeoutMs: 1_000, retryDelayMs: 50, requestTimeoutMs: 250 };
       const lock = new QuorumLock(nodes, { prefix, ...budget });
       await servers[2]!.server.stop();
+      try {
+        const t0 = Date.now();
+        const h = await lock.acquire("r");
+        expect(Date.now() - t0).toBeLessThan(budget.acquireTimeoutMs);
+        expect(await nodes[0]!.get(lock.key("r"))).toBe(h.token);
+        expect(await nodes[1]!.get(lock.key("r"))).toBe(h.token);
+        expect(await h.extend()).toBe(true);
+        expect(
+          await new QuorumLock(await connected([0, 1]), { prefix, acquireTimeoutMs: 0 }).tryAcquire("r"),
+        ).toBeNull();
+        expect(await h.release()).toBe(true);
 
-      const t0 = Date.now();
-      const h = await lock.acquire("r");
-      expect(Date.now() - t0).toBeLessThan(budget.requestTimeoutMs * 2 + 100);
-      expect(await nodes[0]!.get(lock.key("r"))).toBe(h.token);
-      expect(await nodes[1]!.get(lock.key("r"))).toBe(h.token);
-      expect(await h.extend()).toBe(true);
-      expect(
-        await new QuorumLock(process_().slice(0, 2), { prefix, acquireTimeoutMs: 0 }).tryAcquire("r"),
-      ).toBeNull();
-      expect(await h.release()).toBe(true);
-
-      await servers[1]!.server.stop();
-      const t1 = Date.now();
-      const err = await lock.acquire("r").catch((e: unknown) => e);
-      const waited = Date.now() - t1;
-      expect(err).toBeInstanceOf(LockTimeoutError);
-      expect((err as LockTimeoutError).cause).toBeInstanceOf(RedisUnavailableError);
-      expect(waited).toBeGreaterThanOrEqual(budget.acquireTimeoutMs);
-      // one attempt may start just before the deadline: it lasts at most two request timeouts
-      expect(waited).toBeLessThan(budget.acquireTimeoutMs + 2 * budget.requestTimeoutMs + 250);
-      await expect(lock.tryAcquire("r")).rejects.toBeInstanceOf(RedisUnavailableError);
-      expect(await nodes[0]!.exists(lock.key("r"))).toBe(0); // the minority's partial lock was cleaned up
+        await servers[1]!.server.stop();
+        const t1 = Date.now();
+        const err = await lock.acquire("r").catch((e: unknown) => e);
+        const waited = Date.now() - t1;
+        expect(err).toBeInstanceOf(LockTimeoutError);
+        expect((err as LockTimeoutError).cause).toBeInstanceOf(RedisUnavailableError);
+        expect(waited).toBeGreaterThanOrEqual(budget.acquireTimeoutMs);
+        // one attempt may start just before the deadline: it lasts at most two request timeouts
+        expect(waited).toBeLessThan(budget.acquireTimeoutMs + 2 * budget.requestTimeoutMs + 500);
+        await expect(lock.tryAcquire("r")).rejects.toBeInstanceOf(RedisUnavailableError);
+        expect(await nodes[0]!.exists(lock.key("r"))).toBe(0); // the minority's partial lock was cleaned up
+      } finally {
+        // Back on their ports: the clients reconnect (and replay what they queued), so they can quit cleanly.
+        await servers[1]!.server.start();
+        await servers[2]!.server.start();
+        await Promise.all(created.map((c) => c.ping()));
+      }
+      // What the clients queued for the dead nodes (an acquire, then redlock's clean-up release) replayed
+      // in order on reconnect: no node is left holding a lock nobody owns.
+      for (const n of nodes) expect(await n.exists(lock.key("r"))).toBe(0);
     }, 30_000);
   });
 });

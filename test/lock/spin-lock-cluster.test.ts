@@ -83,6 +83,8 @@ describe("SpinLock (3-master Redis Cluster)", () => {
       const h = await holder.acquire(`res-${i}`);
       const waiting = waiter.acquire(`res-${i}`);
       await sleep(80);
+      const flag = waiter.keys(`res-${i}`).waiters; // flagged once its subscription is acknowledged
+      for (let w = 0; w < 100 && (await redis.exists(flag)) === 0; w++) await sleep(10);
       const t0 = performance.now();
       await h.release();
       const next = await waiting;
