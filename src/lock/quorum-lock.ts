@@ -257,7 +257,7 @@ export class QuorumLock implements Locker<undefined> {
 
   /**
    * Runs `routine` under the lock with the same guarantees as {@link SpinLock.using}: auto-extension when a
-   * third of the TTL is left, the signal aborted with a `LockLostError` when a majority can no longer be
+   * third of the TTL (at least 100 ms) is left, the signal aborted with a `LockLostError` when a majority can no longer be
    * extended, release in `finally`.
    *
    * @example

@@ -306,7 +306,8 @@ export class SpinLock implements Locker<number> {
 
   /**
    * Runs `routine` under the lock: acquires (waiting as `acquire` does), extends the lock whenever a third
-   * of its TTL is left for as long as the routine runs (up to `maxHoldMs`), aborts the routine's `signal`
+   * of its TTL (at least 100 ms, for short TTLs) is left for as long as the routine runs (up to
+   * `maxHoldMs`), aborts the routine's `signal`
    * with a {@link LockLostError} when an extension finds another owner or the lock expires unextended, and
    * releases in `finally` after any extension in flight. Resolves with the routine's result.
    *
