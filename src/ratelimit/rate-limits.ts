@@ -4,6 +4,7 @@ import { InvalidArgumentError } from "../core/errors.js";
 import type { RedisClient } from "../core/scripts.js";
 import { validateInt } from "../core/validate.js";
 import {
+  isCluster,
   outcome,
   refund,
   slotOf,
@@ -121,6 +122,8 @@ interface Applied<Ctx> {
 export class RateLimits<Ctx = unknown> {
   readonly #limits: readonly RateLimit<Ctx>[];
   readonly #onRefundError: ((err: unknown) => void) | undefined;
+  /** The one standalone client every limit lives on (so one script decides them all), if there is one. */
+  readonly #single: { readonly client: RedisClient; readonly batch: boolean } | undefined;
 
   constructor(limits: readonly RateLimit<Ctx>[], options: RateLimitsOptions = {}) {
     if (!Array.isArray(limits) || limits.length === 0) {
@@ -151,6 +154,11 @@ export class RateLimits<Ctx = unknown> {
     }
     this.#limits = [...limits];
     this.#onRefundError = options.onRefundError;
+    const client = limits[0]!.bucket.redis;
+    this.#single =
+      !isCluster(client) && limits.every((l) => l.bucket.redis === client)
+        ? { client, batch: limits.every((l) => l.bucket.batch) }
+        : undefined;
   }
 
   /**
@@ -196,6 +204,10 @@ export class RateLimits<Ctx = unknown> {
   async check(ctx: Ctx): Promise<RateLimitsResult> {
     const applied = this.#applied(ctx, false);
     if (applied.length === 0) return { allowed: true, limits: [] };
+    if (this.#single) {
+      const out = await takeGroup(this.#single.client, 0, items(applied), this.#single.batch);
+      return result(applied, out, out.ok);
+    }
     const groups = groupBySlot(applied);
     if (groups.length === 1) {
       const g = groups[0]!;
