@@ -1,0 +1,158 @@
+/// <reference lib="dom" />
+// The sale in a real browser (Debian's chromium driven by playwright-core): the button is disabled before
+// the start and enabled at it; a click, the CAPTCHA, a pending order; paying turns it paid; the same user's
+// second purchase is refused. Runs on the embedded servers and on the machine's Redis and PostgreSQL.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createSaleApp, type SaleApp } from "../src/app.js";
+import { startInfra, type Infra } from "../src/infra.js";
+import { startPostgres, type PrivateDatabase } from "../../../test/support/postgres.js";
+import { randomPrefix } from "../../../test/support/redis.js";
+
+const CHROMIUM = (() => {
+  try {
+    return execFileSync("sh", ["-c", "command -v chromium"]).toString().trim();
+  } catch {
+    return "";
+  }
+})();
+const SHOTS = process.env.UPDATE_SCREENSHOTS
+  ? join(import.meta.dirname, "..", "screenshots")
+  : mkdtempSync(join(tmpdir(), "fsk-shots-"));
+
+const modes = [
+  { name: "embedded redis-server and PGlite", real: false },
+  { name: "the machine's Redis and PostgreSQL", real: true },
+] as const;
+
+describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real }) => {
+  let infra: Infra;
+  let db: PrivateDatabase | undefined;
+  let sale: SaleApp;
+  let base: string;
+  let context: BrowserContext;
+  let profile: string;
+
+  beforeAll(async () => {
+    db = real ? await startPostgres(5) : undefined;
+    infra = await startInfra(
+      real ? { REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379", DATABASE_URL: db!.url } : {},
+    );
+    sale = await createSaleApp({
+      infra,
+      prefix: randomPrefix("e2e"),
+      paymentTimeoutMs: 60_000,
+      captchaGenerate: () => ({ svg: CAPTCHA_SVG, answer: "42" }),
+    });
+    base = await sale.app.listen({ port: 0, host: "127.0.0.1" });
+    profile = mkdtempSync(join(tmpdir(), "fsk-chromium-"));
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+      viewport: { width: 900, height: 900 },
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await context?.close();
+    await sale?.close();
+    await infra?.close();
+    await db?.stop();
+    rmSync(profile, { recursive: true, force: true });
+  });
+
+  async function buyOnce(page: Page): Promise<string> {
+    await page.click("#buy");
+    await page.waitForSelector("#captcha:not([hidden])");
+    await page.fill("#captcha-answer", "42");
+    await page.click("#captcha-submit");
+    await page.waitForFunction(() => (document.getElementById("result")?.textContent ?? "").length > 0);
+    return (await page.textContent("#result")) ?? "";
+  }
+
+  it("opens at the start second, sells once per user, pays", async () => {
+    const serverTime = async () => ((await (await fetch(`${base}/api/time`)).json()) as { now: number }).now;
+    const startsAt = (await serverTime()) + 4000;
+    await sale.createSale({ sku: "phone", name: "Flash Phone", priceCents: 19_900, stock: 5, startsAt });
+    const page = await context.newPage();
+    await page.addInitScript(() => localStorage.setItem("fsk-user", "member-alice"));
+    await page.goto(base + "/");
+
+    // Before the start: disabled, counting down.
+    await expect.poll(() => page.textContent("#countdown")).toMatch(/Starts in/);
+    expect(await page.isDisabled("#buy")).toBe(true);
+    if (!real) {
+      mkdirSync(SHOTS, { recursive: true });
+      await page.screenshot({ path: join(SHOTS, "page-countdown.png") });
+    }
+
+    // At the start second (server clock): enabled by the page's script.
+    await page.waitForFunction(() => !(document.getElementById("buy") as HTMLButtonElement).disabled, null, {
+      timeout: 15_000,
+    });
+    const serverNow = await serverTime();
+    expect(serverNow).toBeGreaterThanOrEqual(startsAt - 250);
+    expect(serverNow).toBeLessThan(startsAt + 3000);
+
+    // Click → CAPTCHA → reserved → the order worker creates a pending order.
+    expect(await buyOnce(page)).toMatch(/Reserved/);
+    await expect.poll(() => page.textContent("#order-status"), { timeout: 20_000 }).toBe("pending");
+    // The client-side throttle holds the button for 10 s after a click.
+    expect(await page.isDisabled("#buy")).toBe(true);
+
+    await page.click("#pay");
+    await expect.poll(() => page.textContent("#order-status"), { timeout: 20_000 }).toBe("paid");
+    if (!real) await page.screenshot({ path: join(SHOTS, "page-paid.png") });
+
+    // Same user, fresh page (no client throttle): the per-user limit refuses a second purchase.
+    const again = await context.newPage();
+    await again.goto(base + "/");
+    await again.waitForFunction(() => !(document.getElementById("buy") as HTMLButtonElement).disabled);
+    expect(await buyOnce(again)).toMatch(/already bought/);
+
+    const stats = await sale.stats("phone");
+    expect(stats.orders).toMatchObject({ total: 1, paid: 1, pending: 0 });
+    expect(stats.stock).toMatchObject({ initial: 5, available: 4, held: 0, confirmed: 1 });
+
+    if (!real) {
+      const dash = await context.newPage();
+      await dash.goto(base + "/dashboard");
+      await dash.waitForTimeout(2500);
+      await dash.screenshot({ path: join(SHOTS, "dashboard.png"), fullPage: true });
+    }
+  }, 120_000);
+
+  it("serves the page CDN-ready: immutable hashed assets, short-lived HTML with an ETag", async () => {
+    const html = await fetch(base + "/");
+    expect(html.headers.get("cache-control")).toBe("public, max-age=5, must-revalidate");
+    const etag = html.headers.get("etag")!;
+    expect((await fetch(base + "/", { headers: { "if-none-match": etag } })).status).toBe(304);
+    const body = await html.text();
+    const js = /src="(\/assets\/app\.[0-9a-f]{12}\.js)"/.exec(body)?.[1];
+    const css = /href="(\/assets\/style\.[0-9a-f]{12}\.css)"/.exec(body)?.[1];
+    expect(js && css).toBeTruthy();
+    for (const asset of [js!, css!]) {
+      const res = await fetch(base + asset);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("cache-control")).toBe("public, max-age=31536000, immutable");
+    }
+    expect((await fetch(base + "/assets/app.000000000000.js")).status).toBe(404);
+  });
+});
+
+const CAPTCHA_SVG =
+  "<svg xmlns='http://www.w3.org/2000/svg' width='160' height='60'><text x='20' y='40' font-size='28'>40 + 2</text></svg>";
