@@ -194,6 +194,22 @@ describe("SpinLock waiting", () => {
     expect((await lock.tryAcquire("r"))?.fence).toBe(2); // the aborted waiters took nothing
   });
 
+  it("an abort during an attempt in flight rejects at once and releases the lock that attempt took", async () => {
+    const lock = new SpinLock(redis, { prefix: randomPrefix() });
+    const admin = srv.client();
+    await admin.client("PAUSE", 300, "WRITE"); // the acquire script waits in the server
+    const controller = new AbortController();
+    const pending = lock.acquire("r", { signal: controller.signal }).catch((e: unknown) => e);
+    await sleep(50);
+    const t0 = Date.now();
+    controller.abort(new Error("gone"));
+    expect(((await pending) as Error).message).toBe("gone");
+    expect(Date.now() - t0).toBeLessThan(100);
+    await sleep(400); // the pause ends; the attempt lands, takes the lock, and is released
+    expect(await redis.get(lock.keys("r").fence)).toBe("1");
+    expect(await redis.exists(lock.keys("r").lock)).toBe(0);
+  });
+
   it("wakes a waiter of the same SpinLock as soon as it releases, without a subscriber", async () => {
     const lock = new SpinLock(redis, { prefix: randomPrefix(), retryDelayMs: 1_000 });
     const h = await lock.acquire("r");
