@@ -2,7 +2,7 @@
 // coalesces the takes that arrive in one tick on one client into one script call (one per slot on Cluster).
 import { LUA } from "../core/embedded.generated.js";
 import { UnexpectedReplyError } from "../core/errors.js";
-import { toRedisError, type RedisClient } from "../core/scripts.js";
+import { RedisCommandError, toRedisError, type RedisClient } from "../core/scripts.js";
 import { keySlot } from "./slot.js";
 
 /** One bucket touched by a take: its key and settings, and the tokens to take (0 reads without writing). */
@@ -232,7 +232,16 @@ async function send(client: RedisClient, groups: readonly Pending[]): Promise<vo
       g.reject(new UnexpectedReplyError("ratelimit/take returned a short reply"));
       continue;
     }
-    const ok = r[p++] === 1;
+    const code = r[p++];
+    if (code === 2) {
+      const bad = g.items.filter((_, j) => r[p + j] === -1).map((it) => it.key);
+      p += g.items.length;
+      g.reject(
+        new RedisCommandError(`ratelimit: ${bad.join(", ")} holds something other than a token bucket`),
+      );
+      continue;
+    }
+    const ok = code === 1;
     g.resolve({ ok, items: g.items.map((it) => outcome(it, r[p++]!, ok)) });
   }
 }

@@ -1,5 +1,6 @@
 // The Fastify plugin and the Express middleware over real HTTP: headers, the JSON 429, and fail-open /
 // fail-closed when a private redis-server is paused (slower than the timeout) or stopped.
+import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import express, { type Request } from "express";
 import Fastify, { type FastifyRequest } from "fastify";
@@ -181,6 +182,8 @@ describe.each(frameworks)("%s with Redis stopped", (_name, serve) => {
     // (commands wait in the offline queue): both must answer within the timeout.
     const clients = [srv.client({ enableOfflineQueue: false, maxRetriesPerRequest: 0 }), srv.client()];
     for (const c of clients) c.on("error", () => {}); // reconnect noise while the server is down
+    // Without an offline queue, commands sent before the connection is up fail at once: wait for it.
+    await Promise.all(clients.map((c) => (c.status === "ready" ? undefined : once(c, "ready"))));
     const servers: Server[] = [];
     for (const c of clients) {
       servers.push(await serve(c, { failMode: "open", timeoutMs: 200 }));

@@ -60,11 +60,15 @@ describe("lua/ratelimit/take", () => {
     expect(await redis.exists(k)).toBe(0);
   });
 
-  it("rejects a key that holds something else", async () => {
+  it("flags a group whose key holds something else, and leaves the other groups alone", async () => {
     const p = randomPrefix();
-    const k = `{${p}:k}:tb`;
+    const [k, h, ok] = [`{${p}:k}:tb`, `{${p}:h}:tb`, `{${p}:ok}:tb`];
     await redis.set(k, "12 abc");
-    await expect(take([k], "3,1", "1,1,1")).rejects.toThrow(/holds no token bucket/);
+    await redis.hset(h, "a", "1");
+    const r = await take([k, h, ok], "3,1", "1,1,1 3,1,1;2,1,1;3,1,1");
+    expect(r).toEqual([2, -1, 3 * U, 2, -1, 1, 3 * U]);
+    expect(await redis.get(k)).toBe("12 abc");
+    expect(Math.round(Number((await redis.get(ok))!.split(" ")[0]) / U)).toBe(2);
   });
 });
 

@@ -1,7 +1,12 @@
 // TokenBucket on a private redis-server: refill on Redis time, all-or-nothing takes, idle expiry, batching.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Redis } from "ioredis";
-import { InvalidArgumentError, RedisUnavailableError, redisTimeMs } from "../../src/core/index.js";
+import {
+  InvalidArgumentError,
+  RedisCommandError,
+  RedisUnavailableError,
+  redisTimeMs,
+} from "../../src/core/index.js";
 import { TokenBucket } from "../../src/ratelimit/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 
@@ -165,13 +170,19 @@ describe("TokenBucket.take", () => {
     expect(() => new TokenBucket({} as Redis, { capacity: 1, refillPerSecond: 1 })).toThrow(/redis/);
   });
 
-  it("a key overwritten by another program is an error, not a silent reset", async () => {
+  it("a key overwritten by another program fails its own requests only, never resets silently", async () => {
     const b = new TokenBucket(redis, { capacity: 5, refillPerSecond: 1, prefix: randomPrefix() });
     await redis.set(b.keyOf("k"), "garbage");
-    await expect(b.take("k")).rejects.toThrow(/holds no token bucket/);
-    await redis.del(b.keyOf("k"));
-    await redis.hset(b.keyOf("k"), "a", "1");
-    await expect(b.take("k")).rejects.toThrow(/WRONGTYPE/);
+    await redis.hset(b.keyOf("h"), "a", "1");
+    // Batched with healthy takes: those still get their answers.
+    const [bad, hash, good] = await Promise.allSettled([b.take("k"), b.take("h"), b.take("fine")]);
+    expect(bad.status === "rejected" && bad.reason).toBeInstanceOf(RedisCommandError);
+    expect(bad.status === "rejected" && String(bad.reason)).toMatch(
+      /holds something other than a token bucket/,
+    );
+    expect(hash.status).toBe("rejected");
+    expect(good.status === "fulfilled" && good.value.remaining).toBe(4);
+    expect(await redis.get(b.keyOf("k"))).toBe("garbage");
   });
 
   it("a closed connection is a RedisUnavailableError", async () => {

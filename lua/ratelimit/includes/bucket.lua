@@ -13,12 +13,14 @@ local function nowUs()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
--- Units in the bucket at `now`, refilled since its last write and capped at `capU`.
+-- Units in the bucket at `now`, refilled since its last write and capped at `capU`; nil when the key holds
+-- something else (another program wrote it), so that only the requests using that key fail.
 local function readUnits(key, capU, rate, now)
-  local v = rcall('GET', key)
+  local v = redis.pcall('GET', key)
   if not v then return capU end
+  if type(v) ~= 'string' then return nil end
   local s, at = match(v, '^(%d+) (%d+)$')
-  if not s then error({ err = 'ERR ratelimit: ' .. key .. ' holds no token bucket' }) end
+  if not s then return nil end
   local elapsed = now - tonumber(at)
   if elapsed < 0 then elapsed = 0 end -- a failover to a node whose clock is behind: refill nothing
   local units = tonumber(s) + elapsed * rate
