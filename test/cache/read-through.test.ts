@@ -232,7 +232,7 @@ describe("ReadThroughCache across processes (breakdown)", () => {
     const holder = cache(srv.client(), prefix, { load: db.load });
     const waiter = cache(srv.client(), prefix, { load: db.load, waitTimeoutMs: 300 });
     const first = holder.get("slow");
-    await sleep(50);
+    for (let i = 0; i < 200 && !db.calls.has("slow"); i++) await sleep(5); // the holder is loading
     const err = await waiter.get("slow").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CacheWaitTimeoutError);
     expect(err).toMatchObject({ code: "CACHE_WAIT_TIMEOUT", id: "slow" });
@@ -311,7 +311,7 @@ describe("ReadThroughCache invalidation, prewarm, jitter, stale-while-revalidate
     const calls: number[] = [];
     const load = async (id: string) => {
       calls.push(price);
-      await sleep(100);
+      await sleep(400);
       return { id, price };
     };
     const opts = { load, ttlMs: 200, jitterMs: 0, staleWhileRevalidateMs: 5_000 };
