@@ -13,6 +13,7 @@ import { HASH_SCHEME, pushPositions, setBits, testBits } from "./hash.js";
 export const MAX_FILTER_BITS = 2 ** 32;
 /** The most keys one filter may be split over. */
 export const MAX_FILTER_SEGMENTS = 1024;
+const MAX_POSITIONS_PER_CALL = 50_000;
 const DEFAULT_BITS_PER_KEY = 2 ** 26; // 8 MiB per key: large enough for ~7M items at 1%, small enough to move
 
 const INIT = new LuaScript("cache/bloom-init", LUA["cache/bloom-init"], 1);
@@ -78,7 +79,8 @@ export interface RedisBloomFilterOptions {
    */
   readonly rebuildLeaseMs?: number;
   /**
-   * Items per script call in `addMany`, `mightContainMany` and `rebuild`.
+   * Items per script call in `addMany`, `mightContainMany` and `rebuild` (at most 10,000, and at most
+   * 50,000 / k so that one call carries no more than 50,000 bit positions).
    * @default 1000
    */
   readonly batchSize?: number;
@@ -190,7 +192,7 @@ export class RedisBloomFilter {
     }
     validateOptionalInt("bitsPerKey", options.bitsPerKey, { min: 1024, max: MAX_FILTER_BITS });
     validateOptionalInt("rebuildLeaseMs", options.rebuildLeaseMs, { min: 100 });
-    validateOptionalInt("batchSize", options.batchSize, { min: 1, max: 100_000 });
+    validateOptionalInt("batchSize", options.batchSize, { min: 1, max: 10_000 });
     const perKey = options.bitsPerKey ?? DEFAULT_BITS_PER_KEY;
     if (perKey % 8 !== 0) throw new InvalidArgumentError("bitsPerKey", "must be a multiple of 8");
     const m = optimalFilterSize(options.capacity, rate);
@@ -230,7 +232,11 @@ export class RedisBloomFilter {
     this.pending = this.k.key("pending");
     this.segments = Array.from({ length: segments }, (_, i) => this.k.key(`bits:${i}`));
     this.leaseMs = options.rebuildLeaseMs ?? 60_000;
-    this.batchSize = options.batchSize ?? 1000;
+    // Positions travel as script arguments (a spread call): keep one call under ~50,000 of them.
+    this.batchSize = Math.max(
+      1,
+      Math.min(options.batchSize ?? 1000, Math.floor(MAX_POSITIONS_PER_CALL / this.hashes)),
+    );
     this.refreshMs = refreshMs;
     this.onError = options.onError ?? (() => {});
   }
@@ -302,7 +308,8 @@ export class RedisBloomFilter {
       // Our own add moved the counter by one: the mirror already has it, no reload needed.
       if (Number(changed) > 0 && Number(adds) === this.mirrorAdds + 1) this.mirrorAdds = Number(adds);
     }
-    this.addedDuringReload?.push(...positions);
+    const during = this.addedDuringReload;
+    if (during !== undefined) for (const p of positions) during.push(p);
   }
 
   /**
@@ -390,8 +397,11 @@ export class RedisBloomFilter {
    * ```
    */
   async clear(): Promise<void> {
-    const version = await CLEAR(this.segmentCount).run(this.redis, [this.meta, ...this.segments], []);
-    if (typeof version !== "number") throw new UnexpectedReplyError("cache/bloom-clear returned no version");
+    const reply = pair(
+      await CLEAR(this.segmentCount).run(this.redis, [this.meta, ...this.segments], [this.shape]),
+      "cache/bloom-clear",
+    );
+    if (reply[0] === 1) throw this.shapeError(String(reply[1]));
     if (this.mirrorBits !== undefined) await this.reload();
   }
 

@@ -150,6 +150,7 @@ describe("RedisBloomFilter through Redis", () => {
     await expect(b.add("y")).rejects.toMatchObject({ code: "BLOOM_SHAPE_MISMATCH" });
     await expect(b.mightContain("x")).rejects.toBeInstanceOf(ConflictError);
     await expect(b.rebuild(["y"])).rejects.toBeInstanceOf(ConflictError);
+    await expect(b.clear()).rejects.toBeInstanceOf(ConflictError);
     const c = new RedisBloomFilter(srv.client(), "shape", {
       capacity: 2000,
       errorRate: 0.01,
