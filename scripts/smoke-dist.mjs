@@ -1,0 +1,50 @@
+// After `npm run build`: loads the package by name (ESM import and CJS require) through its exports map and
+// checks that every subpath exposes its public names.
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+const expected = {
+  "flash-sale-kit": [
+    "Inventory",
+    "SqlInventory",
+    "SpinLock",
+    "QuorumLock",
+    "RedisBloomFilter",
+    "TokenBucket",
+    "SaleGate",
+    "PostgresOutbox",
+    "FlashSaleError",
+    "UNLIMITED",
+  ],
+  "flash-sale-kit/core": ["FlashSaleError", "InvalidArgumentError", "LuaScript", "entityKeys", "validateId"],
+  "flash-sale-kit/stock": ["Inventory", "SqlInventory", "UNLIMITED"],
+  "flash-sale-kit/lock": ["SpinLock", "QuorumLock", "LockTimeoutError", "LockLostError"],
+  "flash-sale-kit/cache": ["RedisBloomFilter", "PenetrationGuard", "ReadThroughCache"],
+  "flash-sale-kit/ratelimit": ["TokenBucket", "RateLimits", "clientIp"],
+  "flash-sale-kit/gate": ["SaleGate", "PurchaseTokens", "RedisCaptcha"],
+  "flash-sale-kit/outbox": [
+    "PostgresOutbox",
+    "OutboxRelay",
+    "PostgresInbox",
+    "RedisStreamPublisher",
+    "RedisStreamConsumer",
+  ],
+};
+let failed = 0;
+for (const [spec, names] of Object.entries(expected)) {
+  const esm = await import(spec);
+  const cjs = require(spec);
+  for (const name of names) {
+    for (const [kind, mod] of [
+      ["esm", esm],
+      ["cjs", cjs],
+    ]) {
+      if (mod[name] === undefined) {
+        console.error(`${spec} (${kind}) lacks ${name}`);
+        failed++;
+      }
+    }
+  }
+}
+if (failed) process.exit(1);
+console.log(`dist exports ok: ${Object.keys(expected).length} entry points, ESM and CJS`);
