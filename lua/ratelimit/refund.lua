@@ -7,6 +7,7 @@
 -- @include ratelimit/includes/bucket.lua
 
 local now = nowUs()
+local nowText = format('%d', now)
 local written = 0
 for k = 1, #KEYS do
   local capU, rate = tonumber(ARGV[3 * k - 2]) * U, tonumber(ARGV[3 * k - 1])
@@ -14,7 +15,7 @@ for k = 1, #KEYS do
   if u then
     u = u + tonumber(ARGV[3 * k]) * U
     if u > capU then u = capU end
-    writeUnits(KEYS[k], capU, rate, u, now)
+    writeUnits(KEYS[k], capU, rate, u, now, nowText)
     written = written + 1
   end
 end

@@ -9,6 +9,7 @@
 
 local gmatch = string.gmatch
 local now = nowUs()
+local nowText = format('%d', now)
 local settings = {}
 for cap, rate in gmatch(ARGV[1], '([^, ]+),([^, ]+)') do settings[#settings + 1] = { tonumber(cap) * U, tonumber(rate) } end
 local units, caps, rates, dirty, broken = {}, {}, {}, {}, {}
@@ -38,7 +39,7 @@ for group in gmatch(ARGV[2], '[^;]+') do
       local pass = have >= costU - EPS
       if not pass then ok = false end
       gk[m], gcost[m], gpass[m] = k, costU, pass
-      out[n] = floor(have + EPS)
+      out[n] = have + EPS -- the reply truncates it to an integer
     end
   end
   if bad then ok = false end
@@ -54,5 +55,5 @@ for group in gmatch(ARGV[2], '[^;]+') do
     end
   end
 end
-for k in pairs(dirty) do writeUnits(KEYS[k], caps[k], rates[k], units[k], now) end
+for k in pairs(dirty) do writeUnits(KEYS[k], caps[k], rates[k], units[k], now, nowText) end
 return out

@@ -10,6 +10,8 @@ export interface BucketItem {
   readonly key: string;
   readonly capacity: number;
   readonly refillPerSecond: number;
+  /** `"<capacity>,<refillPerSecond>"`, as the script reads a bucket's settings. */
+  readonly shape: string;
   readonly cost: number;
 }
 
@@ -202,11 +204,10 @@ async function send(client: RedisClient, groups: readonly Pending[]): Promise<vo
         k = keys.push(it.key);
         keyIndex.set(it.key, k);
       }
-      const shape = `${it.capacity},${it.refillPerSecond}`;
-      let s = shapeIndex.get(shape);
+      let s = shapeIndex.get(it.shape);
       if (s === undefined) {
-        s = shapes.push(shape);
-        shapeIndex.set(shape, s);
+        s = shapes.push(it.shape);
+        shapeIndex.set(it.shape, s);
       }
       items.push(`${k},${s},${it.cost}`);
     }

@@ -1,8 +1,8 @@
 // TokenBucket: a token bucket per key, refilled continuously on Redis TIME, taken in one Lua call.
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { entityKeys, resolvePrefix } from "../core/keys.js";
+import { resolvePrefix } from "../core/keys.js";
 import { toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateInt } from "../core/validate.js";
+import { validateId, validateInt } from "../core/validate.js";
 import { slotOf, takeGroup, type BucketItem } from "./engine.js";
 
 /** Options of `new TokenBucket()`. */
@@ -89,6 +89,7 @@ export class TokenBucket {
   readonly prefix: string;
   /** Whether takes are coalesced per tick. @internal */
   readonly batch: boolean;
+  readonly #shape: string;
 
   constructor(
     /** The client the bucket lives on. */
@@ -116,6 +117,7 @@ export class TokenBucket {
     this.refillPerSecond = rate;
     this.prefix = resolvePrefix(options.prefix);
     this.batch = options.batch ?? true;
+    this.#shape = `${this.capacity},${this.refillPerSecond}`;
   }
 
   /**
@@ -128,7 +130,8 @@ export class TokenBucket {
    * ```
    */
   keyOf(key: string): string {
-    return entityKeys(this.prefix, key, "key").key("tb");
+    validateId("key", key);
+    return `{${this.prefix}:${key}}:tb`; // as entityKeys(prefix, key).key("tb"), without its closure
   }
 
   /** The script item for a take of `cost` tokens from `key`. @internal */
@@ -139,7 +142,13 @@ export class TokenBucket {
         throw new InvalidArgumentError("cost", `must be at most the bucket's capacity (${this.capacity})`);
       }
     }
-    return { key: this.keyOf(key), capacity: this.capacity, refillPerSecond: this.refillPerSecond, cost };
+    return {
+      key: this.keyOf(key),
+      capacity: this.capacity,
+      refillPerSecond: this.refillPerSecond,
+      shape: this.#shape,
+      cost,
+    };
   }
 
   /**

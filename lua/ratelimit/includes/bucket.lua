@@ -4,7 +4,7 @@
 -- microseconds. A missing key is a full bucket: a bucket that is full again is deleted, or expires on its
 -- own at the moment it would be full. A rate of R tokens a second is R units a microsecond.
 local rcall = redis.call
-local format, match, ceil, floor = string.format, string.match, math.ceil, math.floor
+local format, match, ceil = string.format, string.match, math.ceil
 local U = 1000000 -- units per token
 local EPS = 0.001 -- units: tolerance for the doubles the refill produces
 
@@ -29,12 +29,13 @@ local function readUnits(key, capU, rate, now)
 end
 
 -- Stores `units` at `now` (rounded down: never more than earned), expiring when the bucket would be full
--- again; a full bucket is deleted instead.
-local function writeUnits(key, capU, rate, units, now)
+-- again; a full bucket is deleted instead. `nowText` is `now` formatted once per script. PXAT rather than PX:
+-- Redis would otherwise rewrite the command to PXAT for propagation, allocating on every write.
+local function writeUnits(key, capU, rate, units, now, nowText)
   if units >= capU - EPS then
     rcall('DEL', key)
     return
   end
   if units < 0 then units = 0 end
-  rcall('SET', key, format('%d %d', units, now), 'PX', format('%d', ceil((capU - units) / rate / 1000)))
+  rcall('SET', key, format('%d ', units) .. nowText, 'PXAT', format('%d', ceil((now + (capU - units) / rate) / 1000)))
 end
