@@ -1,7 +1,7 @@
 -- ratelimit/take: a batch of token-bucket takes on Redis TIME, in order; each group is all-or-nothing.
 -- KEYS: [1..n] bucket keys (string "<units> <updatedAtUs>", see includes/bucket.lua; missing = full)
--- ARGV: [1] bucket settings, space-separated "<capacity>,<refill per second>"; [2] the groups, separated by
---       ';', each a space-separated list of items "<key index>,<settings index>,<cost>" (cost 0 reads)
+-- ARGV: [1] bucket settings, space-separated "<capacity>,<refill per second>"; [2] the groups, binary: per
+--       group its item count (2 bytes), then per item the key index (2), settings index (1), cost (4; 0 reads)
 -- Returns: flat array; per group: 1 taken, 0 rejected or 2 a key holds no bucket (for 0 and 2 nothing of
 --          the group was written), then per item the units (millionths of a token) it found, after earlier
 --          items of its group on the same key, or -1 for a key that holds no bucket.
@@ -15,15 +15,24 @@ for cap, rate in gmatch(ARGV[1], '([^, ]+),([^, ]+)') do settings[#settings + 1]
 local units, caps, rates, dirty, broken = {}, {}, {}, {}, {}
 local gk, gcost, gpass = {}, {}, {} -- the current group, reused
 local out, n = {}, 0
-for group in gmatch(ARGV[2], '[^;]+') do
+-- Big-endian fields read with string.byte: no string is made per item, which is most of a parse's cost.
+local byte = string.byte
+local data = ARGV[2]
+local p, len = 1, #data
+while p <= len do
+  local m1, m2 = byte(data, p, p + 1)
+  p = p + 2
+  local count = m1 * 256 + m2
   n = n + 1
   local head, m, ok, bad = n, 0, true, false
-  for ks, ss, cs in gmatch(group, '(%d+),(%d+),(%d+)') do
+  for _ = 1, count do
+    local k1, k2, si, c1, c2, c3, c4 = byte(data, p, p + 6)
+    p = p + 7
     m = m + 1
-    local k, costU = tonumber(ks), tonumber(cs) * U
+    local k, costU = k1 * 256 + k2, (((c1 * 256 + c2) * 256 + c3) * 256 + c4) * U
+    local s = settings[si]
     local have = units[k]
     if have == nil and not broken[k] then
-      local s = settings[tonumber(ss)]
       have = readUnits(KEYS[k], s[1], s[2], now)
       if have == nil then broken[k] = true else units[k], caps[k], rates[k] = have, s[1], s[2] end
     end

@@ -14,8 +14,28 @@ beforeAll(async () => {
 afterAll(async () => srv?.stop());
 
 const U = 1_000_000;
+/** Packs groups written as "key,settings,cost key,settings,cost;…" the way the engine sends them. */
+function pack(groups: string): Buffer {
+  const bytes: number[] = [];
+  for (const g of groups.split(";")) {
+    const items = g.split(" ").map((it) => it.split(",").map(Number) as [number, number, number]);
+    bytes.push(items.length >> 8, items.length & 255);
+    for (const [k, st, cost] of items) {
+      bytes.push(
+        k >> 8,
+        k & 255,
+        st,
+        (cost >>> 24) & 255,
+        (cost >>> 16) & 255,
+        (cost >>> 8) & 255,
+        cost & 255,
+      );
+    }
+  }
+  return Buffer.from(bytes);
+}
 const take = (keys: string[], settings: string, groups: string) =>
-  redis.eval(LUA["ratelimit/take"], keys.length, ...keys, settings, groups) as Promise<number[]>;
+  redis.eval(LUA["ratelimit/take"], keys.length, ...keys, settings, pack(groups)) as Promise<number[]>;
 
 describe("lua/ratelimit/take", () => {
   it("applies groups in order, each all-or-nothing, and reports the units each item found", async () => {
