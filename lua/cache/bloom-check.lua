@@ -5,6 +5,21 @@
 local rcall = redis.call
 local perKey, k = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
+if #KEYS == 1 then
+  -- One segment: offsets are the positions themselves.
+  local key = KEYS[1]
+  for first = 3, #ARGV, k do
+    local hit = 1
+    for i = first, first + k - 1 do
+      if rcall('GETBIT', key, ARGV[i]) == 0 then
+        hit = 0
+        break
+      end
+    end
+    out[#out + 1] = hit
+  end
+  return out
+end
 for first = 3, #ARGV, k do
   local hit = 1
   for i = first, first + k - 1 do

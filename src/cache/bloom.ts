@@ -159,6 +159,7 @@ export class RedisBloomFilter {
   private readonly batchSize: number;
   private readonly refreshMs: number | undefined;
   private readonly onError: (err: unknown) => void;
+  private readonly check: LuaScript;
   private shapeChecked = false;
   private shapeCheck: Promise<void> | undefined;
 
@@ -230,6 +231,7 @@ export class RedisBloomFilter {
     this.k = entityKeys(resolvePrefix(options.prefix), `bf:${name}`, "name");
     this.meta = this.k.key("meta");
     this.pending = this.k.key("pending");
+    this.check = CHECK(segments);
     this.segments = Array.from({ length: segments }, (_, i) => this.k.key(`bits:${i}`));
     this.leaseMs = options.rebuildLeaseMs ?? 60_000;
     // Positions travel as script arguments (a spread call): keep one call under ~50,000 of them.
@@ -326,13 +328,9 @@ export class RedisBloomFilter {
     const local = this.mightContainLocal(item);
     if (local !== undefined) return local;
     if (!this.shapeChecked) await this.checkShape();
-    const positions: number[] = [];
-    pushPositions(item, this.bits, this.hashes, positions);
-    const reply = await CHECK(this.segmentCount).run(this.redis, this.segments, [
-      this.perKey,
-      this.hashes,
-      ...positions,
-    ]);
+    const args = [this.perKey, this.hashes];
+    pushPositions(item, this.bits, this.hashes, args);
+    const reply = await this.check.run(this.redis, this.segments, args);
     if (!Array.isArray(reply) || reply.length !== 1) {
       throw new UnexpectedReplyError(`cache/bloom-check returned ${JSON.stringify(reply)}`);
     }
@@ -356,14 +354,10 @@ export class RedisBloomFilter {
     if (!this.shapeChecked) await this.checkShape();
     const out: boolean[] = [];
     for (let i = 0; i < items.length; i += this.batchSize) {
-      const positions: number[] = [];
+      const args = [this.perKey, this.hashes];
       const chunk = items.slice(i, i + this.batchSize);
-      for (const item of chunk) pushPositions(item, this.bits, this.hashes, positions);
-      const reply = await CHECK(this.segmentCount).run(this.redis, this.segments, [
-        this.perKey,
-        this.hashes,
-        ...positions,
-      ]);
+      for (const item of chunk) pushPositions(item, this.bits, this.hashes, args);
+      const reply = await this.check.run(this.redis, this.segments, args);
       if (!Array.isArray(reply) || reply.length !== chunk.length) {
         throw new UnexpectedReplyError(`cache/bloom-check returned ${JSON.stringify(reply)}`);
       }
