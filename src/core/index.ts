@@ -11,4 +11,5 @@ export { validateId, validateInt, validateOptionalInt, MAX_ID_LENGTH } from "./v
 export { entityKeys, resolvePrefix, DEFAULT_PREFIX, type EntityKeys } from "./keys.js";
 export { LuaScript, RedisCommandError, toRedisError, type RedisClient, type ScriptArg } from "./scripts.js";
 export { redisTimeMs } from "./time.js";
+export { TickBatcher, type Pending } from "./batch.js";
 export { sqlRows, splitSqlStatements, runSqlScript, type SqlClient } from "./sql.js";

@@ -48,7 +48,8 @@ export function toRedisError(err: unknown): FlashSaleError {
 
 /**
  * One Lua script, runnable on any client. Create it once at module level; it registers itself on each client
- * the first time it runs there.
+ * the first time it runs there. `numberOfKeys` is fixed, or `"variadic"` for scripts whose key count each
+ * call decides (a batch).
  *
  * @example
  * ```ts
@@ -66,7 +67,7 @@ export class LuaScript {
   constructor(
     readonly path: string,
     readonly lua: string,
-    readonly numberOfKeys: number,
+    readonly numberOfKeys: number | "variadic",
   ) {
     this.sha = createHash("sha1").update(lua).digest("hex");
     this.command = `fsk_${path.replace(/[^A-Za-z0-9]/g, "_")}_${this.sha.slice(0, 10)}`;
@@ -78,7 +79,13 @@ export class LuaScript {
     if (fn === undefined) {
       const methods = client as unknown as Record<string, CustomCommand | undefined>;
       if (typeof methods[this.command] !== "function") {
-        client.defineCommand(this.command, { lua: this.lua, numberOfKeys: this.numberOfKeys });
+        // Without numberOfKeys, ioredis takes the key count as the command's first argument.
+        client.defineCommand(
+          this.command,
+          this.numberOfKeys === "variadic"
+            ? { lua: this.lua }
+            : { lua: this.lua, numberOfKeys: this.numberOfKeys },
+        );
       }
       const method = methods[this.command];
       if (method === undefined) throw new UnexpectedReplyError(`script ${this.path} could not be registered`);
@@ -93,13 +100,15 @@ export class LuaScript {
    * be passed in `keys`; rejections are wrapped by {@link toRedisError}.
    */
   async run(client: RedisClient, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {
-    if (keys.length !== this.numberOfKeys) {
+    const variadic = this.numberOfKeys === "variadic";
+    if (!variadic && keys.length !== this.numberOfKeys) {
       throw new UnexpectedReplyError(
         `script ${this.path} takes ${this.numberOfKeys} keys, got ${keys.length}`,
       );
     }
     try {
-      return await this.commandOf(client)(...keys, ...args);
+      const command = this.commandOf(client);
+      return await (variadic ? command(keys.length, ...keys, ...args) : command(...keys, ...args));
     } catch (err) {
       throw toRedisError(err);
     }

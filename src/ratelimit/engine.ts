@@ -2,7 +2,8 @@
 // coalesces the takes that arrive in one tick on one client into one script call (one per slot on Cluster).
 import { LUA } from "../core/embedded.generated.js";
 import { UnexpectedReplyError } from "../core/errors.js";
-import { RedisCommandError, toRedisError, type RedisClient } from "../core/scripts.js";
+import { TickBatcher, type Pending as CorePending } from "../core/batch.js";
+import { LuaScript, RedisCommandError, type RedisClient } from "../core/scripts.js";
 import { keySlot } from "./slot.js";
 
 /** One bucket touched by a take: its key and settings, and the tokens to take (0 reads without writing). */
@@ -32,59 +33,8 @@ export interface GroupOutcome {
   readonly items: readonly ItemOutcome[];
 }
 
-type Command = (...args: (string | number | Buffer)[]) => Promise<unknown>;
-
-/**
- * A script whose key count varies per call (the batch decides it). ioredis `defineCommand` without
- * `numberOfKeys` takes the count as the first argument; EVALSHA, the NOSCRIPT fallback, `keyPrefix` and
- * Cluster routing work as for fixed scripts.
- */
-class VariadicScript {
-  private readonly bound = new WeakMap<RedisClient, Command>();
-  readonly command: string;
-
-  constructor(
-    readonly path: string,
-    private readonly lua: string,
-    version: string,
-  ) {
-    this.command = `fsk_${path.replace(/[^A-Za-z0-9]/g, "_")}_v${version}`;
-  }
-
-  async run(
-    client: RedisClient,
-    keys: readonly string[],
-    args: readonly (string | number | Buffer)[],
-  ): Promise<unknown> {
-    let fn = this.bound.get(client);
-    if (fn === undefined) {
-      const methods = client as unknown as Record<string, Command | undefined>;
-      if (typeof methods[this.command] !== "function") client.defineCommand(this.command, { lua: this.lua });
-      const method = methods[this.command];
-      if (method === undefined) throw new UnexpectedReplyError(`script ${this.path} could not be registered`);
-      fn = method.bind(client);
-      this.bound.set(client, fn);
-    }
-    try {
-      return await fn(keys.length, ...keys, ...args);
-    } catch (err) {
-      throw toRedisError(err);
-    }
-  }
-}
-
-// The command name carries a digest of the source, so two library versions on one client never clash.
-const digest = (s: string): string => {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h.toString(16);
-};
-const TAKE = new VariadicScript("ratelimit/take", LUA["ratelimit/take"], digest(LUA["ratelimit/take"]));
-const REFUND = new VariadicScript(
-  "ratelimit/refund",
-  LUA["ratelimit/refund"],
-  digest(LUA["ratelimit/refund"]),
-);
+const TAKE = new LuaScript("ratelimit/take", LUA["ratelimit/take"], "variadic");
+const REFUND = new LuaScript("ratelimit/refund", LUA["ratelimit/refund"], "variadic");
 
 /** Whether `client` is an ioredis Cluster (by shape, so two copies of ioredis in one app still agree). */
 export function isCluster(client: RedisClient): boolean {
@@ -104,11 +54,7 @@ export function slotOf(client: RedisClient, key: string): number {
   return isCluster(client) ? keySlot(keyPrefixOf(client) + key) : 0;
 }
 
-interface Pending {
-  readonly items: readonly BucketItem[];
-  readonly resolve: (outcome: GroupOutcome) => void;
-  readonly reject: (err: unknown) => void;
-}
+type Pending = CorePending<readonly BucketItem[], GroupOutcome>;
 
 /**
  * The most items one script call carries. Enough to amortise a call; small enough that under load several
@@ -118,51 +64,10 @@ interface Pending {
 export const MAX_BATCH_ITEMS = 32;
 
 /**
- * Collects the groups submitted on one client during one tick and sends each slot's groups as one script
- * call. Groups are applied in submission order, so the result equals running them one by one.
+ * Per client: the groups submitted during one tick, sent as one script call per slot. Groups are applied in
+ * submission order, so the result equals running them one by one.
  */
-class Batcher {
-  private readonly queues = new Map<number, Pending[]>();
-  private readonly counts = new Map<number, number>();
-  private scheduled = false;
-
-  constructor(private readonly client: RedisClient) {}
-
-  submit(slot: number, items: readonly BucketItem[]): Promise<GroupOutcome> {
-    return new Promise<GroupOutcome>((resolve, reject) => {
-      let queue = this.queues.get(slot);
-      if (queue === undefined) {
-        queue = [];
-        this.queues.set(slot, queue);
-      }
-      queue.push({ items, resolve, reject });
-      const count = (this.counts.get(slot) ?? 0) + items.length;
-      if (count >= MAX_BATCH_ITEMS) {
-        this.queues.delete(slot);
-        this.counts.delete(slot);
-        void send(this.client, queue);
-        return;
-      }
-      this.counts.set(slot, count);
-      if (!this.scheduled) {
-        this.scheduled = true;
-        // nextTick runs after the promise continuations already queued, so callers woken by one reply
-        // (the previous batch) all land in the next batch.
-        process.nextTick(() => this.flush());
-      }
-    });
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    const queues = [...this.queues.values()];
-    this.queues.clear();
-    this.counts.clear();
-    for (const queue of queues) void send(this.client, queue);
-  }
-}
-
-const batchers = new WeakMap<RedisClient, Batcher>();
+const batchers = new WeakMap<RedisClient, TickBatcher<number, readonly BucketItem[], GroupOutcome>>();
 
 /**
  * Runs one all-or-nothing group of takes. Every key of `items` must hash to `slot` (see {@link slotOf}).
@@ -175,11 +80,17 @@ export function takeGroup(
   batch: boolean,
 ): Promise<GroupOutcome> {
   if (!batch) {
-    return new Promise<GroupOutcome>((resolve, reject) => void send(client, [{ items, resolve, reject }]));
+    return new Promise<GroupOutcome>(
+      (resolve, reject) => void send(client, [{ item: items, resolve, reject }]),
+    );
   }
   let batcher = batchers.get(client);
   if (batcher === undefined) {
-    batcher = new Batcher(client);
+    batcher = new TickBatcher(
+      (_slot, groups) => send(client, groups),
+      MAX_BATCH_ITEMS,
+      (g) => g.length,
+    );
     batchers.set(client, batcher);
   }
   return batcher.submit(slot, items);
@@ -197,12 +108,12 @@ async function send(client: RedisClient, groups: readonly Pending[]): Promise<vo
   const shapes: string[] = [];
   const shapeIndex = new Map<string, number>();
   let size = 0;
-  for (const g of groups) size += 2 + 7 * g.items.length;
+  for (const g of groups) size += 2 + 7 * g.item.length;
   const packed = Buffer.allocUnsafe(size);
   let o = 0;
   for (const g of groups) {
-    o = packed.writeUInt16BE(g.items.length, o);
-    for (const it of g.items) {
+    o = packed.writeUInt16BE(g.item.length, o);
+    for (const it of g.item) {
       let k = keyIndex.get(it.key);
       if (k === undefined) {
         k = keys.push(it.key);
@@ -234,21 +145,21 @@ async function send(client: RedisClient, groups: readonly Pending[]): Promise<vo
   const r = reply as number[];
   let p = 0;
   for (const g of groups) {
-    if (p + 1 + g.items.length > r.length) {
+    if (p + 1 + g.item.length > r.length) {
       g.reject(new UnexpectedReplyError("ratelimit/take returned a short reply"));
       continue;
     }
     const code = r[p++];
     if (code === 2) {
-      const bad = g.items.filter((_, j) => r[p + j] === -1).map((it) => it.key);
-      p += g.items.length;
+      const bad = g.item.filter((_, j) => r[p + j] === -1).map((it) => it.key);
+      p += g.item.length;
       g.reject(
         new RedisCommandError(`ratelimit: ${bad.join(", ")} holds something other than a token bucket`),
       );
       continue;
     }
     const ok = code === 1;
-    g.resolve({ ok, items: g.items.map((it) => outcome(it, r[p++]!, ok)) });
+    g.resolve({ ok, items: g.item.map((it) => outcome(it, r[p++]!, ok)) });
   }
 }
 

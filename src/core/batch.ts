@@ -1,0 +1,81 @@
+// Coalescing: calls that arrive in one tick for the same group (a SKU, a hash slot) share one script call,
+// which amortises the per-call cost of EVALSHA (parsing, script setup, the reply) across the batch.
+// Items are handed over in submission order, so a script that applies them one by one gives the same
+// result as separate calls in that order.
+
+/** One submitted item and the callbacks that settle its caller's promise. */
+export interface Pending<T, R> {
+  readonly item: T;
+  readonly resolve: (result: R) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * Collects items per group during one tick and hands each group's items to `send` as one batch. A group is
+ * sent at once when its items weigh `maxWeight` or more, so under load several batches are in flight
+ * (Redis runs one while this process encodes the next) and no script holds Redis for long.
+ *
+ * `send` must settle every pending item of the batch; if it throws, the items it left unsettled are
+ * rejected with that error.
+ *
+ * @example
+ * ```ts
+ * const batcher = new TickBatcher<string, Req, Res>(async (sku, batch) => {
+ *   const replies = await runScript(sku, batch.map((p) => p.item));
+ *   batch.forEach((p, i) => p.resolve(replies[i]));
+ * }, 32);
+ * const res = await batcher.submit("sku-1", req);
+ * ```
+ */
+export class TickBatcher<K, T, R> {
+  private readonly queues = new Map<K, Pending<T, R>[]>();
+  private readonly weights = new Map<K, number>();
+  private scheduled = false;
+
+  constructor(
+    private readonly send: (group: K, batch: Pending<T, R>[]) => Promise<void>,
+    private readonly maxWeight: number,
+    private readonly weigh: (item: T) => number = () => 1,
+  ) {}
+
+  /** Queues `item` in `group`; resolves with what `send` settles it with. */
+  submit(group: K, item: T): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      let queue = this.queues.get(group);
+      if (queue === undefined) {
+        queue = [];
+        this.queues.set(group, queue);
+      }
+      queue.push({ item, resolve, reject });
+      const weight = (this.weights.get(group) ?? 0) + this.weigh(item);
+      if (weight >= this.maxWeight) {
+        this.queues.delete(group);
+        this.weights.delete(group);
+        this.dispatch(group, queue);
+        return;
+      }
+      this.weights.set(group, weight);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        // nextTick runs after the promise continuations already queued, so the callers woken by one reply
+        // (the previous batch) all land in the next batch.
+        process.nextTick(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const groups = [...this.queues];
+    this.queues.clear();
+    this.weights.clear();
+    for (const [group, queue] of groups) this.dispatch(group, queue);
+  }
+
+  private dispatch(group: K, batch: Pending<T, R>[]): void {
+    this.send(group, batch).catch((err: unknown) => {
+      // Settling twice is a no-op, so rejecting every item only reaches those `send` left open.
+      for (const p of batch) p.reject(err);
+    });
+  }
+}
