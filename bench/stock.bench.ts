@@ -22,6 +22,7 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
   const redis = new Redis(ctx.redisUrl);
   const prefix = `bench${randomBytes(4).toString("hex")}`;
   const inventory = new Inventory(redis, { prefix });
+  const unbatched = new Inventory(redis, { prefix, batch: false });
   const seedKey = `{${prefix}:seed}:stock`;
   const sha = (await redis.script("LOAD", SEED_LUA)) as string;
   const concurrency = 64;
@@ -39,9 +40,18 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
       setup: () => inventory.setStock("sku", MAX_QUANTITY, { perUserLimit: MAX_QUANTITY, holdMs: 900_000 }),
       fn: (i) => inventory.reserve("sku", { userId: `u${i % 50_000}`, reservationId: `r${i}` }),
     },
+    {
+      name: "Inventory.reserve, batch: false",
+      concurrency,
+      setup: () => unbatched.setStock("sku2", MAX_QUANTITY, { perUserLimit: MAX_QUANTITY, holdMs: 900_000 }),
+      fn: (i) => unbatched.reserve("sku2", { userId: `u${i % 50_000}`, reservationId: `r${i}` }),
+    },
   ]);
-  const k = inventory.keys("sku");
-  await redis.del(seedKey, k.stock, k.holds, k.events);
+  for (const sku of ["sku", "sku2"]) {
+    const k = inventory.keys(sku);
+    await redis.del(k.stock, k.holds, k.events);
+  }
+  await redis.del(seedKey);
   await redis.quit();
 
   // PostgreSQL: a private database, the seed's hot-row UPDATE next to SqlInventory.reserve.
@@ -81,6 +91,8 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
     body: `Both through one ioredis connection (Redis) or a 16-connection \`pg.Pool\` (PostgreSQL), stock never
 runs out. \`Inventory.reserve\` does the window check, idempotency lookup, per-user limit, check-and-decrement,
 reservation record, hold index and a stream event in its one script; the seed's script only decrements.
+Calls for one SKU that arrive in the same tick share one script call (\`batch\`, on by default; each is still
+applied atomically, in order, with its own result); the \`batch: false\` row sends one script call each.
 
 ${table(redisRows, "raw EVALSHA (seed script)")}
 

@@ -19,6 +19,52 @@ describe("Inventory (standalone Redis)", () => {
   // The contract checks Redis's own answers, so the in-process sold-out flag is off here (tested below).
   stockContract({ store: () => new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0 }) });
 
+  describe("without batching", () => {
+    stockContract({
+      store: () => new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0, batch: false }),
+      propertyRuns: 15,
+    });
+  });
+
+  it("sends the reserves of one tick as one script call per SKU, each with its own result, in order", async () => {
+    const inv = new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0 });
+    await inv.setStock("a", 3, { perUserLimit: 2 });
+    await inv.setStock("b", 1);
+    await redis.config("RESETSTAT");
+    const calls = [
+      inv.reserve("a", { userId: "u1", reservationId: "r1" }),
+      inv.reserve("a", { userId: "u1", reservationId: "r2" }),
+      inv.reserve("a", { userId: "u1", reservationId: "r3" }), // third for u1: over the limit of 2
+      inv.reserve("a", { userId: "u2", reservationId: "r1" }), // r1 belongs to u1
+      inv.reserve("a", { userId: "u1", reservationId: "r1" }), // replay of the first
+      inv.reserve("a", { userId: "u3", reservationId: "r4" }),
+      inv.reserve("a", { userId: "u4", reservationId: "r5" }), // sold out
+      inv.reserve("b", { userId: "u1", reservationId: "r1" }), // another SKU: its own ids
+    ];
+    const results = await Promise.allSettled(calls);
+    const info = await redis.info("commandstats");
+    const scriptCalls =
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0) +
+      Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0);
+    expect(scriptCalls).toBe(2); // one per SKU
+    expect(
+      results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as { code: string }).code)),
+    ).toEqual([
+      { ok: true, reservationId: "r1", remaining: 2 },
+      { ok: true, reservationId: "r2", remaining: 1 },
+      { ok: false, reason: "LIMIT_REACHED" },
+      "RESERVATION_CONFLICT",
+      { ok: true, reservationId: "r1", remaining: 2 },
+      { ok: true, reservationId: "r4", remaining: 0 },
+      { ok: false, reason: "SOLD_OUT" },
+      { ok: true, reservationId: "r1", remaining: 0 },
+    ]);
+    expect(await inv.snapshot("a")).toMatchObject({ available: 0, held: 3 });
+    expect(await inv.userQuantity("a", "u1")).toBe(2);
+    const events = await redis.xrange(inv.keys("a").events, "-", "+");
+    expect(events.map(([, f]) => f[5])).toEqual(["r1", "r2", "r4"]);
+  });
+
   it("keeps every key of a SKU under one hash tag", async () => {
     const prefix = randomPrefix();
     const inv = new Inventory(redis, { prefix });
