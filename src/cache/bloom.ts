@@ -5,6 +5,7 @@ import { optimalFilterSize, optimalHashes } from "bloom-filters/dist/formulas.js
 import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { LUA } from "../core/embedded.generated.js";
 import { entityKeys, resolvePrefix } from "../core/keys.js";
+import { TickBatcher, type Pending } from "../core/batch.js";
 import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
 import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
 import { HASH_SCHEME, pushPositions, setBits, testBits } from "./hash.js";
@@ -160,6 +161,8 @@ export class RedisBloomFilter {
   private readonly refreshMs: number | undefined;
   private readonly onError: (err: unknown) => void;
   private readonly check: LuaScript;
+  /** Remote checks that arrive in one tick share one script call (the script takes any number of items). */
+  private readonly checks = new TickBatcher<0, string, boolean>((_, batch) => this.sendChecks(batch), 32);
   private shapeChecked = false;
   private shapeCheck: Promise<void> | undefined;
 
@@ -316,7 +319,8 @@ export class RedisBloomFilter {
 
   /**
    * `false` when `item` was surely never added; `true` when it probably was (wrong with about `errorRate`
-   * probability). Answers from the mirror when it is enabled and loaded, else with one script call.
+   * probability). Answers from the mirror when it is enabled and loaded, else with one script call, shared
+   * with the other checks of the same tick.
    *
    * @example
    * ```ts
@@ -333,9 +337,18 @@ export class RedisBloomFilter {
   }
 
   private checkRemote(item: string): Promise<boolean> {
+    return this.checks.submit(0, item);
+  }
+
+  /** Checks the items of one tick with one script call, each settled with its own answer. */
+  private async sendChecks(batch: Pending<string, boolean>[]): Promise<void> {
     const args = [this.perKey, this.hashes];
-    pushPositions(item, this.bits, this.hashes, args);
-    return this.check.run(this.redis, this.segments, args).then(oneAnswer);
+    for (const p of batch) pushPositions(p.item, this.bits, this.hashes, args);
+    const reply = await this.check.run(this.redis, this.segments, args);
+    if (!Array.isArray(reply) || reply.length !== batch.length) {
+      throw new UnexpectedReplyError(`cache/bloom-check returned ${JSON.stringify(reply)}`);
+    }
+    batch.forEach((p, i) => p.resolve(reply[i] === 1));
   }
 
   /**
@@ -613,13 +626,6 @@ export class RedisBloomFilter {
         `wants ${this.shape}: every process must use the same capacity, errorRate and bitsPerKey`,
     );
   }
-}
-
-function oneAnswer(reply: unknown): boolean {
-  if (!Array.isArray(reply) || reply.length !== 1) {
-    throw new UnexpectedReplyError(`cache/bloom-check returned ${JSON.stringify(reply)}`);
-  }
-  return reply[0] === 1;
 }
 
 function checkItem(name: string, item: unknown): asserts item is string {

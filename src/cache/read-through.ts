@@ -4,7 +4,9 @@
 import { createHash } from "node:crypto";
 import { FlashSaleError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { LUA } from "../core/embedded.generated.js";
+import { TickBatcher } from "../core/batch.js";
 import { resolvePrefix } from "../core/keys.js";
+import { slotOf } from "../core/slot.js";
 import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
 import { MAX_ID_LENGTH, validateId, validateInt, validateOptionalInt } from "../core/validate.js";
 import { SpinLock } from "../lock/spin-lock.js";
@@ -276,6 +278,14 @@ export class ReadThroughCache<V> {
     };
   }
 
+  /** Hits of one tick share one MGET per slot (one slot per id on a Cluster; all of them on standalone). */
+  private readonly reads = new TickBatcher<number, string, string | null>(async (_slot, batch) => {
+    const values = await this.redis.mget(batch.map((p) => p.item)).catch((err: unknown) => {
+      throw toRedisError(err);
+    });
+    batch.forEach((p, i) => p.resolve(values[i] ?? null));
+  }, 32);
+
   private entryKey(id: string): string {
     return `{${this.prefix}:${id}}:c:${this.name}`;
   }
@@ -314,7 +324,7 @@ export class ReadThroughCache<V> {
         raw = r1 as string | null;
         pttl = r2 as number;
       } else {
-        raw = await this.redis.get(key);
+        raw = await this.reads.submit(slotOf(this.redis, key), key);
       }
     } catch (err) {
       throw toRedisError(err);

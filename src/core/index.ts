@@ -12,4 +12,5 @@ export { entityKeys, resolvePrefix, DEFAULT_PREFIX, type EntityKeys } from "./ke
 export { LuaScript, RedisCommandError, toRedisError, type RedisClient, type ScriptArg } from "./scripts.js";
 export { redisTimeMs } from "./time.js";
 export { TickBatcher, type Pending } from "./batch.js";
+export { keySlot, slotOf, isCluster } from "./slot.js";
 export { sqlRows, splitSqlStatements, runSqlScript, type SqlClient } from "./sql.js";

@@ -4,7 +4,6 @@ import { LUA } from "../core/embedded.generated.js";
 import { UnexpectedReplyError } from "../core/errors.js";
 import { TickBatcher, type Pending as CorePending } from "../core/batch.js";
 import { LuaScript, RedisCommandError, type RedisClient } from "../core/scripts.js";
-import { keySlot } from "./slot.js";
 
 /** One bucket touched by a take: its key and settings, and the tokens to take (0 reads without writing). */
 export interface BucketItem {
@@ -36,24 +35,6 @@ export interface GroupOutcome {
 const TAKE = new LuaScript("ratelimit/take", LUA["ratelimit/take"], "variadic");
 const REFUND = new LuaScript("ratelimit/refund", LUA["ratelimit/refund"], "variadic");
 
-/** Whether `client` is an ioredis Cluster (by shape, so two copies of ioredis in one app still agree). */
-export function isCluster(client: RedisClient): boolean {
-  return (client as { isCluster?: unknown }).isCluster === true;
-}
-
-/** The `keyPrefix` ioredis adds to every key of this client (it counts for the slot). */
-function keyPrefixOf(client: RedisClient): string {
-  const options = (client as { options?: { keyPrefix?: unknown; redisOptions?: { keyPrefix?: unknown } } })
-    .options;
-  const prefix = options?.keyPrefix ?? options?.redisOptions?.keyPrefix;
-  return typeof prefix === "string" ? prefix : "";
-}
-
-/** The hash slot a key lands on for this client; 0 on standalone Redis, where any keys share a script. */
-export function slotOf(client: RedisClient, key: string): number {
-  return isCluster(client) ? keySlot(keyPrefixOf(client) + key) : 0;
-}
-
 type Pending = CorePending<readonly BucketItem[], GroupOutcome>;
 
 /**
@@ -70,7 +51,7 @@ export const MAX_BATCH_ITEMS = 32;
 const batchers = new WeakMap<RedisClient, TickBatcher<number, readonly BucketItem[], GroupOutcome>>();
 
 /**
- * Runs one all-or-nothing group of takes. Every key of `items` must hash to `slot` (see {@link slotOf}).
+ * Runs one all-or-nothing group of takes. Every key of `items` must hash to `slot` (see `slotOf` in core).
  * With `batch`, the group shares a script call with the other groups submitted in the same tick.
  */
 export function takeGroup(

@@ -3,11 +3,10 @@
 import { InvalidArgumentError } from "../core/errors.js";
 import type { RedisClient } from "../core/scripts.js";
 import { validateInt } from "../core/validate.js";
+import { isCluster, slotOf } from "../core/slot.js";
 import {
-  isCluster,
   outcome,
   refund,
-  slotOf,
   takeGroup,
   type BucketItem,
   type GroupOutcome,

@@ -3,7 +3,8 @@ import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { resolvePrefix } from "../core/keys.js";
 import { toRedisError, type RedisClient } from "../core/scripts.js";
 import { validateId, validateInt } from "../core/validate.js";
-import { slotOf, takeGroup, type BucketItem } from "./engine.js";
+import { slotOf } from "../core/slot.js";
+import { takeGroup, type BucketItem } from "./engine.js";
 
 /** Options of `new TokenBucket()`. */
 export interface TokenBucketOptions {

@@ -79,6 +79,27 @@ describe("RedisBloomFilter through Redis", () => {
     await expect(f.mightContain(undefined as unknown as string)).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 
+  it("checks of one tick share script calls (at most 32 items each), each with its own answer", async () => {
+    const f = new RedisBloomFilter(redis, "batch", {
+      capacity: 1000,
+      errorRate: 0.01,
+      prefix: randomPrefix(),
+    });
+    const members = range(50, (i) => `m${i}`);
+    await f.addMany(members);
+    await f.mightContain("warm-up"); // the first call also checks the stored shape
+    await redis.config("RESETSTAT");
+    const probes = [...members, ...range(50, (i) => `x${i}`)];
+    const got = await Promise.all(probes.map((p) => f.mightContain(p)));
+    expect(got.slice(0, 50).every(Boolean)).toBe(true);
+    expect(count(got.slice(50), true)).toBeLessThan(5);
+    const info = await redis.info("commandstats");
+    const calls =
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(info)?.[1] ?? 0) +
+      Number(/cmdstat_eval:calls=(\d+)/.exec(info)?.[1] ?? 0);
+    expect(calls).toBe(4); // 100 checks: 32 + 32 + 32 + 4
+  });
+
   it("keeps every key under the filter's hash tag", async () => {
     const prefix = randomPrefix();
     const f = new RedisBloomFilter(redis, "tags", {

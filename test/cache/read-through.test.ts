@@ -70,6 +70,23 @@ describe("ReadThroughCache basics", () => {
     expect(Object.keys(await keyspace(redis, `*${prefix}*`))).toEqual([k.entry]);
   });
 
+  it("reads the hits of one tick with one MGET, each caller getting its own value", async () => {
+    const prefix = randomPrefix();
+    const rows = Object.fromEntries(
+      Array.from({ length: 10 }, (_, i) => [`p${i}`, { id: `p${i}`, price: i }]),
+    );
+    const db = source(rows);
+    const c = cache(redis, prefix, { load: db.load });
+    await c.prewarm(Object.entries(rows));
+    await redis.config("RESETSTAT");
+    const got = await Promise.all([...Object.keys(rows), "p3", "p3"].map((id) => c.get(id)));
+    expect(got).toEqual([...Object.values(rows), rows.p3, rows.p3]);
+    const info = await redis.info("commandstats");
+    expect(/cmdstat_mget:calls=(\d+)/.exec(info)?.[1]).toBe("1");
+    expect(/cmdstat_get:calls=(\d+)/.exec(info)).toBeNull();
+    expect(db.total()).toBe(0);
+  });
+
   it("negative-caches ids that do not exist, for negativeTtlMs", async () => {
     const prefix = randomPrefix();
     const db = source({});
