@@ -108,7 +108,8 @@ export default async function lockBench(ctx: BenchContext): Promise<BenchSection
     title: "lock: SpinLock next to redlock, redis-semaphore and the bare SET NX PX",
     body: `One acquire and one release per operation, ${concurrency} concurrent callers on one ioredis connection,
 rotating over 10,000 resources so nobody waits. \`SpinLock\` acquires with one script (\`SET NX PX\` plus the
-fencing \`INCR\`) and releases with a compare-and-delete script; the bare floor is \`SET NX PX\` and a
+fencing \`INCR\`) and releases with a compare-and-delete script, and the acquires (and the releases) that
+arrive in one tick share one script call; the bare floor is \`SET NX PX\` and a
 compare-and-delete \`EVALSHA\` with no library around them; redlock runs its own acquire and release
 scripts on a single node; redis-semaphore's \`Mutex\` is \`SET NX PX\` and a release script.
 

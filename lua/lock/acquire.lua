@@ -1,16 +1,28 @@
--- lock/acquire: take a free lock with the caller's random token and draw the resource's next fencing token.
--- KEYS: [1] lock (string: the owner's token, PX ttl), [2] fence counter (integer, never expires), [3] waiters flag
--- ARGV: [1] token, [2] ttlMs, [3] waiters-flag ttl in ms when the caller waits for a release message, else '0'
--- Returns: fence >= 1 when acquired (strictly increasing per resource); -(pttl + 2) when another owner holds
---          it (pttl = its remaining ms, -1 when it has no expiry), writing only the flag. One integer: cheap.
+-- lock/acquire: take free locks with the callers' random tokens and draw each resource's next fencing token.
+-- KEYS: per lock i (from 0): [3i+1] lock (string: owner's token, PX ttl), [3i+2] fence counter (integer,
+--       never expires), [3i+3] waiters flag
+-- ARGV: per lock: token, ttlMs, waiters-flag ttl in ms when that caller waits for a release message, else '0'
+-- Returns: one integer per lock: fence >= 1 when acquired (strictly increasing per resource); -(pttl + 2) when
+--          another owner holds it (pttl = its remaining ms, -1 when it has no expiry), writing only the flag;
+--          0 when its fence counter is not a positive integer (nothing written for that lock).
+-- Locks asked for in the same tick share this script; each is decided on its own, in order.
 local rcall = redis.call
-if rcall('EXISTS', KEYS[1]) == 1 then
-  local wait = tonumber(ARGV[3])
-  if wait > 0 then rcall('SET', KEYS[3], '1', 'PX', wait) end
-  return -(rcall('PTTL', KEYS[1]) + 2)
+local out = {}
+for i = 0, #KEYS / 3 - 1 do
+  local lock, fence, waiters = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  if rcall('EXISTS', lock) == 1 then
+    local wait = tonumber(ARGV[3 * i + 3])
+    if wait > 0 then rcall('SET', waiters, '1', 'PX', wait) end
+    out[i + 1] = -(rcall('PTTL', lock) + 2)
+  else
+    -- INCR first: if the counter was overwritten with a non-integer it fails before the lock is written.
+    local f = redis.pcall('INCR', fence)
+    if type(f) ~= 'number' or f < 1 then
+      out[i + 1] = 0
+    else
+      rcall('SET', lock, ARGV[3 * i + 1], 'PX', ARGV[3 * i + 2])
+      out[i + 1] = f
+    end
+  end
 end
--- INCR first: if the counter was overwritten with a non-integer it raises before the lock is written.
-local fence = rcall('INCR', KEYS[2])
-if fence < 1 then return redis.error_reply('ERR fence counter ' .. KEYS[2] .. ' is below 1') end
-rcall('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return fence
+return out

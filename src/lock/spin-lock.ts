@@ -4,7 +4,9 @@ import { randomUUID } from "node:crypto";
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { LUA } from "../core/embedded.generated.js";
 import { resolvePrefix } from "../core/keys.js";
-import { LuaScript, type RedisClient } from "../core/scripts.js";
+import { TickBatcher, type Pending } from "../core/batch.js";
+import { LuaScript, RedisCommandError, type RedisClient } from "../core/scripts.js";
+import { slotOf } from "../core/slot.js";
 import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
 import { LockTimeoutError } from "./errors.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
@@ -12,8 +14,75 @@ import { holdWhile } from "./using.js";
 import { abortable, jittered, pause } from "./wait.js";
 import { Wakeups } from "./wakeups.js";
 
-const ACQUIRE = new LuaScript("lock/acquire", LUA["lock/acquire"], 3);
-const RELEASE = new LuaScript("lock/release", LUA["lock/release"], 2);
+const ACQUIRE = new LuaScript("lock/acquire", LUA["lock/acquire"], "variadic");
+const RELEASE = new LuaScript("lock/release", LUA["lock/release"], "variadic");
+
+/** The most locks one acquire or release script call carries. */
+const MAX_BATCH = 32;
+
+interface AcquireItem {
+  readonly keys: SpinLockKeys;
+  readonly token: string;
+  readonly ttlMs: number;
+  readonly waitFlagMs: number;
+}
+
+interface ReleaseItem {
+  readonly keys: SpinLockKeys;
+  readonly token: string;
+}
+
+/**
+ * Per client: the acquire and release attempts of one tick, sent as one script call per hash slot (all of
+ * them on standalone Redis). Each lock is still decided on its own, in order, with its own answer.
+ */
+const batchers = new WeakMap<
+  RedisClient,
+  {
+    readonly acquire: TickBatcher<number, AcquireItem, number>;
+    readonly release: TickBatcher<number, ReleaseItem, number>;
+  }
+>();
+
+function batchersOf(redis: RedisClient) {
+  let b = batchers.get(redis);
+  if (b === undefined) {
+    b = {
+      acquire: new TickBatcher<number, AcquireItem, number>(async (_slot, batch) => {
+        const keys: string[] = [];
+        const args: (string | number)[] = [];
+        for (const { item } of batch) {
+          keys.push(item.keys.lock, item.keys.fence, item.keys.waiters);
+          args.push(item.token, item.ttlMs, item.waitFlagMs);
+        }
+        settle("lock/acquire", batch, await ACQUIRE.run(redis, keys, args));
+      }, MAX_BATCH),
+      release: new TickBatcher<number, ReleaseItem, number>(async (_slot, batch) => {
+        const keys: string[] = [];
+        const args: string[] = [];
+        for (const { item } of batch) {
+          keys.push(item.keys.lock, item.keys.waiters);
+          args.push(item.token, item.keys.channel);
+        }
+        settle("lock/release", batch, await RELEASE.run(redis, keys, args));
+      }, MAX_BATCH),
+    };
+    batchers.set(redis, b);
+  }
+  return b;
+}
+
+/** Hands each caller of a batch its integer from the script's reply. */
+function settle<T>(script: string, batch: readonly Pending<T, number>[], reply: unknown): void {
+  if (!Array.isArray(reply) || reply.length !== batch.length) {
+    throw new UnexpectedReplyError(`${script} returned ${String(reply)}`);
+  }
+  batch.forEach((p, i) => {
+    const n: unknown = reply[i];
+    if (typeof n === "number") p.resolve(n);
+    else p.reject(new UnexpectedReplyError(`${script} returned ${String(n)}`));
+  });
+}
 const EXTEND = new LuaScript("lock/extend", LUA["lock/extend"], 1);
 
 /**
@@ -102,11 +171,10 @@ class SpinLockHandle implements LockHandle<number> {
 
   async release(): Promise<boolean> {
     if (this.released) return false;
-    const reply = await RELEASE.run(
-      this.redis,
-      [this.keys.lock, this.keys.waiters],
-      [this.token, this.keys.channel],
-    );
+    const reply = await batchersOf(this.redis).release.submit(slotOf(this.redis, this.keys.lock), {
+      keys: this.keys,
+      token: this.token,
+    });
     if (reply !== 1 && reply !== 0) throw new UnexpectedReplyError(`lock/release returned ${String(reply)}`);
     this.released = true;
     this.expiry = 0;
@@ -346,13 +414,14 @@ export class SpinLock implements Locker<number> {
   ): Promise<SpinLockHandle | number> {
     const token = randomUUID();
     const sentAt = Date.now();
-    const reply = await ACQUIRE.run(
-      this.redis,
-      [keys.lock, keys.fence, keys.waiters],
-      [token, this.ttlMs, waitFlagMs],
-    );
-    if (typeof reply !== "number" || reply === 0) {
-      throw new UnexpectedReplyError(`lock/acquire returned ${String(reply)}`);
+    const reply = await batchersOf(this.redis).acquire.submit(slotOf(this.redis, keys.lock), {
+      keys,
+      token,
+      ttlMs: this.ttlMs,
+      waitFlagMs,
+    });
+    if (reply === 0) {
+      throw new RedisCommandError(`lock/acquire: the fence counter ${keys.fence} is not a positive integer`);
     }
     if (reply < 0) return -reply - 2;
     return new SpinLockHandle(
