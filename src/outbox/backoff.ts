@@ -6,7 +6,8 @@ import { validateInt } from "../core/validate.js";
 /**
  * Retry backoff, with the meaning and formula of p-retry's options: the delay after the n-th failed attempt
  * is `round(r * minTimeoutMs * factor ** (n - 1))`, capped at `maxTimeoutMs`, where `r` is 1, or a random
- * number in [1, 2) when `randomize` is on.
+ * number in [1, 2) when `randomize` is on. (Randomized delays are floored instead of rounded, so they stay
+ * strictly below twice the base.)
  */
 export interface RelayBackoffOptions {
   /**
@@ -76,6 +77,8 @@ export function retryDelayMs(
   const o = resolveBackoff(options);
   const r = o.randomize ? random() + 1 : 1;
   if (o.minTimeoutMs === 0) return 0;
-  const delay = Math.round(r * o.minTimeoutMs * o.factor ** (failedAttempts - 1));
+  const exact = r * o.minTimeoutMs * o.factor ** (failedAttempts - 1);
+  // Randomized: floored, so that r < 2 keeps the delay below twice the base even after rounding.
+  const delay = o.randomize ? Math.floor(exact) : Math.round(exact);
   return Number.isFinite(delay) ? Math.min(delay, o.maxTimeoutMs) : o.maxTimeoutMs;
 }

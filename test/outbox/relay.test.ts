@@ -416,6 +416,8 @@ describe("retryDelayMs (p-retry's formula)", () => {
   it("randomizes within [1, 2) times the delay", () => {
     expect(retryDelayMs(3, { minTimeoutMs: 100, randomize: true }, () => 0)).toBe(400);
     expect(retryDelayMs(3, { minTimeoutMs: 100, randomize: true }, () => 0.5)).toBe(600);
+    // the top of the range stays below twice the base (rounding 799.6 would reach it)
+    expect(retryDelayMs(3, { minTimeoutMs: 100, randomize: true }, () => 0.999)).toBe(799);
     for (let i = 0; i < 200; i++) {
       const d = retryDelayMs(3, { minTimeoutMs: 100 });
       expect(d).toBeGreaterThanOrEqual(400);
