@@ -35,6 +35,8 @@ export interface Measurement {
   readonly p50Us: number;
   readonly p99Us: number;
   readonly ops: number;
+  /** Throughput of every round, in order (round r of every candidate ran back to back). */
+  readonly rounds: readonly number[];
 }
 
 async function round(
@@ -92,6 +94,7 @@ export async function compare(ctx: BenchContext, candidates: readonly Candidate[
       p50Us: percentile(lat, 50),
       p99Us: percentile(lat, 99),
       ops: med.ops,
+      rounds: results[k]!.map((r) => r.opsPerSec),
     };
   });
 }
@@ -106,15 +109,24 @@ export function table(rows: readonly Measurement[], ratioTo?: string): string {
   const lines = rows.map(
     (r) =>
       `| ${r.name} | ${r.concurrency} | ${fmt(r.opsPerSec)} | ${fmt(r.p50Us)} | ${fmt(r.p99Us)} |` +
-      (base ? ` ${(r.opsPerSec / base.opsPerSec).toFixed(2)}x |` : ""),
+      (base ? ` ${pairedRatio(r, base).toFixed(2)}x |` : ""),
   );
   return [head, sep, ...lines].join("\n");
 }
 
-/** Ratio of two named measurements' throughput. */
+/**
+ * The median over rounds of x's throughput divided by y's in the same round. Rounds of different
+ * candidates run back to back, so pairing them cancels most of the drift of a shared machine.
+ */
+function pairedRatio(x: Measurement, y: Measurement): number {
+  const r = x.rounds.map((v, i) => v / y.rounds[i]!).sort((a, b) => a - b);
+  return r[Math.floor(r.length / 2)]!;
+}
+
+/** Ratio of two named measurements' throughput: the median of their per-round ratios. */
 export function ratio(rows: readonly Measurement[], a: string, b: string): number {
   const x = rows.find((r) => r.name === a);
   const y = rows.find((r) => r.name === b);
   if (!x || !y) throw new Error(`no measurement named ${x ? b : a}`);
-  return x.opsPerSec / y.opsPerSec;
+  return pairedRatio(x, y);
 }

@@ -18,8 +18,8 @@ const modules = wanted.length ? wanted : available;
 const ctx: BenchContext = {
   redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
   databaseUrl: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres",
-  roundMs: Number(process.env.BENCH_ROUND_MS ?? 2000),
-  rounds: Number(process.env.BENCH_ROUNDS ?? 3),
+  roundMs: Number(process.env.BENCH_ROUND_MS ?? 1000),
+  rounds: Number(process.env.BENCH_ROUNDS ?? 7),
 };
 
 function redisVersion(): string {
@@ -58,8 +58,10 @@ writeFileSync(
 
 Produced by \`npm run bench\` (one module: \`npm run bench -- <module>\`), which measures each candidate
 side by side in the same process, against the same server, in alternating rounds
-(${ctx.rounds} rounds of ${ctx.roundMs} ms each; the median round is reported; closed loop with a fixed
-number of concurrent callers). Numbers are from one machine and only comparable within a table.
+(${ctx.rounds} rounds of ${ctx.roundMs} ms each, closed loop with a fixed number of concurrent callers).
+ops/s and latencies are each candidate's median round; a ratio is the median over rounds of the two
+candidates' throughputs in the same round, which cancels most of the drift of a shared machine. Numbers
+are from one machine and only comparable within a table.
 
 Machine: ${cpus().length} × ${cpu}, Node ${process.version}, Redis ${redisVersion()} on loopback.
 
