@@ -10,9 +10,23 @@ import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
 import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
 import { HASH_SCHEME, pushPositions, setBits, testBits } from "./hash.js";
 
-/** The largest bitmap a filter may have: 2^32 bits (512 MiB), the range of the two 32-bit hashes. */
+/**
+ * The largest bitmap a filter may have: 2^32 bits (512 MiB), the range of the two 32-bit hashes.
+ *
+ * @example
+ * ```ts
+ * if (filter.bits > MAX_FILTER_BITS / 2) console.warn("consider a second filter");
+ * ```
+ */
 export const MAX_FILTER_BITS = 2 ** 32;
-/** The most keys one filter may be split over. */
+/**
+ * The most keys one filter may be split over.
+ *
+ * @example
+ * ```ts
+ * const bitsPerKey = Math.ceil(bits / MAX_FILTER_SEGMENTS); // the smallest split that fits
+ * ```
+ */
 export const MAX_FILTER_SEGMENTS = 1024;
 const MAX_POSITIONS_PER_CALL = 50_000;
 const DEFAULT_BITS_PER_KEY = 2 ** 26; // 8 MiB per key: large enough for ~7M items at 1%, small enough to move

@@ -2,7 +2,14 @@
 // `{<prefix>:<id>}` so multi-key scripts run on one slot and the library works unchanged on Redis Cluster.
 import { validateId } from "./validate.js";
 
-/** The key prefix used when a module is given none. */
+/**
+ * The key prefix used when a module is given none.
+ *
+ * @example
+ * ```ts
+ * new Inventory(redis).keys("s").stock; // `{${DEFAULT_PREFIX}:s}:stock`
+ * ```
+ */
 export const DEFAULT_PREFIX = "fsk";
 
 /**

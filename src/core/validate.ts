@@ -1,7 +1,14 @@
 // Input validation shared by every module: ids that end up inside Redis keys, quantities, durations.
 import { InvalidArgumentError } from "./errors.js";
 
-/** The longest id (SKU, user, reservation, lock resource, limiter key) the library accepts. */
+/**
+ * The longest id (SKU, user, reservation, lock resource, limiter key) the library accepts.
+ *
+ * @example
+ * ```ts
+ * const sku = raw.length <= MAX_ID_LENGTH ? raw : createHash("sha256").update(raw).digest("hex");
+ * ```
+ */
 export const MAX_ID_LENGTH = 200;
 
 // Braces would move a key to another hash slot; whitespace and control characters make ids ambiguous in

@@ -32,7 +32,14 @@ export interface RelayBackoffOptions {
   readonly randomize?: boolean;
 }
 
-/** The defaults of {@link RelayBackoffOptions}. */
+/**
+ * The defaults of {@link RelayBackoffOptions}.
+ *
+ * @example
+ * ```ts
+ * new OutboxRelay(outbox, { publish, backoff: { ...DEFAULT_RELAY_BACKOFF, maxTimeoutMs: 60_000 } });
+ * ```
+ */
 export const DEFAULT_RELAY_BACKOFF: Readonly<Required<RelayBackoffOptions>> = Object.freeze({
   factor: 2,
   minTimeoutMs: 1000,

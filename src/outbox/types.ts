@@ -2,7 +2,14 @@
 import { InvalidArgumentError } from "../core/errors.js";
 import { validateId } from "../core/validate.js";
 
-/** The longest outbox message id (and inbox message id) accepted. */
+/**
+ * The longest outbox message id (and inbox message id) accepted.
+ *
+ * @example
+ * ```ts
+ * const id = `payment-timeout:${orderId}`.slice(0, MAX_MESSAGE_ID_LENGTH);
+ * ```
+ */
 export const MAX_MESSAGE_ID_LENGTH = 256;
 
 /**

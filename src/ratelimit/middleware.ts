@@ -37,7 +37,14 @@ export interface RateLimitMiddlewareOptions<Req> {
   readonly body?: (result: Extract<RateLimitsResult, { allowed: false }>, req: Req) => unknown;
 }
 
-/** The limiter answered nothing in time: what `onError` receives on a timeout. */
+/**
+ * The limiter answered nothing in time: what `onError` receives on a timeout.
+ *
+ * @example
+ * ```ts
+ * expressRateLimit({ limits, onError: (err) => { if (err instanceof RateLimitTimeoutError) slowRedis.inc(); } });
+ * ```
+ */
 export class RateLimitTimeoutError extends FlashSaleError {
   constructor(timeoutMs: number) {
     super("RATE_LIMIT_TIMEOUT", `the rate limiter did not answer within ${timeoutMs} ms`);

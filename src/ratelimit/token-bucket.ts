@@ -60,7 +60,14 @@ export interface BucketState {
   readonly limit: number;
 }
 
-/** The largest capacity accepted (tokens are doubles inside the script; this keeps fractions exact enough). */
+/**
+ * The largest capacity accepted (tokens are doubles inside the script; this keeps fractions exact enough).
+ *
+ * @example
+ * ```ts
+ * new TokenBucket(redis, { capacity: Math.min(burst, MAX_CAPACITY), refillPerSecond: 10 });
+ * ```
+ */
 export const MAX_CAPACITY = 1_000_000_000;
 
 /**

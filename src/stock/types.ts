@@ -111,7 +111,14 @@ export interface StockStore {
   snapshot(sku: string): Promise<InventorySnapshot | null>;
 }
 
-/** The largest quantity the library accepts (PostgreSQL `integer`). */
+/**
+ * The largest quantity the library accepts (PostgreSQL `integer`).
+ *
+ * @example
+ * ```ts
+ * await inventory.setStock("gift-card", MAX_QUANTITY); // as good as unlimited, but counted
+ * ```
+ */
 export const MAX_QUANTITY = 2_147_483_647;
 
 /** Validates `setStock` arguments; returns the options with defaults applied. @internal */
