@@ -102,7 +102,7 @@ BEGIN
   -- refusals (sold out, above all, once the crowd arrives) before a sub-transaction is opened; the locked
   -- writes below decide.
   SELECT u.quantity INTO v_used FROM fsk_stock_user u WHERE u.sku = p_sku AND u.user_id = p_user;
-  IF coalesce(v_used, 0) + p_quantity > s.per_user_limit THEN RETURN QUERY SELECT 5, 0; RETURN; END IF;
+  IF coalesce(v_used, 0)::bigint + p_quantity > s.per_user_limit THEN RETURN QUERY SELECT 5, 0; RETURN; END IF;
   IF s.available <> -1 AND s.available < p_quantity THEN RETURN QUERY SELECT 6, s.available; RETURN; END IF;
   BEGIN
     INSERT INTO fsk_reservation (sku, id, user_id, quantity, state, remaining, expires_at)
@@ -110,7 +110,7 @@ BEGIN
       CASE WHEN s.hold_ms > 0 THEN now() + s.hold_ms * interval '1 millisecond' END);
     INSERT INTO fsk_stock_user AS u (sku, user_id, quantity) VALUES (p_sku, p_user, p_quantity)
     ON CONFLICT (sku, user_id) DO UPDATE SET quantity = u.quantity + EXCLUDED.quantity
-    WHERE u.quantity + EXCLUDED.quantity <= s.per_user_limit;
+    WHERE u.quantity::bigint + EXCLUDED.quantity <= s.per_user_limit;
     IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = 'FSK05'; END IF;
     UPDATE fsk_stock SET held = held + p_quantity,
       available = CASE WHEN available = -1 THEN -1 ELSE available - p_quantity END
@@ -166,19 +166,36 @@ BEGIN
 END $$;
 
 -- Releases at most p_limit holds of one SKU whose expiry (database time) has passed; returns how many.
+-- Keeps the lock order of every other function: the due reservation rows (SKIP LOCKED, so sweepers never
+-- wait for each other), then their users' rows in user order, then the stock row once for all of them.
 CREATE OR REPLACE FUNCTION fsk_expire_holds(p_sku text, p_limit integer)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
-  r fsk_reservation%ROWTYPE;
-  n integer := 0;
+  v_ids text[];
+  v_total bigint;
+  v_n integer;
 BEGIN
-  FOR r IN
-    SELECT * FROM fsk_reservation
+  SELECT array_agg(id), coalesce(sum(quantity), 0), count(*) INTO v_ids, v_total, v_n FROM (
+    SELECT id, quantity FROM fsk_reservation
     WHERE sku = p_sku AND state = 'H' AND expires_at <= now()
     ORDER BY expires_at LIMIT p_limit FOR UPDATE SKIP LOCKED
-  LOOP
-    PERFORM fsk_give_back(p_sku, r.id, r.user_id, r.quantity);
-    n := n + 1;
-  END LOOP;
-  RETURN n;
+  ) due;
+  IF v_n = 0 THEN RETURN 0; END IF;
+  PERFORM 1 FROM fsk_stock_user
+  WHERE sku = p_sku AND user_id IN (SELECT user_id FROM fsk_reservation WHERE sku = p_sku AND id = ANY (v_ids))
+  ORDER BY user_id FOR UPDATE;
+  UPDATE fsk_stock_user u SET quantity = u.quantity - d.quantity
+  FROM (
+    SELECT user_id, sum(quantity)::integer AS quantity FROM fsk_reservation
+    WHERE sku = p_sku AND id = ANY (v_ids) GROUP BY user_id
+  ) d
+  WHERE u.sku = p_sku AND u.user_id = d.user_id;
+  DELETE FROM fsk_stock_user
+  WHERE sku = p_sku AND quantity <= 0
+    AND user_id IN (SELECT user_id FROM fsk_reservation WHERE sku = p_sku AND id = ANY (v_ids));
+  UPDATE fsk_reservation SET state = 'R' WHERE sku = p_sku AND id = ANY (v_ids);
+  UPDATE fsk_stock SET held = held - v_total,
+    available = CASE WHEN available = -1 THEN -1 ELSE available + v_total END
+  WHERE sku = p_sku;
+  RETURN v_n;
 END $$;

@@ -10,6 +10,7 @@ export { SqlInventory, sqlInventorySchema, type SqlInventoryOptions } from "./sq
 export {
   UNLIMITED,
   MAX_QUANTITY,
+  MAX_HOLD_MS,
   type ReserveRejection,
   type ReserveResult,
   type ConfirmResult,

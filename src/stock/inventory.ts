@@ -64,10 +64,15 @@ export interface InventoryOptions {
 /** The most reservations one script call carries. */
 const MAX_BATCH = 32;
 
+/** Per subscriber connection: how many Inventories listen on each restock channel. */
+const subscriptions = new WeakMap<RedisClient, Map<string, number>>();
+
 interface ReserveItem {
   readonly reservationId: string;
   readonly userId: string;
   readonly quantity: number;
+  /** The SKU's restock count when the call was made (see `restocks`). */
+  readonly generation: number;
 }
 
 /** Options of `startHoldSweeper`. */
@@ -135,13 +140,26 @@ export class Inventory implements StockStore {
   private readonly keyCache = new Map<string, string[]>();
   private readonly channel: string;
   private readonly subscriber: RedisClient | undefined;
+  private closed = false;
   private readonly soldOutMs: number;
   /** SKU → `performance.now()` until which it is known sold out. */
   private readonly soldOut = new Map<string, number>();
+  /**
+   * SKU → how many restocks this instance has heard of. A SOLD_OUT reply sets the flag only if no restock
+   * arrived while it was in flight: the restock message comes on another connection and can overtake it.
+   */
+  private readonly restocks = new Map<string, number>();
   private readonly batcher: TickBatcher<string, ReserveItem, ReserveResult> | undefined;
   private readonly onRestock = (channel: string, sku: string): void => {
-    if (channel === this.channel) this.soldOut.delete(sku);
+    if (channel === this.channel) this.restocked(sku);
   };
+
+  /** Stock came back (or may have): drop the flag and let no older SOLD_OUT reply raise it again. */
+  private restocked(sku: string): void {
+    this.soldOut.delete(sku);
+    if (this.restocks.size >= 10_000) this.restocks.clear();
+    this.restocks.set(sku, (this.restocks.get(sku) ?? 0) + 1);
+  }
 
   constructor(
     private readonly redis: RedisClient,
@@ -167,8 +185,13 @@ export class Inventory implements StockStore {
         throw new InvalidArgumentError("subscriber", "must be an ioredis Redis or Cluster client");
       }
       sub.on("message", this.onRestock);
+      // Counted per connection and channel: several Inventories may share a subscriber.
+      let channels = subscriptions.get(sub);
+      if (channels === undefined) subscriptions.set(sub, (channels = new Map()));
+      const n = channels.get(this.channel) ?? 0;
+      channels.set(this.channel, n + 1);
       // A failed subscription only means flags live until they time out; never an unhandled rejection.
-      sub.subscribe(this.channel).catch(() => undefined);
+      if (n === 0) sub.subscribe(this.channel).catch(() => undefined);
     }
   }
 
@@ -181,8 +204,17 @@ export class Inventory implements StockStore {
    * ```
    */
   async close(): Promise<void> {
-    this.subscriber?.off("message", this.onRestock);
-    await this.subscriber?.unsubscribe(this.channel).catch(() => undefined);
+    const sub = this.subscriber;
+    if (sub === undefined || this.closed) return;
+    this.closed = true;
+    sub.off("message", this.onRestock);
+    const channels = subscriptions.get(sub);
+    const n = (channels?.get(this.channel) ?? 1) - 1;
+    if (n > 0) channels?.set(this.channel, n);
+    else {
+      channels?.delete(this.channel);
+      await sub.unsubscribe(this.channel).catch(() => undefined);
+    }
   }
 
   /**
@@ -233,7 +265,7 @@ export class Inventory implements StockStore {
       [this.keys(sku).stock],
       [quantity, o.perUserLimit, o.startsAt ?? "", o.endsAt ?? "", o.holdMs ?? 0, this.channel, sku],
     );
-    this.soldOut.delete(sku);
+    this.restocked(sku);
     const [code, value] = pair(reply, "stock/set-stock");
     if (code === 1) {
       throw new ConflictError(
@@ -263,7 +295,12 @@ export class Inventory implements StockStore {
         this.soldOut.delete(sku);
       }
     }
-    const item = { reservationId: options.reservationId ?? randomUUID(), userId: options.userId, quantity };
+    const item = {
+      reservationId: options.reservationId ?? randomUUID(),
+      userId: options.userId,
+      quantity,
+      generation: this.restocks.get(sku) ?? 0,
+    };
     if (this.batcher !== undefined) return this.batcher.submit(sku, item);
     const [result] = await this.runReserves(sku, [item]);
     if (result instanceof Error) throw result;
@@ -306,7 +343,12 @@ export class Inventory implements StockStore {
       }
       const reason = RESERVE_REJECTIONS[code];
       if (reason === undefined) return new UnexpectedReplyError(`stock/reserve returned code ${code}`);
-      if (reason === "SOLD_OUT" && remaining === 0 && this.soldOutMs > 0) {
+      if (
+        reason === "SOLD_OUT" &&
+        remaining === 0 &&
+        this.soldOutMs > 0 &&
+        (this.restocks.get(sku) ?? 0) === it.generation
+      ) {
         this.soldOut.set(sku, performance.now() + this.soldOutMs);
       }
       return { ok: false, reason };
@@ -333,7 +375,10 @@ export class Inventory implements StockStore {
       this.channel,
     ]);
     if (code === 0) return { ok: true };
-    if (code === 1) return { ok: false, reason: "RELEASED" };
+    if (code === 1) {
+      this.restocked(sku); // an expired hold may just have been given back
+      return { ok: false, reason: "RELEASED" };
+    }
     if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
     throw new UnexpectedReplyError(`stock/confirm returned ${String(code)}`);
   }
@@ -357,7 +402,7 @@ export class Inventory implements StockStore {
       this.channel,
     ]);
     if (code === 0) {
-      this.soldOut.delete(sku);
+      this.restocked(sku);
       return { ok: true };
     }
     if (code === 1) return { ok: false, reason: "CONFIRMED" };
@@ -379,7 +424,7 @@ export class Inventory implements StockStore {
     validateInt("limit", limit, { min: 1, max: 100_000 });
     const n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen, this.channel]);
     if (typeof n !== "number") throw new UnexpectedReplyError("stock/expire-holds returned no count");
-    if (n > 0) this.soldOut.delete(sku);
+    if (n > 0) this.restocked(sku);
     return n;
   }
 

@@ -112,6 +112,16 @@ export interface StockStore {
 }
 
 /**
+ * The longest `holdMs` accepted: 365 days. (Expiry times must stay plain integers inside the scripts.)
+ *
+ * @example
+ * ```ts
+ * await inventory.setStock("preorder", 500, { holdMs: MAX_HOLD_MS });
+ * ```
+ */
+export const MAX_HOLD_MS = 365 * 24 * 3_600_000;
+
+/**
  * The largest quantity the library accepts (PostgreSQL `integer`).
  *
  * @example
@@ -133,7 +143,7 @@ export function checkStockArgs(
   validateInt("perUserLimit", perUserLimit, { min: 1, max: MAX_QUANTITY });
   validateOptionalInt("startsAt", options.startsAt, { min: 0 });
   validateOptionalInt("endsAt", options.endsAt, { min: 0 });
-  validateOptionalInt("holdMs", options.holdMs, { min: 1 });
+  validateOptionalInt("holdMs", options.holdMs, { min: 1, max: MAX_HOLD_MS });
   if (options.startsAt !== undefined && options.endsAt !== undefined && options.endsAt <= options.startsAt) {
     throw new InvalidArgumentError("endsAt", "must be later than startsAt");
   }

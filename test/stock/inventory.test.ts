@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { FlashSaleError, InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
-import { Inventory } from "../../src/stock/index.js";
+import { Inventory, MAX_HOLD_MS } from "../../src/stock/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 import { stockContract } from "./contract.js";
 
@@ -150,6 +150,17 @@ describe("Inventory (standalone Redis)", () => {
     expect(await keyspace(redis, `*${prefix}*`)).toEqual(before);
   });
 
+  it("caps holdMs so that expiry times stay integers in the scripts", async () => {
+    const inv = new Inventory(redis, { prefix: randomPrefix() });
+    await expect(inv.setStock("s", 1, { holdMs: MAX_HOLD_MS + 1 })).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+    await inv.setStock("s", 1, { holdMs: MAX_HOLD_MS });
+    const r = await inv.reserve("s", { userId: "u" });
+    if (!r.ok) throw new Error();
+    expect(await inv.confirm("s", r.reservationId)).toEqual({ ok: true });
+  });
+
   it("rejects an invalid prefix or client", () => {
     expect(() => new Inventory(redis, { prefix: "a{b" })).toThrow(InvalidArgumentError);
     expect(() => new Inventory({} as never)).toThrow(InvalidArgumentError);
@@ -223,6 +234,34 @@ describe("Inventory (standalone Redis)", () => {
       }
       expect(again.ok).toBe(true);
       await local.close();
+    });
+
+    it("a restock message that overtakes an in-flight SOLD_OUT reply keeps the flag down", async () => {
+      const prefix = randomPrefix();
+      const subscriber = srv.client();
+      const local = new Inventory(redis, { prefix, soldOutCacheMs: 60_000, subscriber });
+      await local.setStock("s", 0);
+      const pending = local.reserve("s", { userId: "a" });
+      // The restock arrives on the subscriber connection before the reply on the command connection.
+      subscriber.emit("message", `${prefix}:restock`, "s");
+      expect(await pending).toEqual({ ok: false, reason: "SOLD_OUT" });
+      await redis.hset(local.keys("s").stock, "initial", 1, "available", 1); // the units that came back
+      expect((await local.reserve("s", { userId: "b" })).ok).toBe(true);
+      await local.close();
+    });
+
+    it("several Inventories may share one subscriber; closing one keeps the others listening", async () => {
+      const prefix = randomPrefix();
+      const subscriber = srv.client();
+      const a = new Inventory(redis, { prefix, subscriber });
+      const b = new Inventory(redis, { prefix, subscriber });
+      await new Promise((r) => setTimeout(r, 50));
+      await a.close();
+      await a.close(); // twice is harmless
+      const channels = (await redis.pubsub("CHANNELS", `${prefix}:*`)) as string[];
+      expect(channels).toEqual([`${prefix}:restock`]);
+      await b.close();
+      expect(await redis.pubsub("CHANNELS", `${prefix}:*`)).toEqual([]);
     });
 
     it("without a subscriber the flag times out", async () => {

@@ -29,6 +29,31 @@ describe("SqlInventory (PostgreSQL)", () => {
     expect(rows[0].n).toBe(1);
   });
 
+  it("expiring holds while the same users reserve again never deadlocks, and the books balance", async () => {
+    const s = new SqlInventory(db.pool);
+    const sku = `dl-${Date.now()}`;
+    await s.setStock(sku, 1000, { perUserLimit: 2, holdMs: 30 });
+    const users = Array.from({ length: 40 }, (_, i) => `u${i}`);
+    for (let round = 0; round < 5; round++) {
+      await Promise.all(users.map((u) => s.reserve(sku, { userId: u })));
+      await new Promise((r) => setTimeout(r, 60)); // every hold so far has expired
+      const [expired, ...rest] = await Promise.all([
+        (async () => {
+          let n = 0;
+          for (let k = 0; k < 4; k++) n += await s.expireHolds(sku, { limit: 10 });
+          return n;
+        })(),
+        s.expireHolds(sku, { limit: 15 }),
+        ...users.map((u) => s.reserve(sku, { userId: u })),
+      ]);
+      expect(typeof expired).toBe("number");
+      expect(rest.length).toBe(41);
+      await new Promise((r) => setTimeout(r, 60));
+      while ((await s.expireHolds(sku, { limit: 100 })) > 0);
+      expect(await s.snapshot(sku)).toMatchObject({ initial: 1000, available: 1000, held: 0, confirmed: 0 });
+    }
+  });
+
   it("wraps driver failures in DatabaseError", async () => {
     const s = new SqlInventory(db.pool, { tablePrefix: "missing_" });
     await expect(s.snapshot("a")).rejects.toBeInstanceOf(DatabaseError);
