@@ -73,7 +73,13 @@ export class TickBatcher<K, T, R> {
   }
 
   private dispatch(group: K, batch: Pending<T, R>[]): void {
-    this.send(group, batch).catch((err: unknown) => {
+    let sent: Promise<void>;
+    try {
+      sent = this.send(group, batch);
+    } catch (err) {
+      sent = Promise.reject(err); // a `send` that throws before its first await
+    }
+    sent.catch((err: unknown) => {
       // Settling twice is a no-op, so rejecting every item only reaches those `send` left open.
       for (const p of batch) p.reject(err);
     });

@@ -50,8 +50,11 @@ export function splitSqlStatements(script: string): string[] {
   while (i < script.length) {
     const c = script[i];
     if (c === "'" || c === '"') {
-      const end = script.indexOf(c, i + 1);
-      i = end === -1 ? script.length : end + 1;
+      // E'…' strings take backslash escapes; elsewhere a doubled quote is just two adjacent strings.
+      const escapes = c === "'" && /[eE]/.test(script[i - 1] ?? "") && !/\w/.test(script[i - 2] ?? "");
+      let j = i + 1;
+      while (j < script.length && script[j] !== c) j += escapes && script[j] === "\\" ? 2 : 1;
+      i = j + 1;
     } else if (c === "-" && script[i + 1] === "-") {
       const end = script.indexOf("\n", i);
       i = end === -1 ? script.length : end + 1;
@@ -59,7 +62,7 @@ export function splitSqlStatements(script: string): string[] {
       const end = script.indexOf("*/", i + 2);
       i = end === -1 ? script.length : end + 2;
     } else if (c === "$") {
-      const tag = /^\$[A-Za-z_]*\$/.exec(script.slice(i))?.[0];
+      const tag = /^\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$/.exec(script.slice(i))?.[0];
       if (tag) {
         const end = script.indexOf(tag, i + tag.length);
         i = end === -1 ? script.length : end + tag.length;
@@ -70,7 +73,12 @@ export function splitSqlStatements(script: string): string[] {
     } else i++;
   }
   out.push(script.slice(start));
-  return out.map((s) => s.trim()).filter((s) => s.replace(/--[^\n]*/g, "").trim().length > 0);
+  const blank = (s: string) =>
+    s
+      .replace(/--[^\n]*/g, "")
+      .replace(/\/\*[\s\S]*?\*\//g, "")
+      .trim().length === 0;
+  return out.map((s) => s.trim()).filter((s) => !blank(s));
 }
 
 /**

@@ -61,9 +61,10 @@ export function takeGroup(
   batch: boolean,
 ): Promise<GroupOutcome> {
   if (!batch) {
-    return new Promise<GroupOutcome>(
-      (resolve, reject) => void send(client, [{ item: items, resolve, reject }]),
-    );
+    return new Promise<GroupOutcome>((resolve, reject) => {
+      // A throw while packing must reject the caller, not escape as an unhandled rejection.
+      send(client, [{ item: items, resolve, reject }]).catch(reject);
+    });
   }
   let batcher = batchers.get(client);
   if (batcher === undefined) {

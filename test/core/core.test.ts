@@ -11,6 +11,7 @@ import {
   RedisUnavailableError,
   resolvePrefix,
   splitSqlStatements,
+  TickBatcher,
   validateId,
   validateInt,
 } from "../../src/core/index.js";
@@ -107,6 +108,58 @@ describe("redisTimeMs", () => {
   it("reads the server clock", async () => {
     const t = await redisTimeMs(redis);
     expect(Math.abs(t - Date.now())).toBeLessThan(5_000);
+  });
+});
+
+describe("TickBatcher", () => {
+  it("batches one tick per group, in order, and splits at maxWeight", async () => {
+    const sent: [string, number[]][] = [];
+    const b = new TickBatcher<string, number, number>(async (group, batch) => {
+      sent.push([group, batch.map((p) => p.item)]);
+      for (const p of batch) p.resolve(p.item * 10);
+    }, 3);
+    const got = await Promise.all([
+      b.submit("a", 1),
+      b.submit("b", 2),
+      b.submit("a", 3),
+      b.submit("a", 4),
+      b.submit("a", 5),
+    ]);
+    expect(got).toEqual([10, 20, 30, 40, 50]);
+    expect(sent).toEqual([
+      ["a", [1, 3, 4]],
+      ["b", [2]],
+      ["a", [5]],
+    ]);
+  });
+
+  it("rejects every item a send left open, even when it throws before its first await", async () => {
+    const sync = new TickBatcher<number, number, number>(() => {
+      throw new Error("packing failed");
+    }, 10);
+    await expect(Promise.all([sync.submit(0, 1), sync.submit(0, 2)])).rejects.toThrow("packing failed");
+    const partial = new TickBatcher<number, number, number>(async (_g, batch) => {
+      batch[0]!.resolve(1);
+      throw new Error("after one");
+    }, 10);
+    const [a, c] = await Promise.allSettled([partial.submit(0, 1), partial.submit(0, 2)]);
+    expect(a).toEqual({ status: "fulfilled", value: 1 });
+    expect(c).toMatchObject({ status: "rejected", reason: { message: "after one" } });
+  });
+});
+
+describe("splitSqlStatements, the harder cases", () => {
+  it("handles dollar tags with digits, E-strings with escaped quotes, and comment-only pieces", () => {
+    expect(
+      splitSqlStatements(`CREATE FUNCTION f() RETURNS int AS $fn1$ BEGIN RETURN 1; END $fn1$ LANGUAGE plpgsql;
+SELECT E'it\\'s; fine', 'a''b;c';
+/* only a comment */;
+SELECT $1;`),
+    ).toEqual([
+      "CREATE FUNCTION f() RETURNS int AS $fn1$ BEGIN RETURN 1; END $fn1$ LANGUAGE plpgsql",
+      "SELECT E'it\\'s; fine', 'a''b;c'",
+      "SELECT $1",
+    ]);
   });
 });
 

@@ -39,6 +39,8 @@ describe("RedisCaptcha", () => {
     const captcha = new RedisCaptcha(redis, { generate: known("42"), prefix: randomPrefix() });
     const mine = await captcha.create({ userId: "u1" });
     expect(await captcha.verify({ id: mine.id, answer: "42" }, { userId: "farm" })).toBe(false);
+    // …and another user's attempt does not burn it
+    expect(await captcha.verify({ id: mine.id, answer: "42" }, { userId: "u1" })).toBe(true);
     const anyone = await captcha.create();
     expect(await captcha.verify({ id: anyone.id, answer: "42" }, { userId: "u9" })).toBe(true);
   });
