@@ -121,14 +121,14 @@ describe("lua/gate/redeem-token", () => {
 });
 
 describe("lua/gate/captcha-take", () => {
-  it("judges and deletes on any attempt", async () => {
+  it("judges and deletes on any attempt by its user; another user's attempt changes nothing", async () => {
     const p = randomPrefix();
     const k = `{${p}:c}:captcha`;
     const run = (answer: string, user: string) => redis.eval(LUA["gate/captcha-take"], 1, k, answer, user);
     expect(await run("1", "u")).toBe(1);
     await redis.set(k, "u\n12");
     expect(await run("12", "v")).toBe(3);
-    expect(await redis.exists(k)).toBe(0);
+    expect(await redis.get(k)).toBe("u\n12");
     await redis.set(k, "u\n12");
     expect(await run("13", "u")).toBe(2);
     expect(await run("12", "u")).toBe(1);
