@@ -49,7 +49,7 @@ function perSegments(path: keyof typeof LUA, extraKeys: number, factor = 1) {
 }
 const ADD = perSegments("cache/bloom-add", 2);
 const CHECK = perSegments("cache/bloom-check", 0);
-const BUILD = perSegments("cache/bloom-build", 1);
+const BUILD = perSegments("cache/bloom-build", 2);
 const COMMIT = perSegments("cache/bloom-commit", 2, 2);
 const CLEAR = perSegments("cache/bloom-clear", 1);
 
@@ -460,7 +460,7 @@ export class RedisBloomFilter {
     let superseded = false;
     const build = (positions: readonly number[]) =>
       BUILD(this.segmentCount)
-        .run(this.redis, [this.meta, ...staging], [id, this.perKey, ...positions])
+        .run(this.redis, [this.meta, this.pending, ...staging], [id, this.perKey, ...positions])
         .then((code) => {
           if (code === 1) superseded = true;
           else if (code !== 0) throw new UnexpectedReplyError(`cache/bloom-build returned ${String(code)}`);

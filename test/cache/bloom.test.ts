@@ -289,6 +289,32 @@ describe("RedisBloomFilter.rebuild", () => {
     expect(await redis.exists(f.keys().pending)).toBe(0);
   });
 
+  it("keeps an item added early in a rebuild that runs for many leases after it (the queue lives as long as the lease)", async () => {
+    const prefix = randomPrefix();
+    const opts = { capacity: 1000, errorRate: 0.01, prefix, rebuildLeaseMs: 200, batchSize: 1 };
+    const f = new RedisBloomFilter(redis, "r6", opts);
+    const g = new RedisBloomFilter(srv.client(), "r6", opts);
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    let added!: () => void;
+    const addedNow = new Promise<void>((r) => (added = r));
+    async function* slowSource() {
+      started(); // read lazily: the rebuild has begun
+      yield "first";
+      await addedNow;
+      await sleep(1000); // 5 leases with no add: only the heartbeat keeps the rebuild (and its queue) alive
+      yield "last";
+    }
+    const rebuilding = f.rebuild(slowSource());
+    await running;
+    await g.add("added-during-rebuild");
+    expect(await redis.llen(f.keys().pending)).toBe(f.hashes); // queued for the running rebuild
+    added();
+    expect(await rebuilding).toMatchObject({ ok: true, items: 2 });
+    expect(await f.mightContainMany(["added-during-rebuild", "first", "last"])).toEqual([true, true, true]);
+    expect(await redis.exists(f.keys().pending)).toBe(0);
+  });
+
   it("the rebuild started last wins; the other is told and leaves nothing behind", async () => {
     const prefix = randomPrefix();
     const f = new RedisBloomFilter(redis, "r3", { capacity: 1000, errorRate: 0.01, prefix, batchSize: 5 });

@@ -74,24 +74,42 @@ describe("cache/bloom scripts", () => {
     const prefix = randomPrefix();
     const k = keysOf(prefix);
     const begin = script("cache/bloom-begin", 2);
-    const build = script("cache/bloom-build", 3);
+    const build = script("cache/bloom-build", 4);
     const commit = script("cache/bloom-commit", 6);
     await redis.setbit(k.seg[0]!, 1, 1);
-    expect(await build.run(redis, [k.meta, ...k.staging], ["b1", 32, 3])).toBe(1); // never begun
+    expect(await build.run(redis, [k.meta, k.pending, ...k.staging], ["b1", 32, 3])).toBe(1); // never begun
     expect(await commit.run(redis, [k.meta, k.pending, ...k.seg, ...k.staging], ["b1", 32, 2])).toEqual([
       1, 0,
     ]);
     expect(await redis.exists(...k.staging)).toBe(0);
     expect(await begin.run(redis, [k.meta, k.pending], [SHAPE, "b1", 10_000])).toEqual([0, 0]);
-    expect(await build.run(redis, [k.meta, ...k.staging], ["b1", 32, 3, 40])).toBe(0);
+    expect(await build.run(redis, [k.meta, k.pending, ...k.staging], ["b1", 32, 3, 40])).toBe(0);
     expect(await redis.pttl(k.staging[0]!)).toBeGreaterThan(10_000);
     expect(await begin.run(redis, [k.meta, k.pending], [SHAPE, "b2", 10_000])).toEqual([0, 0]); // supersedes b1
     const before = await contents(`*${prefix}*`);
-    expect(await build.run(redis, [k.meta, ...k.staging], ["b1", 32, 5])).toBe(1);
+    expect(await build.run(redis, [k.meta, k.pending, ...k.staging], ["b1", 32, 5])).toBe(1);
     expect(await commit.run(redis, [k.meta, k.pending, ...k.seg, ...k.staging], ["b1", 32, 2])).toEqual([
       1, 0,
     ]);
     expect(await contents(`*${prefix}*`)).toEqual(before);
+  });
+
+  it("bloom-build renews the queue of adds with the staging keys, so it lives as long as the lease", async () => {
+    const prefix = randomPrefix();
+    const k = keysOf(prefix);
+    const build = script("cache/bloom-build", 4);
+    expect(
+      await script("cache/bloom-begin", 2).run(redis, [k.meta, k.pending], [SHAPE, "b1", 10_000]),
+    ).toEqual([0, 0]);
+    expect(await build.run(redis, [k.meta, k.pending, ...k.staging], ["b1", 32, 3])).toBe(0);
+    expect(await redis.exists(k.pending)).toBe(0); // nothing queued yet: renewing creates nothing
+    await script("cache/bloom-add", 4).run(redis, [k.meta, k.pending, ...k.seg], [SHAPE, 32, 7]);
+    await redis.pexpire(k.pending, 50); // as if the last add were long ago
+    await redis.pexpire(k.staging[0]!, 50);
+    expect(await build.run(redis, [k.meta, k.pending, ...k.staging], ["b1", 32])).toBe(0); // a heartbeat
+    expect(await redis.pttl(k.pending)).toBeGreaterThan(10_000);
+    expect(await redis.pttl(k.staging[0]!)).toBeGreaterThan(10_000);
+    expect(await redis.lrange(k.pending, 0, -1)).toEqual(["7"]);
   });
 
   it("bloom-commit replays queued adds, renames staging over live (deleting empty segments), bumps the version", async () => {
@@ -101,7 +119,7 @@ describe("cache/bloom scripts", () => {
     await redis.setbit(k.seg[0]!, 1, 1);
     await redis.setbit(k.seg[1]!, 1, 1);
     await script("cache/bloom-begin", 2).run(redis, [k.meta, k.pending], [SHAPE, "b9", 10_000]);
-    await script("cache/bloom-build", 3).run(redis, [k.meta, ...staging], ["b9", 32, 2]);
+    await script("cache/bloom-build", 4).run(redis, [k.meta, k.pending, ...staging], ["b9", 32, 2]);
     await script("cache/bloom-add", 4).run(redis, [k.meta, k.pending, ...k.seg], [SHAPE, 32, 7]);
     expect(await redis.lrange(k.pending, 0, -1)).toEqual(["7"]);
     const out = await script("cache/bloom-commit", 6).run(
