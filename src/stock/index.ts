@@ -5,6 +5,7 @@ export {
   type HoldSweeper,
   type HoldSweeperOptions,
   type StockEvent,
+  type ReservationInfo,
 } from "./inventory.js";
 export { SqlInventory, sqlInventorySchema, type SqlInventoryOptions } from "./sql-inventory.js";
 export {

@@ -99,6 +99,19 @@ export interface HoldSweeper {
   stop(): Promise<void>;
 }
 
+/** A stored reservation, as `Inventory.reservation` reads it. */
+export interface ReservationInfo {
+  readonly reservationId: string;
+  readonly userId: string;
+  readonly quantity: number;
+  /** `held` until confirmed or released (a hold past its expiry stays `held` until swept or confirmed). */
+  readonly state: "held" | "confirmed" | "released";
+  /** Units left right after the reservation was made. */
+  readonly remaining: number;
+  /** Redis time (epoch ms) the hold expires, when the SKU has a `holdMs`. */
+  readonly expiresAt?: number;
+}
+
 /** The stream event fields appended by the stock scripts (all values are strings in Redis). */
 export interface StockEvent {
   readonly type: "reserved" | "confirmed" | "released";
@@ -520,6 +533,39 @@ export class Inventory implements StockStore {
       ...(starts != null && { startsAt: Number(starts) }),
       ...(ends != null && { endsAt: Number(ends) }),
       ...(Number(hold) > 0 && { holdMs: Number(hold) }),
+    };
+  }
+
+  /**
+   * One reservation as stored, or `null` when the SKU has none with that id. `remaining` is the units that
+   * were left right after it was made (what `reserve` answered).
+   *
+   * @example
+   * ```ts
+   * const r = await inventory.reservation("iphone-17", "req-7f3a");
+   * if (r?.state === "held") showPayButton();
+   * ```
+   */
+  async reservation(sku: string, reservationId: string): Promise<ReservationInfo | null> {
+    validateId("reservationId", reservationId);
+    let rec: string | null;
+    try {
+      rec = await this.redis.hget(this.keys(sku).stock, `r:${reservationId}`);
+    } catch (err) {
+      throw toRedisError(err);
+    }
+    if (rec === null) return null;
+    const m = /^([HCR])\|(\d+)\|(-?\d+)\|(-?\d+)\|(.*)$/s.exec(rec);
+    if (m === null)
+      throw new UnexpectedReplyError(`reservation ${reservationId} of ${sku} is not one Inventory wrote`);
+    const expiresAt = Number(m[3]);
+    return {
+      reservationId,
+      userId: m[5]!,
+      quantity: Number(m[2]),
+      state: m[1] === "H" ? "held" : m[1] === "C" ? "confirmed" : "released",
+      remaining: Number(m[4]),
+      ...(expiresAt > 0 && { expiresAt }),
     };
   }
 

@@ -99,6 +99,19 @@ describe("Inventory (standalone Redis)", () => {
     expect(Number(events[0]!.at)).toBeGreaterThan(1_700_000_000_000);
   });
 
+  it("reads one reservation back", async () => {
+    const inv = new Inventory(redis, { prefix: randomPrefix() });
+    await inv.setStock("s", 5, { perUserLimit: 2, holdMs: 60_000 });
+    await inv.reserve("s", { userId: "u|1", quantity: 2, reservationId: "a" });
+    const a = await inv.reservation("s", "a");
+    expect(a).toMatchObject({ reservationId: "a", userId: "u|1", quantity: 2, state: "held", remaining: 3 });
+    expect(a!.expiresAt! - Date.now()).toBeGreaterThan(50_000);
+    await inv.confirm("s", "a");
+    expect(await inv.reservation("s", "a")).toMatchObject({ state: "confirmed" });
+    expect(await inv.reservation("s", "nope")).toBeNull();
+    await expect(inv.reservation("s", "{x}")).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
   it("trims the stream when eventsMaxLen is set", async () => {
     const inv = new Inventory(redis, { prefix: randomPrefix(), eventsMaxLen: 10 });
     await inv.setStock("s", 1000, { perUserLimit: 1 });

@@ -1,4 +1,4 @@
-// The live dashboard: polls /api/admin/stats once a second and draws the series on a canvas.
+// The live dashboard: polls /api/stats once a second and draws the series on a canvas.
 (() => {
   const $ = (id) => document.getElementById(id);
   const sale = JSON.parse($("sale-data").textContent);
@@ -46,7 +46,8 @@
 
   async function poll() {
     try {
-      const res = await fetch(`/api/admin/stats?sku=${encodeURIComponent(sale.sku)}`);
+      const res = await fetch(`/api/stats?sku=${encodeURIComponent(sale.sku)}`);
+      if (!res.ok) return;
       const st = await res.json();
       const p = {
         available: st.stock.available,
@@ -58,10 +59,21 @@
       points.push(p);
       if (points.length > 300) points.shift();
       for (const s of series) $(`v-${s.key}`).textContent = p[s.key];
-      $("rejected").querySelector("tbody").innerHTML = Object.entries(st.rejected)
-        .map(([k, v]) => `<tr><th>${k}</th><td>${v}</td></tr>`)
-        .join("");
+      const body = $("rejected").querySelector("tbody");
+      body.replaceChildren(
+        ...Object.entries(st.rejected).map(([k, v]) => {
+          const tr = document.createElement("tr");
+          const th = document.createElement("th");
+          const td = document.createElement("td");
+          th.textContent = k;
+          td.textContent = String(v);
+          tr.append(th, td);
+          return tr;
+        }),
+      );
       draw();
+    } catch {
+      // the server restarting, or the network: try again on the next tick
     } finally {
       setTimeout(poll, 1000);
     }

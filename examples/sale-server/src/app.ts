@@ -2,9 +2,16 @@
 //   buy = RateLimits (user, IP, API) → SaleGate.redeem (single-use purchase token) → Inventory.reserve → 202
 // Product reads go through ReadThroughCache + PenetrationGuard; orders are created by the order worker
 // (worker.ts) from the stock event stream; unpaid orders are cancelled by the delayed outbox message.
-import { randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { FlashSaleError, InvalidArgumentError, redisTimeMs, sqlRows, validateId } from "flash-sale-kit/core";
+import {
+  ConflictError,
+  FlashSaleError,
+  InvalidArgumentError,
+  redisTimeMs,
+  sqlRows,
+  validateId,
+} from "flash-sale-kit/core";
 import { PurchaseTokens, RedisCaptcha, SaleGate, type Challenge } from "flash-sale-kit/gate";
 import { clientIp, fastifyRateLimitHook, ipKey, RateLimits, TokenBucket } from "flash-sale-kit/ratelimit";
 import { Inventory } from "flash-sale-kit/stock";
@@ -24,7 +31,7 @@ export interface SaleAppOptions {
   readonly worker?: boolean;
   /** Trusted reverse proxies in front of the app (hop count or CIDRs) for the client IP. @default 0 */
   readonly trustedProxies?: number | readonly string[];
-  /** Required in the `x-admin-key` header of admin routes when set. */
+  /** Required in the `x-admin-key` header of the admin routes. @default random, see `SaleApp.adminKey` */
   readonly adminKey?: string;
   /** Secret of the purchase tokens. @default random per process (set it when running several processes) */
   readonly tokenSecret?: string;
@@ -51,6 +58,8 @@ export interface SaleInput {
 
 export interface SaleApp {
   readonly app: FastifyInstance;
+  /** The key the admin routes require (the option, or a random one made at start). */
+  readonly adminKey: string;
   readonly inventory: Inventory;
   readonly pipeline: OrderPipeline;
   readonly catalog: Catalog;
@@ -73,6 +82,7 @@ const EVENTS_KEEP = 1_000_000;
 
 export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   const { infra } = options;
+  const adminKey = options.adminKey ?? randomBytes(16).toString("hex");
   const prefix = options.prefix ?? "sale";
   const redis = infra.redis;
   const metrics = new SaleMetrics();
@@ -121,7 +131,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   // ---- errors: bad input is a 400 with the library's code; faults a 503 -------------------------------
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof FlashSaleError) {
-      const status = err.code === "INVALID_ARGUMENT" ? 400 : err.code === "RESERVATION_CONFLICT" ? 409 : 503;
+      const status = err.code === "INVALID_ARGUMENT" ? 400 : err instanceof ConflictError ? 409 : 503;
       return reply.code(status).send({ reason: err.code, message: err.message });
     }
     const status = (err as { statusCode?: number }).statusCode ?? 500;
@@ -210,12 +220,21 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
         metrics.buyLatency.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
         return reply.code(status).send(payload);
       };
-      const t = await gate.redeem(String(body.token ?? ""), { userId, sku: gate.saleId });
+      const token = String(body.token ?? "");
+      const t = await gate.redeem(token, { userId, sku: gate.saleId });
+      // The reservation id is derived from the token: a buy retried after a lost reply (its token already
+      // spent) is answered with the first outcome instead of a refusal, and can never reserve twice.
+      const reservationId = `t-${createHash("sha256").update(token).digest("hex").slice(0, 40)}`;
       if (!t.ok) {
+        // A spent token only replays a reservation it made; it never buys a new attempt without a CAPTCHA.
+        const prior = t.reason === "USED" ? await inventory.reservation(gate.saleId, reservationId) : null;
+        if (prior !== null && prior.userId === userId) {
+          return done(202, "REPLAYED", { reservationId, remaining: prior.remaining });
+        }
         metrics.reject(`token: ${t.reason}`);
         return done(403, t.reason, { reason: "BAD_TOKEN", detail: t.reason });
       }
-      const r = await inventory.reserve(gate.saleId, { userId });
+      const r = await inventory.reserve(gate.saleId, { userId, reservationId });
       if (!r.ok) {
         metrics.reject(r.reason);
         return done(409, r.reason, { reason: r.reason });
@@ -245,9 +264,8 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
 
   // ---- admin -----------------------------------------------------------------------------------------
   const admin = async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!options.adminKey) return;
     const given = Buffer.from(String(req.headers["x-admin-key"] ?? ""));
-    const want = Buffer.from(options.adminKey);
+    const want = Buffer.from(adminKey);
     if (given.length !== want.length || !timingSafeEqual(given, want)) {
       return reply.code(401).send({ reason: "ADMIN_KEY_REQUIRED" });
     }
@@ -261,7 +279,8 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     const entries = products.filter((p): p is Product => p !== undefined).map((p) => [p.sku, p] as const);
     return { prewarmed: await catalog.cache.prewarm(entries) };
   });
-  app.get("/api/admin/stats", { preHandler: admin }, async (req, reply) => {
+  // Read-only counters for the dashboard (no admin key: they reveal nothing a buyer could abuse).
+  app.get("/api/stats", async (req, reply) => {
     const sku = String((req.query as { sku?: string }).sku ?? skus[0] ?? "");
     if (!gates.has(sku)) return reply.code(404).send({ reason: "UNKNOWN_SKU" });
     return stats(sku);
@@ -285,7 +304,10 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   }
 
   async function createSale(input: SaleInput): Promise<void> {
-    validateId("sku", input.sku);
+    validateId("sku", input?.sku);
+    if (typeof input.name !== "string" || input.name.length === 0 || input.name.length > 200) {
+      throw new InvalidArgumentError("name", "must be a string of 1 to 200 characters");
+    }
     if (!Number.isSafeInteger(input.priceCents) || input.priceCents < 0) {
       throw new InvalidArgumentError("priceCents", "must be a non-negative integer");
     }
@@ -366,6 +388,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
 
   return {
     app,
+    adminKey,
     inventory,
     pipeline,
     catalog,

@@ -4,7 +4,8 @@
 //   PORT          HTTP port (default 3000); HOST (default 127.0.0.1)
 //   SALE_DELAY_MS how long after launch the demo sale opens (default 30000)
 //   STOCK         demo units (default 100); PAYMENT_TIMEOUT_MS (default 120000)
-//   ADMIN_KEY     required on admin routes when set; TOKEN_SECRET share it between processes
+//   ADMIN_KEY     the x-admin-key the admin routes require (default: random, printed at start)
+//   TOKEN_SECRET  the purchase tokens' HMAC secret; share it between processes
 //   TRUST_PROXY   hop count or comma-separated CIDRs of trusted reverse proxies (default none)
 //   --worker-only run only the order worker (stream consumer + outbox relay), no HTTP
 import { createSaleApp } from "./app.js";
@@ -50,4 +51,6 @@ if (workerOnly) {
   console.log(`flash sale at http://${host}:${port}/ (opens ${new Date(startsAt).toISOString()})`);
   console.log(`dashboard  http://${host}:${port}/dashboard   metrics http://${host}:${port}/metrics`);
   console.log(`Redis ${infra.redisUrl}, database ${infra.databaseLabel}`);
+  if (!env.ADMIN_KEY)
+    console.log(`admin routes: header x-admin-key: ${sale.adminKey} (set ADMIN_KEY to choose it)`);
 }
