@@ -16,17 +16,22 @@
   saveUser();
   userInput.addEventListener("change", saveUser);
 
+  // Never throws: a network failure is status 0, so the page can say so and stay usable.
   const api = async (path, init = {}) => {
-    const res = await fetch(path, {
-      ...init,
-      headers: {
-        "content-type": "application/json",
-        "x-user-id": userInput.value.trim(),
-        ...(init.headers || {}),
-      },
-    });
-    const body = await res.json().catch(() => ({}));
-    return { status: res.status, body };
+    try {
+      const res = await fetch(path, {
+        ...init,
+        headers: {
+          "content-type": "application/json",
+          "x-user-id": userInput.value.trim(),
+          ...(init.headers || {}),
+        },
+      });
+      const body = await res.json().catch(() => ({}));
+      return { status: res.status, body };
+    } catch {
+      return { status: 0, body: { message: "The network failed: try again." } };
+    }
   };
 
   async function syncClock() {
@@ -123,7 +128,8 @@
   async function followOrder(id) {
     $("order").hidden = false;
     $("order-id").textContent = id;
-    for (;;) {
+    const until = Date.now() + 30 * 60_000;
+    while (Date.now() < until) {
       const { status, body } = await api(
         `/api/orders/${encodeURIComponent(id)}?sku=${encodeURIComponent(sale.sku)}`,
       );
