@@ -4,7 +4,8 @@
 -- ARGV: per lock: token, ttlMs, waiters-flag ttl in ms when that caller waits for a release message, else '0'
 -- Returns: one integer per lock: fence >= 1 when acquired (strictly increasing per resource); -(pttl + 2) when
 --          another owner holds it (pttl = its remaining ms, -1 when it has no expiry), writing only the flag;
---          0 when its fence counter is not a positive integer (nothing written for that lock).
+--          0 when its fence counter holds no count INCR can raise (a negative number, text, another type,
+--          2^63 - 1): nothing is written for that lock, not even the counter.
 -- Locks asked for in the same tick share this script; each is decided on its own, in order.
 local rcall = redis.call
 local out = {}
@@ -15,9 +16,15 @@ for i = 0, #KEYS / 3 - 1 do
     if wait > 0 then rcall('SET', waiters, '1', 'PX', wait) end
     out[i + 1] = -(rcall('PTTL', lock) + 2)
   else
-    -- INCR first: if the counter was overwritten with a non-integer it fails before the lock is written.
-    local f = redis.pcall('INCR', fence)
-    if type(f) ~= 'number' or f < 1 then
+    -- Check the counter before writing anything: a valid count is absent or a non-negative integer (INCR
+    -- itself would happily count a negative one up). INCR still fails, writing nothing, on text that only
+    -- looks like digits or at the 64-bit maximum; the pcalls also cover a key of another type.
+    local count = redis.pcall('GET', fence)
+    local f = false
+    if not count or (type(count) == 'string' and string.find(count, '^%d+$')) then
+      f = redis.pcall('INCR', fence)
+    end
+    if type(f) ~= 'number' then
       out[i + 1] = 0
     else
       rcall('SET', lock, ARGV[3 * i + 1], 'PX', ARGV[3 * i + 2])

@@ -421,7 +421,9 @@ export class SpinLock implements Locker<number> {
       waitFlagMs,
     });
     if (reply === 0) {
-      throw new RedisCommandError(`lock/acquire: the fence counter ${keys.fence} is not a positive integer`);
+      throw new RedisCommandError(
+        `lock/acquire: the fence counter ${keys.fence} is not a count that can be raised (a non-negative integer below 2^63 - 1)`,
+      );
     }
     if (reply < 0) return -reply - 2;
     return new SpinLockHandle(

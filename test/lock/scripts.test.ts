@@ -63,14 +63,22 @@ describe("lua/lock scripts", () => {
     expect(await acquire(k, "a", 100)).toBe(-1);
   });
 
-  it("acquire: a corrupted fence counter answers 0 for that lock and writes no lock", async () => {
+  it("acquire: a corrupted fence counter answers 0 for that lock and writes nothing, not even the counter", async () => {
     const k = keysOf();
-    await redis.set(k.fence, "not-a-number");
+    for (const corrupt of ["not-a-number", "-7", "-1", "1.5", " 3", String(2n ** 63n - 1n)]) {
+      await redis.set(k.fence, corrupt);
+      expect(await acquire(k, "a", 5_000), corrupt).toBe(0);
+      expect(await redis.exists(k.lock), corrupt).toBe(0);
+      expect(await redis.get(k.fence), corrupt).toBe(corrupt);
+    }
+    await redis.del(k.fence);
+    await redis.hset(k.fence, "n", "1");
     expect(await acquire(k, "a", 5_000)).toBe(0);
     expect(await redis.exists(k.lock)).toBe(0);
-    await redis.set(k.fence, "-7");
-    expect(await acquire(k, "a", 5_000)).toBe(0);
-    expect(await redis.exists(k.lock)).toBe(0);
+    expect(await redis.hgetall(k.fence)).toEqual({ n: "1" });
+    await redis.del(k.fence);
+    await redis.set(k.fence, "0");
+    expect(await acquire(k, "a", 5_000)).toBe(1); // 0 is a valid count: the next fence is 1
   });
 
   it("acquire and release: several locks in one call, each decided on its own, in order", async () => {

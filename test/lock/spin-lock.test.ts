@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import type { Redis } from "ioredis";
 import { InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
+import { RedisCommandError } from "../../src/core/scripts.js";
 import { LockTimeoutError, SpinLock, type LockHandle } from "../../src/lock/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 
@@ -97,6 +98,16 @@ describe("SpinLock basics", () => {
     expect(await b.extend()).toBe(false);
     expect(await b.release()).toBe(false);
     expect(await lock.tryAcquire("s")).toBeNull();
+  });
+
+  it("a corrupted fence counter (here negative) throws RedisCommandError and writes nothing", async () => {
+    const prefix = randomPrefix();
+    const lock = new SpinLock(redis, { prefix, acquireTimeoutMs: 0 });
+    await redis.set(lock.keys("r").fence, "-7");
+    const before = await contents(`*${prefix}*`);
+    await expect(lock.tryAcquire("r")).rejects.toBeInstanceOf(RedisCommandError);
+    await expect(lock.acquire("r")).rejects.toBeInstanceOf(RedisCommandError);
+    expect(await contents(`*${prefix}*`)).toEqual(before);
   });
 
   it("tryAcquire writes nothing when the lock is taken", async () => {
