@@ -5,7 +5,7 @@ import { SQL } from "../core/embedded.generated.js";
 import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
 import { validateId, validateInt } from "../core/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
-import { checkSqlClient, isPool, runsOwnTransactions } from "./transaction.js";
+import { checkSqlClient, isPool, ownStatements, runsOwnTransactions } from "./transaction.js";
 import { validateMessageId } from "./types.js";
 
 /** Options of `new PostgresInbox()`. */
@@ -45,7 +45,9 @@ export function inboxSchema(table = "fsk_inbox"): string {
  * messageId)` and runs the message's effect in the same transaction, so the record and the effect commit
  * together or not at all, and a message delivered again is answered `duplicate` without running `fn`.
  * Two deliveries processed at the same moment serialise on the primary key: the second waits for the first
- * to commit (then it is a duplicate) or roll back (then it processes).
+ * to commit (then it is a duplicate) or roll back (then it processes). Its own statements (`isProcessed`,
+ * `deleteProcessed`, `migrate`) never join one of your transactions: on a single connection they wait for the
+ * {@link transaction} open on it, like {@link PostgresOutbox}'s.
  *
  * @example
  * ```ts
@@ -63,12 +65,12 @@ export function inboxSchema(table = "fsk_inbox"): string {
 export class PostgresInbox {
   /** The table name in use. */
   readonly table: string;
+  /** `db`, kept out of the caller's transactions (see {@link ownStatements}). */
+  private readonly own: SqlClient;
 
-  constructor(
-    private readonly db: SqlClient,
-    options: PostgresInboxOptions = {},
-  ) {
+  constructor(db: SqlClient, options: PostgresInboxOptions = {}) {
     checkSqlClient("db", db);
+    this.own = ownStatements("PostgresInbox", db);
     this.table = checkTableName("table", options.table ?? "fsk_inbox");
   }
 
@@ -81,7 +83,7 @@ export class PostgresInbox {
    * ```
    */
   async migrate(): Promise<void> {
-    await runSqlScript(this.db, inboxSchema(this.table));
+    await runSqlScript(this.own, inboxSchema(this.table));
   }
 
   /**
@@ -140,7 +142,7 @@ export class PostgresInbox {
     validateId("consumer", ref?.consumer);
     validateMessageId("messageId", ref.messageId);
     const rows = await sqlRows(
-      this.db,
+      this.own,
       `SELECT 1 AS ok FROM ${this.table} WHERE consumer = $1 AND message_id = $2`,
       [ref.consumer, ref.messageId],
     );
@@ -162,7 +164,7 @@ export class PostgresInbox {
     const limit = options.limit ?? 1000;
     validateInt("limit", limit, { min: 1, max: 100_000 });
     const [row] = await sqlRows<{ n: number }>(
-      this.db,
+      this.own,
       `WITH gone AS (
          DELETE FROM ${this.table} WHERE (consumer, message_id) IN (
            SELECT consumer, message_id FROM ${this.table}

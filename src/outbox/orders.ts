@@ -9,7 +9,7 @@ import { validateId, validateInt } from "../core/validate.js";
 import { MAX_QUANTITY, type StockStore } from "../stock/types.js";
 import type { PostgresOutbox } from "./postgres-outbox.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
-import { checkSqlClient } from "./transaction.js";
+import { checkSqlClient, ownStatements } from "./transaction.js";
 import { validateTopic, type OutboxMessage } from "./types.js";
 
 /** Options of `new PostgresOrders()`. */
@@ -135,6 +135,10 @@ const msOrNull = (v: number | null): number | null => (v === null ? null : Math.
  * - `pay(orderId)` runs `UPDATE … SET status = 'paid' WHERE id = $1 AND status = 'pending'` and, when it
  *   changed the row, confirms the reservation.
  *
+ * `pay`, `cancelUnpaid` and `get` run on `db` outside your transactions (on a single connection they wait for
+ * the {@link transaction} open on it, like {@link PostgresOutbox}'s own statements): a payment is never
+ * undone by the rollback of an unrelated transaction after its stock was confirmed.
+ *
  * The row lock decides a race between paying and the timeout: exactly one changes the row, and only the
  * winner touches the stock. Both are safe to repeat: a retried timeout finds the order cancelled and
  * releases again (a no-op in the stock store, but it completes a release that a crash interrupted); a
@@ -162,12 +166,12 @@ export class PostgresOrders {
   readonly paymentTimeoutMs: number;
   private readonly stock: StockStore;
   private readonly outbox: PostgresOutbox;
+  /** `db`, kept out of the caller's transactions (see {@link ownStatements}). */
+  private readonly own: SqlClient;
 
-  constructor(
-    private readonly db: SqlClient,
-    options: PostgresOrdersOptions,
-  ) {
+  constructor(db: SqlClient, options: PostgresOrdersOptions) {
     checkSqlClient("db", db);
+    this.own = ownStatements("PostgresOrders", db);
     if (typeof options !== "object" || options === null) {
       throw new InvalidArgumentError("options", "must be an object with stock and outbox");
     }
@@ -197,7 +201,7 @@ export class PostgresOrders {
    * ```
    */
   async migrate(): Promise<void> {
-    await runSqlScript(this.db, ordersSchema(this.table));
+    await runSqlScript(this.own, ordersSchema(this.table));
   }
 
   /**
@@ -268,7 +272,7 @@ export class PostgresOrders {
   async pay(orderId: string): Promise<PayResult> {
     validateId("orderId", orderId);
     let [row] = await sqlRows<{ sku: string; reservation_id: string; status: OrderStatus }>(
-      this.db,
+      this.own,
       `UPDATE ${this.table} SET status = 'paid', paid_at = now()
        WHERE id = $1 AND status = 'pending' RETURNING sku, reservation_id, status`,
       [orderId],
@@ -280,7 +284,7 @@ export class PostgresOrders {
     if (confirmed.ok) return { ok: true };
     // The stock store let the reservation go first (its hold expired): the sale cannot stand.
     await sqlRows(
-      this.db,
+      this.own,
       `UPDATE ${this.table} SET status = 'cancelled', cancelled_at = now(), cancel_reason = $2
        WHERE id = $1 AND status = 'paid'`,
       [
@@ -310,7 +314,7 @@ export class PostgresOrders {
       throw new InvalidArgumentError("reason", "must be a string of at most 1000 characters");
     }
     let [row] = await sqlRows<{ sku: string; reservation_id: string; status: OrderStatus }>(
-      this.db,
+      this.own,
       `UPDATE ${this.table} SET status = 'cancelled', cancelled_at = now(), cancel_reason = $2
        WHERE id = $1 AND status = 'pending' RETURNING sku, reservation_id, status`,
       [orderId, reason],
@@ -353,7 +357,7 @@ export class PostgresOrders {
   async get(orderId: string): Promise<Order | null> {
     validateId("orderId", orderId);
     const [row] = await sqlRows<OrderRow>(
-      this.db,
+      this.own,
       `SELECT id, sku, user_id, quantity, reservation_id, status, cancel_reason,
          (extract(epoch FROM created_at) * 1000)::float8 AS created_ms,
          (extract(epoch FROM payment_due_at) * 1000)::float8 AS due_ms,
@@ -382,7 +386,7 @@ export class PostgresOrders {
     orderId: string,
   ): Promise<{ sku: string; reservation_id: string; status: OrderStatus } | undefined> {
     const [row] = await sqlRows<{ sku: string; reservation_id: string; status: OrderStatus }>(
-      this.db,
+      this.own,
       `SELECT sku, reservation_id, status FROM ${this.table} WHERE id = $1`,
       [orderId],
     );

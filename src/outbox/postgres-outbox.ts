@@ -6,7 +6,7 @@ import { SQL } from "../core/embedded.generated.js";
 import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
 import { validateInt } from "../core/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
-import { checkSqlClient } from "./transaction.js";
+import { checkSqlClient, ownStatements } from "./transaction.js";
 import { payloadJson, validateMessageId, validateTopic, type OutboxMessage } from "./types.js";
 
 /** Options of `new PostgresOutbox()`. */
@@ -133,9 +133,13 @@ function toRecord<P>(row: MessageRow): OutboxRecord<P> {
  * transaction, so it exists if and only if that transaction commits; an {@link OutboxRelay} then delivers it
  * at least once, with retries, a dead-letter state and delayed delivery.
  *
- * It takes any client with `query(sql, params)` (`pg.Pool`, `pg.Client`, PGlite) for its own statements;
- * `enqueue` runs on the transaction client you pass. Prefer a pool: a single `pg.Client` is one connection,
- * and a relay's statements sent on it while one of your transactions is open would join that transaction.
+ * It takes any client with `query(sql, params)` (`pg.Pool`, `pg.Client`, PGlite) for its own statements
+ * (claims, marks, listings); `enqueue` runs on the transaction client you pass. Its own statements never run
+ * inside one of your transactions: on a single connection (`pg.Client`, a checked-out `pg.PoolClient`) they
+ * queue behind the {@link transaction} open on it, so a relay sharing the connection with your business code
+ * sees a message only once its transaction committed (and waits meanwhile). Calling them from inside such a
+ * transaction throws {@link InvalidArgumentError} (they would wait for themselves). Prefer a pool: one
+ * connection means one statement at a time for the relay and your business code together.
  *
  * @example
  * ```ts
@@ -158,6 +162,8 @@ export class PostgresOutbox {
   readonly channel: string;
   /** Whether `enqueue` sends a NOTIFY. */
   readonly notify: boolean;
+  /** `db`, kept out of the caller's transactions (see {@link ownStatements}). */
+  private readonly own: SqlClient;
 
   constructor(
     /** The client the outbox runs its own statements on (claims, marks, listings). */
@@ -165,6 +171,7 @@ export class PostgresOutbox {
     options: PostgresOutboxOptions = {},
   ) {
     checkSqlClient("db", db);
+    this.own = ownStatements("PostgresOutbox", db);
     this.table = checkTableName("table", options.table ?? "fsk_outbox");
     this.channel = this.table.replace(".", "_");
     if (options.notify !== undefined && typeof options.notify !== "boolean") {
@@ -182,7 +189,7 @@ export class PostgresOutbox {
    * ```
    */
   async migrate(): Promise<void> {
-    await runSqlScript(this.db, outboxSchema(this.table));
+    await runSqlScript(this.own, outboxSchema(this.table));
   }
 
   /**
@@ -256,7 +263,7 @@ export class PostgresOutbox {
   async get<P = unknown>(id: string): Promise<OutboxRecord<P> | null> {
     validateMessageId("id", id);
     const [row] = await sqlRows<MessageRow>(
-      this.db,
+      this.own,
       `SELECT ${MESSAGE_COLUMNS} FROM ${this.table} WHERE id = $1`,
       [id],
     );
@@ -278,7 +285,7 @@ export class PostgresOutbox {
     validateInt("limit", limit, { min: 1, max: 100_000 });
     if (options.topic !== undefined) validateTopic("topic", options.topic);
     const rows = await sqlRows<MessageRow>(
-      this.db,
+      this.own,
       `SELECT ${MESSAGE_COLUMNS} FROM ${this.table}
        WHERE status = 'dead' AND ($2::text IS NULL OR topic = $2)
        ORDER BY dead_at, seq LIMIT $1`,
@@ -299,7 +306,7 @@ export class PostgresOutbox {
   async retryDead(id: string): Promise<boolean> {
     validateMessageId("id", id);
     const rows = await sqlRows(
-      this.db,
+      this.own,
       `UPDATE ${this.table} SET status = 'pending', attempts = 0, available_at = now(), dead_at = NULL,
          claimed_by = NULL
        WHERE id = $1 AND status = 'dead' RETURNING id`,
@@ -322,7 +329,7 @@ export class PostgresOutbox {
     const limit = options.limit ?? 1000;
     validateInt("limit", limit, { min: 1, max: 100_000 });
     const [row] = await sqlRows<{ n: number }>(
-      this.db,
+      this.own,
       `WITH gone AS (
          DELETE FROM ${this.table} WHERE id IN (
            SELECT id FROM ${this.table}
@@ -345,7 +352,7 @@ export class PostgresOutbox {
    */
   async stats(): Promise<OutboxStats> {
     const rows = await sqlRows<{ status: OutboxStatus; n: number }>(
-      this.db,
+      this.own,
       `SELECT status, count(*)::int AS n FROM ${this.table} GROUP BY status`,
     );
     const out = { pending: 0, sent: 0, dead: 0 };
@@ -367,7 +374,7 @@ export class PostgresOutbox {
     topics: readonly string[] | null,
   ): Promise<(MessageRow & { status: OutboxStatus })[]> {
     const rows = await sqlRows<MessageRow>(
-      this.db,
+      this.own,
       `WITH due AS (
          SELECT id FROM ${this.table}
          WHERE status = 'pending' AND available_at <= now() AND ($5::text[] IS NULL OR topic = ANY($5::text[]))
@@ -400,7 +407,7 @@ export class PostgresOutbox {
   async markSent(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
     await sqlRows(
-      this.db,
+      this.own,
       `UPDATE ${this.table} SET status = 'sent', sent_at = now(), claimed_by = NULL
        WHERE id = ANY($1::text[]) AND status = 'pending'`,
       [ids],
@@ -420,7 +427,7 @@ export class PostgresOutbox {
     delayMs: number,
   ): Promise<OutboxStatus | null> {
     const [row] = await sqlRows<{ status: OutboxStatus }>(
-      this.db,
+      this.own,
       `UPDATE ${this.table} SET
          last_error = $3,
          status = CASE WHEN attempts >= $4 THEN 'dead' ELSE 'pending' END,

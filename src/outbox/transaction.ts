@@ -1,5 +1,6 @@
 // transaction(db, fn): one database transaction on whatever client the user has (pg.Pool, pg.Client,
 // pg.PoolClient, PGlite), recognised by shape so that pg stays an optional peer dependency.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../core/errors.js";
 import type { SqlClient } from "../core/sql.js";
 
@@ -52,8 +53,16 @@ export function checkSqlClient(name: string, db: unknown): asserts db is SqlClie
 }
 
 // One single-connection client can carry one transaction at a time; later callers wait their turn instead
-// of interleaving their statements into someone else's transaction.
+// of interleaving their statements into someone else's transaction. The outbox's, inbox's and orders' own
+// statements take the same queue (ownStatements), so they never run inside a caller's open transaction.
 const queues = new WeakMap<object, Promise<unknown>>();
+
+/** The single-connection transactions the current async call chain runs inside of (innermost last). */
+const openHere = new AsyncLocalStorage<readonly { readonly client: object; open: boolean }[]>();
+
+function insideTransactionOn(client: object): boolean {
+  return openHere.getStore()?.some((t) => t.client === client && t.open) ?? false;
+}
 
 async function serialized<T>(client: object, fn: () => Promise<T>): Promise<T> {
   const before = queues.get(client) ?? Promise.resolve();
@@ -121,7 +130,10 @@ class ConnectionBroken extends Error {
  *   whose ROLLBACK failed is destroyed rather than returned to the pool).
  * - PGlite: its own `transaction()`.
  * - `pg.Client` or a checked-out `pg.PoolClient`: `BEGIN` / `COMMIT` on it; concurrent calls on the same
- *   client wait for each other instead of interleaving.
+ *   client wait for each other instead of interleaving, and so do the own statements of a `PostgresOutbox`,
+ *   `PostgresInbox` or `PostgresOrders` built on that client (a relay's claim waits for the transaction to
+ *   end instead of seeing its uncommitted rows). Open transactions on such a client only through this
+ *   function: a `BEGIN` you send yourself is not in the queue.
  *
  * A COMMIT that PostgreSQL turns into a rollback (a statement failed and `fn` caught the error) throws
  * {@link DatabaseError}; so do failures of BEGIN, COMMIT and ROLLBACK.
@@ -182,11 +194,43 @@ export async function transaction<T>(db: TransactionSource, fn: (tx: SqlClient) 
     }
   }
   return serialized(db, async () => {
+    const scope = { client: db, open: true };
     try {
-      return await onConnection(db, fn);
+      return await openHere.run([...(openHere.getStore() ?? []), scope], () => onConnection(db, fn));
     } catch (err) {
       if (err instanceof ConnectionBroken) throw err.original;
       throw err;
+    } finally {
+      scope.open = false;
     }
   });
+}
+
+/**
+ * The client a component (`PostgresOutbox`, `PostgresInbox`, `PostgresOrders`) runs its own statements on:
+ * claims, marks, listings, which must never become part of a caller's transaction. A pool gives each its own
+ * connection and PGlite makes it wait for the open transaction, so those are used as they are. On a single
+ * connection (`pg.Client`, a checked-out `pg.PoolClient`) each statement takes its turn in the queue that
+ * {@link transaction} uses, so it runs between transactions, never inside one. Issued from inside a
+ * `transaction()` open on that same connection it could only wait for itself: it throws
+ * {@link InvalidArgumentError} instead of hanging.
+ * @internal
+ */
+export function ownStatements(component: string, db: SqlClient): SqlClient {
+  if (isPool(db) || runsOwnTransactions(db)) return db;
+  return {
+    query(sql: string, params?: unknown[]) {
+      if (insideTransactionOn(db)) {
+        return Promise.reject(
+          new InvalidArgumentError(
+            "db",
+            `is the single connection of a transaction() still open in this call chain: ${component} runs ` +
+              "its own statements outside your transactions, after the open one ends, so this call would " +
+              `wait for itself. Call it after the transaction, or give ${component} a pg.Pool`,
+          ),
+        );
+      }
+      return serialized(db, () => db.query(sql, params));
+    },
+  };
 }
