@@ -4,6 +4,7 @@
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { LUA } from "../core/embedded.generated.js";
 import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
+import { slotOf } from "../core/slot.js";
 import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
 import { errorText, sleep } from "./types.js";
 
@@ -69,7 +70,9 @@ export interface RedisStreamConsumerOptions {
    */
   readonly startId?: string;
   /**
-   * The dead-letter stream of a stream. It must hash to the same cluster slot as the stream. Default: the
+   * The dead-letter stream of a stream. On Redis Cluster it must hash to the same slot as the stream, or
+   * {@link InvalidArgumentError} is thrown (by the constructor for a stream array, else by the round that
+   * meets the stream) instead of every reclaim failing with `CROSSSLOT`. Default: the
    * stream key plus `:dead` when the key has a hash tag (`{fsk:sku-1}:events` → `{fsk:sku-1}:events:dead`),
    * else `{<stream>}:dead`.
    */
@@ -234,6 +237,8 @@ export class RedisStreamConsumer {
     validateOptionalInt("deadLetterMaxLen", options.deadLetterMaxLen, { min: 1 });
     this.deadMaxLen = options.deadLetterMaxLen === undefined ? "" : String(options.deadLetterMaxLen);
     this.onError = options.onError ?? (() => {});
+    // Streams known now get their dead-letter keys checked now; those a function returns, every round.
+    if (Array.isArray(this.streams)) for (const stream of this.streams) this.deadKeyOf(stream);
   }
 
   /**
@@ -248,6 +253,14 @@ export class RedisStreamConsumer {
     const key = this.deadKey(stream);
     if (typeof key !== "string" || key.length === 0 || key === stream) {
       throw new InvalidArgumentError("deadLetterStream", "must return a key other than the stream's");
+    }
+    // On Cluster the reclaim and dead-letter scripts touch both keys: another slot would fail every round.
+    if (slotOf(this.redis, key) !== slotOf(this.redis, stream)) {
+      throw new InvalidArgumentError(
+        "deadLetterStream",
+        `must return a key in the cluster slot of its stream: ${JSON.stringify(key)} is not in the slot of ` +
+          `${JSON.stringify(stream)} (give both the same hash tag, e.g. "{tag}:events" and "{tag}:events:dead")`,
+      );
     }
     return key;
   }
@@ -344,11 +357,16 @@ export class RedisStreamConsumer {
     return totals;
   }
 
-  private async streamRound(stream: string): Promise<ConsumerRound> {
+  /** Checks a stream key and returns its dead-letter key. */
+  private deadKeyOf(stream: unknown): string {
     if (typeof stream !== "string" || stream.length === 0) {
       throw new InvalidArgumentError("streams", "must contain non-empty stream keys");
     }
-    const dead = this.deadLetterStream(stream);
+    return this.deadLetterStream(stream);
+  }
+
+  private async streamRound(stream: string): Promise<ConsumerRound> {
+    const dead = this.deadKeyOf(stream);
     const totals = { delivered: 0, acked: 0, failed: 0, deadLettered: 0 };
     try {
       await this.ensureGroup(stream);

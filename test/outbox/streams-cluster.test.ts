@@ -2,6 +2,7 @@
 // spread over several nodes, reclaim and dead letters in each stream's own slot.
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InvalidArgumentError } from "../../src/core/errors.js";
 import {
   RedisStreamConsumer,
   RedisStreamPublisher,
@@ -124,5 +125,44 @@ describe("RedisStreamConsumer on Redis Cluster", () => {
       expect(fields[fields.indexOf("dead.error") + 1]).toBe(`Error: poison bad-${i}`);
       expect(fields[fields.indexOf("dead.deliveries") + 1]).toBe("2");
     }
+  });
+
+  it("refuses a dead-letter key in another slot, naming the option, before touching Redis", async () => {
+    const stream = `${randomPrefix()}:orders`; // no hash tag: the whole key decides the slot
+    const elsewhere = (s: string) => `dead:${s}`;
+    expect(await slot(elsewhere(stream))).not.toBe(await slot(stream));
+    const options = { group: "g", consumer: "c", handler: async () => {}, deadLetterStream: elsewhere };
+    // Known streams: the constructor refuses.
+    expect(() => new RedisStreamConsumer(redis, { ...options, streams: [stream] })).toThrow(
+      expect.objectContaining({ name: "InvalidArgumentError", argument: "deadLetterStream" }),
+    );
+    // Streams from a function: the round refuses, before creating the group (nothing written).
+    const consumer = new RedisStreamConsumer(redis, { ...options, streams: () => [stream] });
+    const err = await consumer.runOnce().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err).toMatchObject({ argument: "deadLetterStream" });
+    expect((err as Error).message).toContain("slot");
+    expect(() => consumer.deadLetterStream(stream)).toThrow(InvalidArgumentError);
+    expect(await redis.exists(stream)).toBe(0);
+  });
+
+  it("accepts a custom dead-letter key in the stream's slot and dead-letters there", async () => {
+    const publisher = new RedisStreamPublisher(redis, { prefix: randomPrefix() });
+    const stream = publisher.streamKey("orders");
+    const dlq = (s: string) => `${s}:poison`;
+    expect(await slot(dlq(stream))).toBe(await slot(stream));
+    const consumer = new RedisStreamConsumer(redis, {
+      streams: [stream],
+      group: "g",
+      consumer: "c",
+      maxDeliveries: 1,
+      deadLetterStream: dlq,
+      handler: async () => {
+        throw new Error("poison");
+      },
+    });
+    await publisher.publish({ id: "p-1", topic: "orders", key: null, payload: {}, attempt: 1, createdAt: 0 });
+    expect(await consumer.runOnce()).toEqual({ delivered: 1, acked: 0, failed: 1, deadLettered: 1 });
+    expect(await redis.xlen(dlq(stream))).toBe(1);
   });
 });
