@@ -1,13 +1,16 @@
--- outbox/reclaim: take over a group's entries pending longer than a timeout (XAUTOCLAIM) for this consumer,
--- and dead-letter those already delivered maxDeliveries times instead of delivering them once more.
--- KEYS: [1] stream, [2] dead-letter stream (same hash slot)
+-- outbox/reclaim: take over entries idle past a timeout (XAUTOCLAIM) and dead-letter the worn-out ones.
+-- KEYS: [1] stream, [2] dead-letter stream (same hash slot; a stream or missing)
 -- ARGV: [1] group, [2] consumer, [3] min idle ms, [4] XAUTOCLAIM cursor, [5] count, [6] maxDeliveries,
 --       [7] dead-letter MAXLEN or '', [8] dead.error text for entries dead-lettered here
--- Returns: {nextCursor, entries, deadLettered}; entries = {{id, deliveries including this one, {field, value, …}}, …}.
--- JUSTID claims without counting a delivery, so an entry that will be dead-lettered is not counted twice;
--- XCLAIM then counts the delivery of the entries handed out.
+-- Returns: {nextCursor, entries, deadLettered}, entries = {{id, deliveries with this one, {field, value, …}}, …};
+--          a WRONGTYPE error, nothing changed, when KEYS[2] holds something other than a stream.
+-- Entries already delivered maxDeliveries times go to the dead-letter stream instead of being delivered once
+-- more. JUSTID claims without counting a delivery, so an entry that will be dead-lettered is not counted
+-- twice; XCLAIM then counts the delivery of the entries handed out.
 -- @include outbox/includes/dead.lua
 
+local wrongType = deadLetterKeyError()
+if wrongType then return wrongType end
 local group, consumer = ARGV[1], ARGV[2]
 local maxDeliveries = tonumber(ARGV[6])
 local claimed = rcall('XAUTOCLAIM', KEYS[1], group, consumer, ARGV[3], ARGV[4], 'COUNT', ARGV[5], 'JUSTID')

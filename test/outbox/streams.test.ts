@@ -4,6 +4,7 @@
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, UnexpectedReplyError } from "../../src/core/errors.js";
+import { RedisCommandError } from "../../src/core/scripts.js";
 import type { SqlClient } from "../../src/core/sql.js";
 import {
   OutboxRelay,
@@ -18,7 +19,7 @@ import {
   type StreamEntry,
 } from "../../src/outbox/index.js";
 import { Inventory } from "../../src/stock/index.js";
-import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 import { BACKENDS, count, fixture, kill, sleep, tableName, until, type Backend } from "./helpers.js";
 
 let srv: PrivateRedis;
@@ -216,6 +217,91 @@ describe("RedisStreamConsumer", () => {
       "dead.deliveries": "3",
       "dead.error": "RangeError: cannot apply",
     });
+  });
+
+  it("a dead-letter key of another type fails the reclaim with a clear error and changes nothing", async () => {
+    const stream = `${randomPrefix()}:s`;
+    const dlq = defaultDeadLetterStream(stream);
+    await redis.xgroup("CREATE", stream, "g", "0", "MKSTREAM");
+    const a = await redis.xadd(stream, "*", "n", "a");
+    const z = await redis.xadd(stream, "*", "n", "z");
+    // A dead consumer left `a` delivered once and `z` twice: `a` is claimed and `z` dead-lettered, in that order.
+    await redis.call("XREADGROUP", "GROUP", "g", "ghost", "COUNT", 10, "STREAMS", stream, ">");
+    await redis.call("XCLAIM", stream, "g", "ghost", 0, z!);
+    await redis.set(dlq, "not a stream");
+    const seen: StreamEntry[] = [];
+    const consumer = new RedisStreamConsumer(redis, {
+      streams: [stream],
+      group: "g",
+      consumer: "heir",
+      claimIdleMs: 50,
+      maxDeliveries: 2,
+      handler: async (e) => void seen.push(e),
+    });
+    await sleep(80);
+    const before = await keyspace(redis, `*${stream}*`);
+    for (let i = 0; i < 2; i++) {
+      if (i > 0) await sleep(60); // reclaims run at most every claimIdleMs / 2
+      const err = await consumer.runOnce().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RedisCommandError);
+      expect((err as Error).message).toContain(
+        `WRONGTYPE the dead-letter key ${dlq} holds a string, not a stream; nothing was changed`,
+      );
+      expect(await keyspace(redis, `*${stream}*`)).toEqual(before);
+    }
+    const owners = (await redis.call("XPENDING", stream, "g", "-", "+", 10)) as [
+      string,
+      string,
+      number,
+      number,
+    ][];
+    expect(owners.map(([id, owner, , count]) => [id, owner, count])).toEqual([
+      [a, "ghost", 1],
+      [z, "ghost", 2],
+    ]);
+    expect(seen).toEqual([]);
+    // Once the key is fixed, the same round claims `a` and dead-letters `z`.
+    await redis.del(dlq);
+    await sleep(60);
+    expect(await consumer.runOnce()).toEqual({ delivered: 1, acked: 1, failed: 0, deadLettered: 1 });
+    expect(seen.map((e) => [e.id, e.deliveries])).toEqual([[a, 2]]);
+    expect(await redis.xlen(dlq)).toBe(1);
+  });
+
+  it("a dead-letter key of another type: the last failed delivery stays pending, reported clearly", async () => {
+    const stream = `${randomPrefix()}:s`;
+    const dlq = defaultDeadLetterStream(stream);
+    const id = await redis.xadd(stream, "*", "n", "poison");
+    let during: Record<string, string> = {};
+    const errors: unknown[] = [];
+    const consumer = new RedisStreamConsumer(redis, {
+      streams: [stream],
+      group: "g",
+      consumer: "c",
+      maxDeliveries: 1,
+      handler: async () => {
+        // Overwritten after the round's reclaim checked it, before the dead-letter move.
+        await redis.hset(dlq, "not", "a stream");
+        during = await keyspace(redis, `*${stream}*`);
+        throw new Error("poison");
+      },
+      onError: (err) => errors.push(err),
+    });
+    expect(await consumer.runOnce()).toEqual({ delivered: 1, acked: 0, failed: 1, deadLettered: 0 });
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toMatchObject({ message: "poison" });
+    expect(errors[1]).toBeInstanceOf(RedisCommandError);
+    expect((errors[1] as Error).message).toContain(
+      `WRONGTYPE the dead-letter key ${dlq} holds a hash, not a stream; nothing was changed`,
+    );
+    expect(await keyspace(redis, `*${stream}*`)).toEqual(during);
+    const owners = (await redis.call("XPENDING", stream, "g", "-", "+", 10)) as [
+      string,
+      string,
+      number,
+      number,
+    ][];
+    expect(owners.map(([entry, owner, , count]) => [entry, owner, count])).toEqual([[id, "c", 1]]);
   });
 
   it("reclaims entries a dead consumer left pending (XAUTOCLAIM) and dead-letters the worn-out ones", async () => {

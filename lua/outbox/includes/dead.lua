@@ -4,6 +4,16 @@
 -- dead.error; the entry is then acknowledged so that the group never delivers it again.
 local rcall = redis.call
 
+-- The dead-letter key must be a stream or missing: checked before the script's first write, so that a key of
+-- another type fails the call with nothing changed (not after entries were claimed and their counts bumped).
+-- Returns an error reply to return from the script, or nil.
+local function deadLetterKeyError()
+  local kind = rcall('TYPE', KEYS[2]).ok
+  if kind == 'none' or kind == 'stream' then return nil end
+  return redis.error_reply('WRONGTYPE the dead-letter key ' .. KEYS[2] .. ' holds a ' .. kind ..
+    ', not a stream; nothing was changed')
+end
+
 local function deadLetter(group, id, fields, deliveries, err, maxlen)
   local args = { 'XADD', KEYS[2] }
   if maxlen ~= '' then
