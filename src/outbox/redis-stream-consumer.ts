@@ -72,9 +72,10 @@ export interface RedisStreamConsumerOptions {
   /**
    * The dead-letter stream of a stream. On Redis Cluster it must hash to the same slot as the stream, or
    * {@link InvalidArgumentError} is thrown (by the constructor for a stream array, else by the round that
-   * meets the stream) instead of every reclaim failing with `CROSSSLOT`. Default: the
-   * stream key plus `:dead` when the key has a hash tag (`{fsk:sku-1}:events` → `{fsk:sku-1}:events:dead`),
-   * else `{<stream>}:dead`.
+   * meets the stream) instead of every reclaim failing with `CROSSSLOT`. It must be a stream or not exist: a
+   * key of another type fails each reclaim with a `WRONGTYPE` `RedisCommandError`, changing nothing.
+   * Default: the stream key plus `:dead` when the key has a hash tag (`{fsk:sku-1}:events` →
+   * `{fsk:sku-1}:events:dead`), else `{<stream>}:dead`.
    */
   readonly deadLetterStream?: (stream: string) => string;
   /** Trim dead-letter streams to about this many entries. Omitted: never trimmed. */
