@@ -329,31 +329,40 @@ export class SpinLock implements Locker<number> {
     const subscription = this.wakeups.subscribe(keys.channel);
     let pttl = firstPttl;
     let again = releasedMeanwhile;
+    // Registered across pauses and attempts alike, so a release that lands while an attempt is in flight
+    // still reaches this waiter; it keeps its place in the queue until a release wakes it.
+    let waiter = this.wakeups.waiter(keys.channel);
     try {
       for (;;) {
-        // Registered before the attempt, so a release that lands while it is in flight still wakes us.
-        const waiter = this.wakeups.waiter(keys.channel);
-        try {
-          if (!again) {
-            const left = deadline - Date.now();
-            if (left <= 0) throw new LockTimeoutError(resource, Date.now() - started);
-            const wakes: Promise<unknown>[] = [waiter.woken];
-            // Once subscribed, attempt again at once, with the flag set: no release can be missed after that.
-            if (subscription?.pending) wakes.push(subscription.settled);
-            const untilExpiry = pttl > 0 ? pttl + 1 : Infinity;
-            await pause(Math.min(left, jittered(this.retryDelayMs), untilExpiry), signal, wakes);
-          }
-          again = false;
-          const flag = subscription?.ready ? this.waitFlagMs : 0;
-          const got = await this.attemptOnce(resource, keys, flag, signal);
-          if (typeof got !== "number") return got;
-          pttl = got;
-          if (Date.now() >= deadline) throw new LockTimeoutError(resource, Date.now() - started);
-        } finally {
-          waiter.cancel();
+        if (!again) {
+          const left = deadline - Date.now();
+          if (left <= 0) throw new LockTimeoutError(resource, Date.now() - started);
+          const wakes: Promise<unknown>[] = [waiter.woken];
+          // Once subscribed, attempt again at once, with the flag set: no release can be missed after that.
+          if (subscription?.pending) wakes.push(subscription.settled);
+          const untilExpiry = pttl > 0 ? pttl + 1 : Infinity;
+          await pause(Math.min(left, jittered(this.retryDelayMs), untilExpiry), signal, wakes);
         }
+        again = false;
+        // A woken waiter has left the queue: register again before the attempt goes out.
+        if (waiter.fired) waiter = this.wakeups.waiter(keys.channel);
+        const flag = subscription?.ready ? this.waitFlagMs : 0;
+        const got = await this.attemptOnce(resource, keys, flag, signal);
+        if (typeof got !== "number") return got;
+        pttl = got;
+        if (Date.now() >= deadline) throw new LockTimeoutError(resource, Date.now() - started);
+        // Woken while the attempt was in flight: the script may have run just before that release, and the
+        // wake-up is spent (no other waiter here got it), so attempt again at once instead of pausing.
+        again = waiter.fired;
       }
+    } catch (err) {
+      // Woken, but leaving (abort, timeout) without an attempt after it: pass the wake-up on to the next
+      // waiter in this process, which would otherwise sleep through that release.
+      waiter.cancel();
+      if (waiter.fired) this.wakeups.wake(keys.channel);
+      throw err;
     } finally {
+      waiter.cancel();
       subscription?.leave();
     }
   }

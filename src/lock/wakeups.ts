@@ -5,6 +5,11 @@ import type { RedisClient } from "../core/scripts.js";
 /** A registered waiter: `woken` resolves when a release wakes it; `cancel` unregisters it. */
 export interface Waiter {
   readonly woken: Promise<void>;
+  /**
+   * True from the moment a release woke this waiter (set synchronously, before `woken`'s callbacks run).
+   * A woken waiter has left the queue: it hears no further release.
+   */
+  readonly fired: boolean;
   cancel(): void;
 }
 
@@ -66,8 +71,10 @@ export class Wakeups {
     }
     const queue = set;
     let wake!: () => void;
+    let fired = false;
     const woken = new Promise<void>((resolve) => (wake = resolve));
     const entry = () => {
+      fired = true;
       remove();
       wake();
     };
@@ -76,7 +83,13 @@ export class Wakeups {
       if (queue.size === 0 && this.waiters.get(channel) === queue) this.waiters.delete(channel);
     };
     queue.add(entry);
-    return { woken, cancel: remove };
+    return {
+      woken,
+      get fired() {
+        return fired;
+      },
+      cancel: remove,
+    };
   }
 
   /**
