@@ -67,7 +67,7 @@ describe("QuorumLock", () => {
     const hb = await b.acquire("r");
     expect(await ha.extend()).toBe(false);
     expect(await ha.release()).toBe(false);
-    for (const n of nodes) expect(await n.get(a.key("r"))).toBe(hb.token);
+    for (const n of nodes) await expect.poll(() => n.get(a.key("r"))).toBe(hb.token);
     await hb.release();
   });
 
