@@ -15,8 +15,8 @@ export default defineConfig({
     include: ["test/**/*.test.ts", "examples/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // Two cores: a few files at a time, each with its own private redis-server.
-    maxWorkers: 3,
+    // Two cores: two files at a time, each with its own private redis-server.
+    maxWorkers: 2,
     pool: "forks",
     reporters: ["default"],
   },
