@@ -133,7 +133,8 @@ class ConnectionBroken extends Error {
  *   client wait for each other instead of interleaving, and so do the own statements of a `PostgresOutbox`,
  *   `PostgresInbox` or `PostgresOrders` built on that client (a relay's claim waits for the transaction to
  *   end instead of seeing its uncommitted rows). Open transactions on such a client only through this
- *   function: a `BEGIN` you send yourself is not in the queue.
+ *   function: a `BEGIN` you send yourself is not in the queue. A `transaction()` on the same client from
+ *   inside `fn` cannot nest: it throws {@link InvalidArgumentError} instead of waiting for itself.
  *
  * A COMMIT that PostgreSQL turns into a rollback (a statement failed and `fn` caught the error) throws
  * {@link DatabaseError}; so do failures of BEGIN, COMMIT and ROLLBACK.
@@ -192,6 +193,13 @@ export async function transaction<T>(db: TransactionSource, fn: (tx: SqlClient) 
     } finally {
       client.release(broken instanceof Error ? broken : broken !== false);
     }
+  }
+  if (insideTransactionOn(db)) {
+    throw new InvalidArgumentError(
+      "db",
+      "already has a transaction() open in this call chain: a single connection cannot nest transactions, " +
+        "so this call would wait for itself. Run the statements on the open transaction's client instead",
+    );
   }
   return serialized(db, async () => {
     const scope = { client: db, open: true };

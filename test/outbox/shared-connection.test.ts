@@ -215,4 +215,23 @@ describe.each(CONNECTIONS)("outbox sharing $name with business transactions", (c
     expect(await outbox.get("x")).toBeNull();
     expect(await outbox.stats()).toEqual({ pending: 0, sent: 0, dead: 0 });
   });
+
+  it("a transaction() nested on the same connection throws instead of hanging, and the outer one rolls back", async () => {
+    const outbox = new PostgresOutbox(conn, { table: tableName("ob") });
+    await outbox.migrate();
+    let innerRan = false;
+    const nested = transaction(conn, async (t) => {
+      await outbox.enqueue(t, { topic: "biz", id: "outer", payload: {} });
+      await transaction(conn, async () => {
+        innerRan = true;
+      });
+    });
+    await expect(nested).rejects.toThrow(InvalidArgumentError);
+    await expect(nested).rejects.toThrow(/cannot nest transactions/);
+    expect(innerRan).toBe(false);
+    expect(await outbox.get("outer")).toBeNull();
+    // The connection is not stuck: a transaction after it commits.
+    await transaction(conn, (t) => outbox.enqueue(t, { topic: "biz", id: "after", payload: {} }));
+    expect(await outbox.get("after")).not.toBeNull();
+  });
 });
