@@ -29,7 +29,9 @@ export interface ClientIpOptions {
    */
   readonly trustedProxies?: number | readonly string[] | BlockList;
   /**
-   * The header your proxies append the client address to (lower case).
+   * The header your proxies append the client address to (lower case). `"forwarded"` reads the standard
+   * `Forwarded` header (RFC 7239) instead: the `for=` parameter of each element, quoted IPv6 with or without
+   * a port included; an element with no usable `for=` (`unknown`, an obfuscated `_id`) stops the walk there.
    * @default "x-forwarded-for"
    */
   readonly header?: string;
@@ -92,6 +94,30 @@ function normalize(raw: string | undefined): string | undefined {
   return a;
 }
 
+/**
+ * The `for=` value of each element of a `Forwarded` header (RFC 7239), in order, unquoted; `""` for an
+ * element without one, which `normalize` then turns into a stop.
+ */
+function forwardedFor(header: string): string[] {
+  const out: string[] = [];
+  // Elements are split by commas outside quoted strings, pairs within an element by semicolons; an
+  // unterminated quote runs to the end (and then is no address).
+  for (const element of header.match(/(?:[^,"]|"(?:[^"\\]|\\.)*(?:"|$))+/g) ?? []) {
+    let value = "";
+    for (const pair of element.match(/(?:[^;"]|"(?:[^"\\]|\\.)*(?:"|$))+/g) ?? []) {
+      const eq = pair.indexOf("=");
+      if (eq === -1 || pair.slice(0, eq).trim().toLowerCase() !== "for") continue;
+      value = pair.slice(eq + 1).trim();
+      if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) {
+        value = value.slice(1, -1).replace(/\\(.)/g, "$1");
+      }
+      break;
+    }
+    out.push(value);
+  }
+  return out;
+}
+
 function isTrusted(bl: BlockList, addr: string): boolean {
   return bl.check(addr, isIP(addr) === 4 ? "ipv4" : "ipv6");
 }
@@ -136,7 +162,7 @@ export function clientIp(req: ClientIpRequest, options: ClientIpOptions = {}): s
   const name = options.header ?? "x-forwarded-for";
   const value = req.headers[name];
   const header = Array.isArray(value) ? value.join(",") : typeof value === "string" ? value : "";
-  const chain = header === "" ? [] : header.split(",");
+  const chain = header === "" ? [] : name === "forwarded" ? forwardedFor(header) : header.split(",");
 
   // Walk from the socket's peer leftwards while the current hop is trusted.
   let client = peer;

@@ -79,6 +79,42 @@ describe("clientIp", () => {
     ).toBe("198.51.100.7");
   });
 
+  it("reads the standard Forwarded header (RFC 7239) when told to", () => {
+    const fwd = (peer: string, value: string | string[]) => ({
+      socket: { remoteAddress: peer },
+      headers: { forwarded: value },
+    });
+    const ONE = { trustedProxies: 1, header: "forwarded" };
+    expect(clientIp(fwd("10.0.0.2", "for=198.51.100.7;proto=https;by=10.0.0.2"), ONE)).toBe("198.51.100.7");
+    // The client's own element on the left is not taken; the trusted hop's on the right is.
+    expect(clientIp(fwd("10.0.0.2", "for=6.6.6.6, for=198.51.100.7"), ONE)).toBe("198.51.100.7");
+    // Quoted IPv6 with a port, parameters in any order and case, a comma inside a quoted value.
+    expect(clientIp(fwd("10.0.0.2", 'proto=http;For="[2001:db8:cafe::17]:4711"'), ONE)).toBe(
+      "2001:db8:cafe::17",
+    );
+    expect(clientIp(fwd("10.0.0.2", 'for=6.6.6.6;x="a,b", for="198.51.100.7:80"'), ONE)).toBe("198.51.100.7");
+    // Several header lines count as one list; a trust list walks left over the trusted hops.
+    expect(
+      clientIp(fwd("10.0.0.2", ["for=6.6.6.6", "for=198.51.100.7, for=10.1.2.3"]), {
+        trustedProxies: ["10.0.0.0/8"],
+        header: "forwarded",
+      }),
+    ).toBe("198.51.100.7");
+    // "unknown", an obfuscated id or an element without for=: the walk stops at the hop that wrote it.
+    expect(clientIp(fwd("10.0.0.2", "for=unknown"), ONE)).toBe("10.0.0.2");
+    expect(clientIp(fwd("10.0.0.2", 'for="_hidden"'), ONE)).toBe("10.0.0.2");
+    expect(clientIp(fwd("10.0.0.2", "proto=https"), ONE)).toBe("10.0.0.2");
+    expect(clientIp(fwd("10.0.0.2", 'for="198.51.100.7'), ONE)).toBe("10.0.0.2");
+    // X-Forwarded-For is ignored when Forwarded is the header, and the other way round.
+    expect(
+      clientIp(
+        { socket: { remoteAddress: "10.0.0.2" }, headers: { "x-forwarded-for": "198.51.100.7" } },
+        ONE,
+      ),
+    ).toBe("10.0.0.2");
+    expect(clientIp(fwd("10.0.0.2", "for=198.51.100.7"), { trustedProxies: 1 })).toBe("10.0.0.2");
+  });
+
   it("refuses bad options", () => {
     expect(() => clientIp(req("10.0.0.2", "1.1.1.1"), { trustedProxies: -1 })).toThrow(InvalidArgumentError);
     expect(() => clientIp(req("10.0.0.2", "1.1.1.1"), { trustedProxies: ["10.0.0.0/33"] })).toThrow(
