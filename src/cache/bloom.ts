@@ -51,7 +51,7 @@ const ADD = perSegments("cache/bloom-add", 2);
 const CHECK = perSegments("cache/bloom-check", 0);
 const BUILD = perSegments("cache/bloom-build", 2);
 const COMMIT = perSegments("cache/bloom-commit", 2, 2);
-const CLEAR = perSegments("cache/bloom-clear", 1);
+const CLEAR = perSegments("cache/bloom-clear", 2);
 
 /** Options of the in-process mirror. */
 export interface BloomMirrorOptions {
@@ -411,7 +411,9 @@ export class RedisBloomFilter {
   }
 
   /**
-   * Removes every item (the shape stays) and bumps the version, so every mirror reloads.
+   * Removes every item (the shape stays) and bumps the version, so every mirror reloads. A rebuild running
+   * meanwhile (in any process) is ended: its switch would bring back what was cleared, so it returns
+   * `{ ok: false, reason: "SUPERSEDED" }` and leaves the filter empty.
    *
    * @example
    * ```ts
@@ -420,7 +422,11 @@ export class RedisBloomFilter {
    */
   async clear(): Promise<void> {
     const reply = pair(
-      await CLEAR(this.segmentCount).run(this.redis, [this.meta, ...this.segments], [this.shape]),
+      await CLEAR(this.segmentCount).run(
+        this.redis,
+        [this.meta, this.pending, ...this.segments],
+        [this.shape],
+      ),
       "cache/bloom-clear",
     );
     if (reply[0] === 1) throw this.shapeError(String(reply[1]));
@@ -434,7 +440,8 @@ export class RedisBloomFilter {
    * Items added before it started are kept only if `items` has them, so read your source of truth after
    * calling (an async iterable is read lazily, after the rebuild has started).
    *
-   * Two rebuilds at once: the one started last wins; the other returns `{ ok: false, reason: "SUPERSEDED" }`.
+   * Two rebuilds at once: the one started last wins; the other returns `{ ok: false, reason: "SUPERSEDED" }`,
+   * and so does a rebuild during which {@link RedisBloomFilter.clear} was called.
    *
    * @example
    * ```ts

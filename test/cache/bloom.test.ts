@@ -336,6 +336,36 @@ describe("RedisBloomFilter.rebuild", () => {
     expect((await redis.keys(`*${prefix}*build*`)).length).toBe(0);
   });
 
+  it("clear() during a rebuild ends it: the rebuild is told SUPERSEDED and the filter stays empty", async () => {
+    const prefix = randomPrefix();
+    const f = new RedisBloomFilter(redis, "r3c", { capacity: 1000, errorRate: 0.01, prefix, batchSize: 5 });
+    await f.add("before");
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    async function* items() {
+      yield "rebuilt-0";
+      await gate;
+      for (let i = 1; i < 20; i++) yield `rebuilt-${i}`;
+    }
+    const running = f.rebuild(items());
+    await sleep(50);
+    await f.clear();
+    await f.add("after-clear");
+    release();
+    expect(await running).toEqual({ ok: false, reason: "SUPERSEDED" });
+    expect(await f.mightContainMany(["after-clear", "before", "rebuilt-0", "rebuilt-19"])).toEqual([
+      true,
+      false,
+      false,
+      false,
+    ]);
+    expect((await redis.keys(`*${prefix}*build*`)).length).toBe(0);
+    expect(await redis.exists(f.keys().pending)).toBe(0);
+    // The next rebuild runs normally.
+    expect(await f.rebuild(["next"])).toMatchObject({ ok: true, items: 1 });
+    expect(await f.mightContainMany(["next", "after-clear"])).toEqual([true, false]);
+  });
+
   it("an aborted rebuild leaves the live filter untouched", async () => {
     const prefix = randomPrefix();
     const f = new RedisBloomFilter(redis, "r4", { capacity: 1000, errorRate: 0.01, prefix, batchSize: 2 });
