@@ -149,6 +149,16 @@ export class RateLimits<Ctx = unknown> {
       if (owner !== undefined && owner !== b && owner.redis === b.redis) {
         throw new InvalidArgumentError(`${at}.bucket`, `shares the prefix "${b.prefix}" with another bucket`);
       }
+      // "rl" with key "ip:1.2.3.4" and "rl:ip" with key "1.2.3.4" both make {rl:ip:1.2.3.4}: refuse too.
+      for (const [prefix, other] of owners) {
+        if (other.redis !== b.redis || other === b) continue;
+        if (prefix.startsWith(`${b.prefix}:`) || b.prefix.startsWith(`${prefix}:`)) {
+          throw new InvalidArgumentError(
+            `${at}.bucket`,
+            `has the prefix "${b.prefix}", which can make the same keys as another bucket's "${prefix}"`,
+          );
+        }
+      }
       owners.set(b.prefix, b);
     }
     this.#limits = [...limits];

@@ -117,6 +117,30 @@ describe("RateLimits (standalone Redis)", () => {
           { name: "b", bucket: same, key },
         ]),
     ).toThrow(/shares the prefix/);
+    // A prefix that is another's "<prefix>:" extension can make the same keys ("rl" + "ip:1" = "rl:ip" + "1").
+    const nested = new TokenBucket(redis, { capacity: 9, refillPerSecond: 1, prefix: `${b.prefix}:ip` });
+    for (const pair of [
+      [b, nested],
+      [nested, b],
+    ]) {
+      expect(
+        () =>
+          new RateLimits([
+            { name: "a", bucket: pair[0]!, key },
+            { name: "b", bucket: pair[1]!, key },
+          ]),
+      ).toThrow(/can make the same keys/);
+    }
+    expect(nested.keyOf("1")).toBe(b.keyOf("ip:1"));
+    // Prefixes that merely start alike do not collide: allowed.
+    const sibling = new TokenBucket(redis, { capacity: 9, refillPerSecond: 1, prefix: `${b.prefix}ip` });
+    expect(
+      () =>
+        new RateLimits([
+          { name: "a", bucket: b, key },
+          { name: "b", bucket: sibling, key },
+        ]),
+    ).not.toThrow();
     expect(() => new RateLimits([{ name: "a", bucket: {} as TokenBucket, key }])).toThrow(/TokenBucket/);
     expect(() => new RateLimits([{ name: "a", bucket: b, key, cost: 0 }])).toThrow(/cost/);
     const limits = new RateLimits<string>([{ name: "a", bucket: b, key: (k) => k, cost: () => 4 }]);
