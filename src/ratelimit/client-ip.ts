@@ -31,7 +31,8 @@ export interface ClientIpOptions {
   /**
    * The header your proxies append the client address to (lower case). `"forwarded"` reads the standard
    * `Forwarded` header (RFC 7239) instead: the `for=` parameter of each element, quoted IPv6 with or without
-   * a port included; an element with no usable `for=` (`unknown`, an obfuscated `_id`) stops the walk there.
+   * a port included; an element with no usable `for=` (`unknown`, an obfuscated `_id`, an unbalanced quote,
+   * a comma inside a quoted value) stops the walk there, at the address of the hop that wrote it.
    * @default "x-forwarded-for"
    */
   readonly header?: string;
@@ -96,26 +97,38 @@ function normalize(raw: string | undefined): string | undefined {
 
 /**
  * The `for=` value of each element of a `Forwarded` header (RFC 7239), in order, unquoted; `""` for an
- * element without one, which `normalize` then turns into a stop.
+ * element without a usable one, which `normalize` then turns into a stop. Elements are split at every comma,
+ * quotes or not: a `for=` a proxy writes never holds one, and a quote the client left open cannot swallow
+ * the elements the proxies appended after it (an element with an unbalanced quote is garbage, and the walk
+ * from the right stops there). One pass, linear in the header's length.
  */
 function forwardedFor(header: string): string[] {
-  const out: string[] = [];
-  // Elements are split by commas outside quoted strings, pairs within an element by semicolons; an
-  // unterminated quote runs to the end (and then is no address).
-  for (const element of header.match(/(?:[^,"]|"(?:[^"\\]|\\.)*(?:"|$))+/g) ?? []) {
-    let value = "";
-    for (const pair of element.match(/(?:[^;"]|"(?:[^"\\]|\\.)*(?:"|$))+/g) ?? []) {
-      const eq = pair.indexOf("=");
-      if (eq === -1 || pair.slice(0, eq).trim().toLowerCase() !== "for") continue;
-      value = pair.slice(eq + 1).trim();
-      if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) {
-        value = value.slice(1, -1).replace(/\\(.)/g, "$1");
-      }
-      break;
-    }
-    out.push(value);
+  return header.split(",").map(forValue);
+}
+
+function forValue(element: string): string {
+  if (!balancedQuotes(element)) return "";
+  for (const pair of element.split(";")) {
+    const eq = pair.indexOf("=");
+    if (eq === -1 || pair.slice(0, eq).trim().toLowerCase() !== "for") continue;
+    const value = pair.slice(eq + 1).trim();
+    if (!value.startsWith('"')) return value;
+    if (value.length < 2 || !value.endsWith('"')) return "";
+    return value.slice(1, -1).replace(/\\(.)/g, "$1");
   }
-  return out;
+  return "";
+}
+
+/** Whether the unescaped double quotes of `s` pair up. */
+function balancedQuotes(s: string): boolean {
+  let open = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x5c && open)
+      i++; // backslash escape inside a quoted string
+    else if (c === 0x22) open = !open;
+  }
+  return !open;
 }
 
 function isTrusted(bl: BlockList, addr: string): boolean {

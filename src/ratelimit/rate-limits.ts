@@ -129,7 +129,7 @@ export class RateLimits<Ctx = unknown> {
       throw new InvalidArgumentError("limits", "must be a non-empty array of { name, bucket, key }");
     }
     const names = new Set<string>();
-    const owners = new Map<string, TokenBucket>();
+    const earlier: TokenBucket[] = [];
     for (const [i, l] of limits.entries()) {
       const at = `limits[${i}]`;
       if (typeof l !== "object" || l === null) throw new InvalidArgumentError(at, "must be an object");
@@ -144,22 +144,21 @@ export class RateLimits<Ctx = unknown> {
       }
       if (typeof l.key !== "function") throw new InvalidArgumentError(`${at}.key`, "must be a function");
       if (l.cost !== undefined && typeof l.cost !== "function") validateInt(`${at}.cost`, l.cost, { min: 1 });
-      // Two different buckets under one prefix on one client would share keys, and so tokens.
-      const owner = owners.get(b.prefix);
-      if (owner !== undefined && owner !== b && owner.redis === b.redis) {
-        throw new InvalidArgumentError(`${at}.bucket`, `shares the prefix "${b.prefix}" with another bucket`);
-      }
-      // "rl" with key "ip:1.2.3.4" and "rl:ip" with key "1.2.3.4" both make {rl:ip:1.2.3.4}: refuse too.
-      for (const [prefix, other] of owners) {
-        if (other.redis !== b.redis || other === b) continue;
-        if (prefix.startsWith(`${b.prefix}:`) || b.prefix.startsWith(`${prefix}:`)) {
+      // Two different buckets under one prefix on one client would share keys, and so tokens; so would
+      // "rl" with key "ip:1.2.3.4" and "rl:ip" with key "1.2.3.4" (both {rl:ip:1.2.3.4}).
+      for (const other of earlier) {
+        if (other === b || other.redis !== b.redis) continue;
+        if (other.prefix === b.prefix) {
+          throw new InvalidArgumentError(`${at}.bucket`, `shares the prefix "${b.prefix}" with another bucket`);
+        }
+        if (other.prefix.startsWith(`${b.prefix}:`) || b.prefix.startsWith(`${other.prefix}:`)) {
           throw new InvalidArgumentError(
             `${at}.bucket`,
-            `has the prefix "${b.prefix}", which can make the same keys as another bucket's "${prefix}"`,
+            `has the prefix "${b.prefix}", which can make the same keys as another bucket's "${other.prefix}"`,
           );
         }
       }
-      owners.set(b.prefix, b);
+      earlier.push(b);
     }
     this.#limits = [...limits];
     this.#onRefundError = options.onRefundError;

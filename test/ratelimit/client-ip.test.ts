@@ -92,7 +92,7 @@ describe("clientIp", () => {
     expect(clientIp(fwd("10.0.0.2", 'proto=http;For="[2001:db8:cafe::17]:4711"'), ONE)).toBe(
       "2001:db8:cafe::17",
     );
-    expect(clientIp(fwd("10.0.0.2", 'for=6.6.6.6;x="a,b", for="198.51.100.7:80"'), ONE)).toBe("198.51.100.7");
+    expect(clientIp(fwd("10.0.0.2", 'for=6.6.6.6;x="a;b", for="198.51.100.7:80"'), ONE)).toBe("198.51.100.7");
     // Several header lines count as one list; a trust list walks left over the trusted hops.
     expect(
       clientIp(fwd("10.0.0.2", ["for=6.6.6.6", "for=198.51.100.7, for=10.1.2.3"]), {
@@ -105,6 +105,21 @@ describe("clientIp", () => {
     expect(clientIp(fwd("10.0.0.2", 'for="_hidden"'), ONE)).toBe("10.0.0.2");
     expect(clientIp(fwd("10.0.0.2", "proto=https"), ONE)).toBe("10.0.0.2");
     expect(clientIp(fwd("10.0.0.2", 'for="198.51.100.7'), ONE)).toBe("10.0.0.2");
+    // A quote the client leaves open cannot swallow what the proxy appended after it (the spoof of a
+    // quote-aware split), nor can a quoted comma: the split is at every comma.
+    for (let i = 1; i <= 20; i++) {
+      expect(clientIp(fwd("10.0.0.2", `for=7.7.7.${i};x=", for=198.51.100.7`), ONE)).toBe("198.51.100.7");
+      expect(
+        clientIp(fwd("10.0.0.2", `for=7.7.7.${i};x=", for=198.51.100.7`), {
+          trustedProxies: ["10.0.0.0/8"],
+          header: "forwarded",
+        }),
+      ).toBe("198.51.100.7");
+    }
+    expect(clientIp(fwd("10.0.0.2", 'for=198.51.100.7;x="a,b"'), ONE)).toBe("10.0.0.2");
+    // Linear time: a 16 KB header of quotes and backslashes is parsed in one pass.
+    const hostile = '"a\\'.repeat(4000) + ", for=198.51.100.7";
+    expect(clientIp(fwd("10.0.0.2", hostile), ONE)).toBe("198.51.100.7");
     // X-Forwarded-For is ignored when Forwarded is the header, and the other way round.
     expect(
       clientIp(

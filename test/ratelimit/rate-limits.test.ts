@@ -132,6 +132,16 @@ describe("RateLimits (standalone Redis)", () => {
       ).toThrow(/can make the same keys/);
     }
     expect(nested.keyOf("1")).toBe(b.keyOf("ip:1"));
+    // A bucket on another client in between does not hide the first one.
+    const elsewhere = new TokenBucket(other.client(), { capacity: 9, refillPerSecond: 1, prefix: b.prefix });
+    expect(
+      () =>
+        new RateLimits([
+          { name: "a", bucket: b, key },
+          { name: "b", bucket: elsewhere, key },
+          { name: "c", bucket: same, key },
+        ]),
+    ).toThrow(/shares the prefix/);
     // Prefixes that merely start alike do not collide: allowed.
     const sibling = new TokenBucket(redis, { capacity: 9, refillPerSecond: 1, prefix: `${b.prefix}ip` });
     expect(
