@@ -7,7 +7,7 @@ import { LUA } from "../core/embedded.generated.js";
 import { entityKeys, resolvePrefix } from "../core/keys.js";
 import { TickBatcher, type Pending } from "../core/batch.js";
 import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
 import { HASH_SCHEME, pushPositions, setBits, testBits } from "./hash.js";
 
 /**
@@ -196,6 +196,7 @@ export class RedisBloomFilter {
     name: string,
     options: RedisBloomFilterOptions,
   ) {
+    validateOptions("options", options, { required: true });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -453,6 +454,7 @@ export class RedisBloomFilter {
     items: Iterable<string> | AsyncIterable<string>,
     options: RebuildOptions = {},
   ): Promise<RebuildResult> {
+    validateOptions("options", options);
     const { signal } = options;
     signal?.throwIfAborted();
     const id = randomUUID();

@@ -7,7 +7,7 @@ export {
   ConflictError,
   DatabaseError,
 } from "./errors.js";
-export { validateId, validateInt, validateOptionalInt, MAX_ID_LENGTH } from "./validate.js";
+export { validateId, validateInt, validateOptionalInt, validateOptions, MAX_ID_LENGTH } from "./validate.js";
 export { entityKeys, resolvePrefix, DEFAULT_PREFIX, type EntityKeys } from "./keys.js";
 export { LuaScript, RedisCommandError, toRedisError, type RedisClient, type ScriptArg } from "./scripts.js";
 export { redisTimeMs } from "./time.js";

@@ -32,6 +32,31 @@ export function validateId(name: string, value: unknown): asserts value is strin
     throw new InvalidArgumentError(name, `must be at most ${MAX_ID_LENGTH} characters`);
   if (FORBIDDEN.test(value))
     throw new InvalidArgumentError(name, "must not contain '{', '}', whitespace or control characters");
+  // A lone surrogate is sent as U+FFFD: "a\ud800" and "a\udc00" would name the same key.
+  if (LONE_SURROGATE.test(value)) throw new InvalidArgumentError(name, "must be well-formed Unicode");
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Checks that an options argument is an object, or `undefined` (then the defaults apply) unless it is
+ * `required`. Throws
+ * {@link InvalidArgumentError} for `null`, numbers, strings and the like, before anything is written.
+ *
+ * @example
+ * ```ts
+ * validateOptions("options", options); // in a method taking `options: Opts = {}`
+ * ```
+ */
+export function validateOptions(
+  name: string,
+  value: unknown,
+  { required = false }: { readonly required?: boolean } = {},
+): asserts value is object | undefined {
+  if (value === undefined && !required) return;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(name, "must be an object");
+  }
 }
 
 /**

@@ -5,7 +5,7 @@ import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { LUA } from "../core/embedded.generated.js";
 import { entityKeys, resolvePrefix } from "../core/keys.js";
 import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateId, validateInt } from "../core/validate.js";
+import { validateId, validateInt, validateOptions } from "../core/validate.js";
 import { renderSvg } from "./svg.js";
 
 const TAKE = new LuaScript("gate/captcha-take", LUA["gate/captcha-take"], 1);
@@ -138,6 +138,7 @@ export class RedisCaptcha implements CaptchaVerifier {
     private readonly redis: RedisClient,
     options: RedisCaptchaOptions = {},
   ) {
+    validateOptions("options", options);
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -171,6 +172,7 @@ export class RedisCaptcha implements CaptchaVerifier {
    * ```
    */
   async create(options: { readonly userId?: string } = {}): Promise<IssuedChallenge> {
+    validateOptions("options", options);
     if (options.userId !== undefined) validateId("userId", options.userId);
     const c = this.#generate();
     if (typeof c !== "object" || c === null || typeof c.svg !== "string" || typeof c.answer !== "string") {
@@ -201,6 +203,7 @@ export class RedisCaptcha implements CaptchaVerifier {
     const { id, answer } = response;
     if (typeof id !== "string" || typeof answer !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(id))
       return false;
+    validateOptions("subject", subject, { required: true });
     validateId("userId", subject.userId);
     // An oversized answer is wrong anyway; it still spends the challenge, as every attempt does.
     const given = this.#normalize(answer.slice(0, 256));

@@ -6,7 +6,7 @@ import { LUA } from "../core/embedded.generated.js";
 import { entityKeys, resolvePrefix } from "../core/keys.js";
 import { LuaScript, type RedisClient } from "../core/scripts.js";
 import { redisTimeMs } from "../core/time.js";
-import { validateId, validateInt } from "../core/validate.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
 
 const REDEEM = new LuaScript("gate/redeem-token", LUA["gate/redeem-token"], 1);
 
@@ -127,6 +127,7 @@ export class PurchaseTokens {
     private readonly redis: RedisClient,
     options: PurchaseTokensOptions,
   ) {
+    validateOptions("options", options, { required: true });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -215,6 +216,8 @@ export class PurchaseTokens {
     options: { readonly saleEndsAt?: number } = {},
   ): Promise<RedeemResult> {
     checkSubject(expected);
+    validateOptions("options", options);
+    validateOptionalInt("saleEndsAt", options.saleEndsAt, { min: 0 });
     const p = this.#open(token);
     if (p === undefined) return { ok: false, reason: "INVALID" };
     if (p.s !== expected.saleId) return { ok: false, reason: "WRONG_SALE" };

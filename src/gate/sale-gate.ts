@@ -3,7 +3,7 @@
 import { InvalidArgumentError } from "../core/errors.js";
 import { redisTimeMs } from "../core/time.js";
 import type { RedisClient } from "../core/scripts.js";
-import { validateId, validateOptionalInt, validateInt } from "../core/validate.js";
+import { validateId, validateOptionalInt, validateInt, validateOptions } from "../core/validate.js";
 import type { CaptchaResponse, CaptchaVerifier } from "./captcha.js";
 import type { PurchaseTokens, RedeemResult } from "./purchase-tokens.js";
 
@@ -131,6 +131,7 @@ export class SaleGate<Ctx = undefined> {
     private readonly redis: RedisClient,
     options: SaleGateOptions<Ctx>,
   ) {
+    validateOptions("options", options, { required: true });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -244,6 +245,7 @@ export class SaleGate<Ctx = undefined> {
     token: string,
     expected: { readonly userId: string; readonly sku: string },
   ): Promise<RedeemResult> {
+    validateOptions("expected", expected, { required: true });
     return this.#tokens.redeem(
       token,
       { saleId: this.saleId, sku: expected.sku, userId: expected.userId },

@@ -4,7 +4,7 @@ import Redlock, { ExecutionError, ResourceLockedError, type Lock, type RedlockCl
 import { InvalidArgumentError, RedisUnavailableError } from "../core/errors.js";
 import { entityKeys, resolvePrefix } from "../core/keys.js";
 import { toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateInt, validateOptionalInt } from "../core/validate.js";
+import { validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
 import { LockTimeoutError } from "./errors.js";
 import { MAX_LOCK_MS } from "./spin-lock.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
@@ -237,6 +237,7 @@ export class QuorumLock implements Locker<undefined> {
    * ```
    */
   async acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<undefined>> {
+    validateOptions("options", options);
     const { signal } = options;
     signal?.throwIfAborted();
     const key = this.key(resource);
@@ -270,6 +271,7 @@ export class QuorumLock implements Locker<undefined> {
     routine: LockedRoutine<T, undefined>,
     options: UsingOptions = {},
   ): Promise<T> {
+    validateOptions("options", options);
     validateOptionalInt("maxHoldMs", options.maxHoldMs, { min: 1 });
     const handle = await this.acquire(resource, options);
     return holdWhile(handle, routine, {

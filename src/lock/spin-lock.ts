@@ -7,7 +7,7 @@ import { resolvePrefix } from "../core/keys.js";
 import { TickBatcher, type Pending } from "../core/batch.js";
 import { LuaScript, RedisCommandError, type RedisClient } from "../core/scripts.js";
 import { slotOf } from "../core/slot.js";
-import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
 import { LockTimeoutError } from "./errors.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
 import { holdWhile } from "./using.js";
@@ -228,6 +228,7 @@ export class SpinLock implements Locker<number> {
     private readonly redis: RedisClient,
     options: SpinLockOptions = {},
   ) {
+    validateOptions("options", options);
     checkClient("redis", redis);
     this.prefix = resolvePrefix(options.prefix);
     validateOptionalInt("ttlMs", options.ttlMs, { min: 1, max: MAX_LOCK_MS });
@@ -303,6 +304,7 @@ export class SpinLock implements Locker<number> {
    * ```
    */
   async acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<number>> {
+    validateOptions("options", options);
     const { signal } = options;
     signal?.throwIfAborted();
     const keys = this.keys(resource);
@@ -405,6 +407,7 @@ export class SpinLock implements Locker<number> {
     routine: LockedRoutine<T, number>,
     options: UsingOptions = {},
   ): Promise<T> {
+    validateOptions("options", options);
     validateOptionalInt("maxHoldMs", options.maxHoldMs, { min: 1 });
     const handle = await this.acquire(resource, options);
     return holdWhile(handle, routine, {

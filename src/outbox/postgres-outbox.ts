@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { SQL } from "../core/embedded.generated.js";
 import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
-import { validateInt } from "../core/validate.js";
+import { validateInt, validateOptions } from "../core/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
 import { checkSqlClient, ownStatements } from "./transaction.js";
 import { payloadJson, validateMessageId, validateTopic, type OutboxMessage } from "./types.js";
@@ -170,6 +170,7 @@ export class PostgresOutbox {
     readonly db: SqlClient,
     options: PostgresOutboxOptions = {},
   ) {
+    validateOptions("options", options);
     checkSqlClient("db", db);
     this.own = ownStatements("PostgresOutbox", db);
     this.table = checkTableName("table", options.table ?? "fsk_outbox");
@@ -281,6 +282,7 @@ export class PostgresOutbox {
   async listDead<P = unknown>(
     options: { readonly limit?: number; readonly topic?: string } = {},
   ): Promise<OutboxRecord<P>[]> {
+    validateOptions("options", options);
     const limit = options.limit ?? 100;
     validateInt("limit", limit, { min: 1, max: 100_000 });
     if (options.topic !== undefined) validateTopic("topic", options.topic);

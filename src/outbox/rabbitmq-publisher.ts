@@ -1,7 +1,7 @@
 // RabbitMqPublisher: an OutboxRelay transport to RabbitMQ that resolves only once the broker confirms the
 // message (publisher confirms), on an amqplib ConfirmChannel the user creates; amqplib is not imported.
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { validateInt } from "../core/validate.js";
+import { validateInt, validateOptions } from "../core/validate.js";
 import { payloadJson, type OutboxMessage } from "./types.js";
 import type { StreamedMessage } from "./redis-stream-publisher.js";
 
@@ -77,6 +77,7 @@ export class RabbitMqPublisher {
     private readonly channel: ConfirmChannelLike,
     options: RabbitMqPublisherOptions,
   ) {
+    validateOptions("options", options, { required: true });
     if (channel === null || typeof channel !== "object" || typeof channel.publish !== "function") {
       throw new InvalidArgumentError("channel", "must be an amqplib ConfirmChannel");
     }

@@ -5,7 +5,7 @@ import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { LUA } from "../core/embedded.generated.js";
 import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
 import { slotOf } from "../core/slot.js";
-import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
 import { errorText, sleep } from "./types.js";
 
 const RECLAIM = new LuaScript("outbox/reclaim", LUA["outbox/reclaim"], 2);
@@ -198,6 +198,7 @@ export class RedisStreamConsumer {
     private readonly redis: RedisClient,
     options: RedisStreamConsumerOptions,
   ) {
+    validateOptions("options", options, { required: true });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }

@@ -2,7 +2,7 @@
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { entityKeys, resolvePrefix } from "../core/keys.js";
 import { toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateOptionalInt } from "../core/validate.js";
+import { validateOptionalInt, validateOptions } from "../core/validate.js";
 import { payloadJson, type OutboxMessage } from "./types.js";
 import type { StreamEntry } from "./redis-stream-consumer.js";
 
@@ -48,6 +48,7 @@ export class RedisStreamPublisher {
     private readonly redis: RedisClient,
     options: RedisStreamPublisherOptions = {},
   ) {
+    validateOptions("options", options);
     if (redis === null || typeof redis !== "object" || typeof redis.xadd !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }

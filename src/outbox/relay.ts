@@ -2,7 +2,7 @@
 // relays share the work), publishes, marks sent; failures are retried on the database clock, then dead.
 import { randomUUID } from "node:crypto";
 import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../core/errors.js";
-import { validateInt, validateOptionalInt } from "../core/validate.js";
+import { validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
 import { resolveBackoff, retryDelayMs, type RelayBackoffOptions } from "./backoff.js";
 import type { OutboxRecord, PostgresOutbox } from "./postgres-outbox.js";
 import { isPool } from "./transaction.js";
@@ -148,6 +148,7 @@ export class OutboxRelay {
     readonly outbox: PostgresOutbox,
     options: OutboxRelayOptions,
   ) {
+    validateOptions("options", options, { required: true });
     if (outbox === null || typeof outbox !== "object" || typeof outbox.claim !== "function") {
       throw new InvalidArgumentError("outbox", "must be a PostgresOutbox");
     }

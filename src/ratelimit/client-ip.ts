@@ -2,6 +2,7 @@
 // address is limited under (IPv6 by its /64, since one host usually holds the whole /64).
 import { BlockList, isIP } from "node:net";
 import { InvalidArgumentError } from "../core/errors.js";
+import { validateOptions } from "../core/validate.js";
 
 /**
  * What `clientIp` reads from a request: Node's `IncomingMessage`, an Express `Request` and a Fastify
@@ -150,6 +151,7 @@ function isTrusted(bl: BlockList, addr: string): boolean {
  * ```
  */
 export function clientIp(req: ClientIpRequest, options: ClientIpOptions = {}): string | undefined {
+  validateOptions("options", options);
   const peer = normalize(req.socket?.remoteAddress);
   if (peer === undefined) return undefined;
   const trust = options.trustedProxies ?? 0;
@@ -251,6 +253,7 @@ function format6(g: readonly number[]): string {
  * ```
  */
 export function ipKey(address: string | undefined, options: IpKeyOptions = {}): string {
+  validateOptions("options", options);
   const bits = options.ipv6PrefixLength ?? 64;
   if (!Number.isInteger(bits) || bits < 1 || bits > 128) {
     throw new InvalidArgumentError("ipv6PrefixLength", "must be an integer from 1 to 128");

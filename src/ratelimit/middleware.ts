@@ -2,7 +2,7 @@
 // answer 429 with RateLimit-Policy / RateLimit / Retry-After headers, and fail open or closed when Redis is
 // down or slow. Fastify and Express are never imported: the request and reply are typed by their shape.
 import { FlashSaleError, InvalidArgumentError } from "../core/errors.js";
-import { validateInt } from "../core/validate.js";
+import { validateInt, validateOptions } from "../core/validate.js";
 import type { LimitState, RateLimits, RateLimitsResult } from "./rate-limits.js";
 
 /** Options shared by `fastifyRateLimit`, `fastifyRateLimitHook` and `expressRateLimit`. */
@@ -165,6 +165,7 @@ export type FastifyRateLimitHook<Req> = (request: Req, reply: FastifyReplyLike) 
 export function fastifyRateLimitHook<Req>(
   options: RateLimitMiddlewareOptions<Req>,
 ): FastifyRateLimitHook<Req> {
+  validateOptions("options", options, { required: true });
   const o = resolve(options);
   return async (request, reply) => {
     const d = await decide(o, request);
@@ -246,6 +247,7 @@ export type ExpressRateLimitMiddleware<Req> = (
 export function expressRateLimit<Req>(
   options: RateLimitMiddlewareOptions<Req>,
 ): ExpressRateLimitMiddleware<Req> {
+  validateOptions("options", options, { required: true });
   const o = resolve(options);
   return (req, res, next) => {
     decide(o, req).then(

@@ -149,7 +149,10 @@ export class RateLimits<Ctx = unknown> {
       for (const other of earlier) {
         if (other === b || other.redis !== b.redis) continue;
         if (other.prefix === b.prefix) {
-          throw new InvalidArgumentError(`${at}.bucket`, `shares the prefix "${b.prefix}" with another bucket`);
+          throw new InvalidArgumentError(
+            `${at}.bucket`,
+            `shares the prefix "${b.prefix}" with another bucket`,
+          );
         }
         if (other.prefix.startsWith(`${b.prefix}:`) || b.prefix.startsWith(`${other.prefix}:`)) {
           throw new InvalidArgumentError(

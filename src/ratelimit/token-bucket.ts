@@ -2,7 +2,7 @@
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { resolvePrefix } from "../core/keys.js";
 import { toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateId, validateInt } from "../core/validate.js";
+import { validateId, validateInt, validateOptions } from "../core/validate.js";
 import { slotOf } from "../core/slot.js";
 import { takeGroup, type BucketItem } from "./engine.js";
 
@@ -70,6 +70,9 @@ export interface BucketState {
  */
 export const MAX_CAPACITY = 1_000_000_000;
 
+/** The longest time from empty to full a bucket may take (about 31 years). */
+const MAX_REFILL_SECONDS = 1_000_000_000;
+
 /**
  * A token bucket per key in Redis (standalone, Sentinel or Cluster). A bucket holds up to `capacity` tokens
  * and refills `refillPerSecond` continuously, judged by Redis `TIME`, so the application servers' clocks
@@ -104,6 +107,7 @@ export class TokenBucket {
     readonly redis: RedisClient,
     options: TokenBucketOptions,
   ) {
+    validateOptions("options", options, { required: true });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -116,6 +120,13 @@ export class TokenBucket {
       throw new InvalidArgumentError(
         "refillPerSecond",
         `must be a number above 0 and at most ${MAX_CAPACITY}`,
+      );
+    }
+    // The key's expiry is the moment the bucket is full again: keep it a sane integer (PXAT overflows).
+    if (options.capacity / rate > MAX_REFILL_SECONDS) {
+      throw new InvalidArgumentError(
+        "refillPerSecond",
+        `must refill the whole capacity within ${MAX_REFILL_SECONDS} s (capacity / refillPerSecond)`,
       );
     }
     if (options.batch !== undefined && typeof options.batch !== "boolean") {
@@ -171,6 +182,7 @@ export class TokenBucket {
    * ```
    */
   async take(key: string, options: TakeOptions = {}): Promise<TakeResult> {
+    validateOptions("options", options);
     const cost = options.cost ?? 1;
     validateInt("cost", cost, { min: 1 });
     const item = this.item(key, cost);

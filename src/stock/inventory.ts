@@ -5,7 +5,7 @@ import { LUA } from "../core/embedded.generated.js";
 import { entityKeys, resolvePrefix } from "../core/keys.js";
 import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
 import { TickBatcher, type Pending } from "../core/batch.js";
-import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
 import {
   checkReserveArgs,
   checkStockArgs,
@@ -178,6 +178,7 @@ export class Inventory implements StockStore {
     private readonly redis: RedisClient,
     options: InventoryOptions = {},
   ) {
+    validateOptions("options", options);
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -272,6 +273,7 @@ export class Inventory implements StockStore {
    * ```
    */
   async setStock(sku: string, quantity: number, options: StockOptions = {}): Promise<void> {
+    validateOptions("options", options);
     const o = checkStockArgs(sku, quantity, options);
     const reply = await SET_STOCK.run(
       this.redis,
@@ -432,6 +434,7 @@ export class Inventory implements StockStore {
    * ```
    */
   async expireHolds(sku: string, options: ExpireOptions = {}): Promise<number> {
+    validateOptions("options", options);
     validateId("sku", sku);
     const limit = options.limit ?? 100;
     validateInt("limit", limit, { min: 1, max: 100_000 });
@@ -453,6 +456,7 @@ export class Inventory implements StockStore {
    * ```
    */
   startHoldSweeper(options: HoldSweeperOptions): HoldSweeper {
+    validateOptions("options", options, { required: true });
     const intervalMs = options.intervalMs ?? 1000;
     const limit = options.limit ?? 100;
     validateInt("intervalMs", intervalMs, { min: 1 });
@@ -464,24 +468,29 @@ export class Inventory implements StockStore {
     let timer: NodeJS.Timeout | undefined;
     let round: Promise<void> = Promise.resolve();
 
+    const report = (err: unknown): void => {
+      try {
+        options.onError?.(err);
+      } catch {
+        // an onError that throws must not kill the loop
+      }
+    };
     const sweep = async (): Promise<void> => {
       const skus = typeof options.skus === "function" ? await options.skus() : options.skus;
+      if (!Array.isArray(skus)) throw new InvalidArgumentError("skus", "must return an array of SKUs");
+      // One failing SKU (a bad id, a node down) is reported and skipped: the others are still swept.
       for (const sku of skus) {
-        while (!stopped && (await this.expireHolds(sku, { limit })) === limit);
+        try {
+          while (!stopped && (await this.expireHolds(sku, { limit })) === limit);
+        } catch (err) {
+          report(err);
+        }
       }
     };
     const schedule = (): void => {
       if (stopped) return;
       timer = setTimeout(() => {
-        round = sweep()
-          .catch((err: unknown) => {
-            try {
-              options.onError?.(err);
-            } catch {
-              // an onError that throws must not kill the loop
-            }
-          })
-          .finally(schedule);
+        round = sweep().catch(report).finally(schedule);
       }, intervalMs);
       timer.unref();
     };

@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { SQL } from "../core/embedded.generated.js";
 import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
-import { validateId, validateInt } from "../core/validate.js";
+import { validateId, validateInt, validateOptions } from "../core/validate.js";
 import {
   checkReserveArgs,
   checkStockArgs,
@@ -74,6 +74,7 @@ export class SqlInventory implements StockStore {
     private readonly db: SqlClient,
     options: SqlInventoryOptions = {},
   ) {
+    validateOptions("options", options);
     if (db === null || typeof db !== "object" || typeof db.query !== "function") {
       throw new InvalidArgumentError("db", "must have a query(sql, params) method");
     }
@@ -103,6 +104,7 @@ export class SqlInventory implements StockStore {
    * ```
    */
   async setStock(sku: string, quantity: number, options: StockOptions = {}): Promise<void> {
+    validateOptions("options", options);
     const o = checkStockArgs(sku, quantity, options);
     const [row] = await sqlRows<{ code: number; available: number }>(
       this.db,
@@ -196,6 +198,7 @@ export class SqlInventory implements StockStore {
    * ```
    */
   async expireHolds(sku: string, options: ExpireOptions = {}): Promise<number> {
+    validateOptions("options", options);
     validateId("sku", sku);
     const limit = options.limit ?? 100;
     validateInt("limit", limit, { min: 1, max: 100_000 });

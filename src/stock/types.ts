@@ -139,7 +139,7 @@ export function checkStockArgs(
 ): Required<Pick<StockOptions, "perUserLimit">> & StockOptions {
   validateId("sku", sku);
   validateInt("quantity", quantity, { min: UNLIMITED, max: MAX_QUANTITY });
-  const perUserLimit = options.perUserLimit ?? 1;
+  const perUserLimit = options.perUserLimit === undefined ? 1 : options.perUserLimit;
   validateInt("perUserLimit", perUserLimit, { min: 1, max: MAX_QUANTITY });
   validateOptionalInt("startsAt", options.startsAt, { min: 0 });
   validateOptionalInt("endsAt", options.endsAt, { min: 0 });
@@ -156,7 +156,7 @@ export function checkReserveArgs(sku: string, options: ReserveOptions): number {
   if (typeof options !== "object" || options === null)
     throw new InvalidArgumentError("options", "must be an object with a userId");
   validateId("userId", options.userId);
-  const quantity = options.quantity ?? 1;
+  const quantity = options.quantity === undefined ? 1 : options.quantity;
   validateInt("quantity", quantity, { min: 1, max: MAX_QUANTITY });
   if (options.reservationId !== undefined) validateId("reservationId", options.reservationId);
   return quantity;

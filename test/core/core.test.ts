@@ -13,6 +13,7 @@ import {
   splitSqlStatements,
   TickBatcher,
   validateId,
+  validateOptions,
   validateInt,
 } from "../../src/core/index.js";
 import { startRedis, type PrivateRedis } from "../support/redis.js";
@@ -35,6 +36,16 @@ describe("keys", () => {
   });
 });
 
+describe("validateOptions", () => {
+  it("takes an object or, unless required, undefined; refuses the rest with a typed error", () => {
+    expect(() => validateOptions("options", {})).not.toThrow();
+    expect(() => validateOptions("options", undefined)).not.toThrow();
+    for (const bad of [null, 0, "x", true, [], () => 1])
+      expect(() => validateOptions("options", bad)).toThrow(/options must be an object/);
+    expect(() => validateOptions("options", undefined, { required: true })).toThrow(InvalidArgumentError);
+  });
+});
+
 describe("validateId", () => {
   it.each([
     ["", "empty"],
@@ -46,11 +57,14 @@ describe("validateId", () => {
     ["a\u007f", "DEL"],
     ["a\u2028", "line separator"],
     ["x".repeat(201), "too long"],
+    ["sku\ud800", "lone high surrogate"],
+    ["sku\udc00", "lone low surrogate"],
+    ["\udc00\ud83d", "surrogates in the wrong order"],
   ])("rejects %j (%s)", (value) => {
     expect(() => validateId("sku", value)).toThrow(InvalidArgumentError);
   });
   it("accepts ordinary ids up to 200 characters", () => {
-    for (const v of ["a", "sku:1|x", "用户-42", "x".repeat(200)])
+    for (const v of ["a", "sku:1|x", "用户-42", "x".repeat(200), "gift-\ud83c\udf81"])
       expect(() => validateId("sku", v)).not.toThrow();
     expect(() => validateId("sku", 42)).toThrow(/sku must be a string/);
   });

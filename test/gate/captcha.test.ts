@@ -39,6 +39,10 @@ describe("RedisCaptcha", () => {
     const captcha = new RedisCaptcha(redis, { generate: known("42"), prefix: randomPrefix() });
     const mine = await captcha.create({ userId: "u1" });
     expect(await captcha.verify({ id: mine.id, answer: "42" }, { userId: "farm" })).toBe(false);
+    // No subject at all is bad input, not an attempt: a typed error, and the challenge stays.
+    await expect(captcha.verify({ id: mine.id, answer: "42" }, undefined as never)).rejects.toThrow(
+      /subject must be an object/,
+    );
     // …and another user's attempt does not burn it
     expect(await captcha.verify({ id: mine.id, answer: "42" }, { userId: "u1" })).toBe(true);
     const anyone = await captcha.create();

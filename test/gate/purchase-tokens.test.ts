@@ -160,5 +160,11 @@ describe("PurchaseTokens", () => {
     const tokens = new PurchaseTokens(redis, { secret: Buffer.alloc(32, 7) });
     await expect(tokens.issue({ ...subject, userId: "a b" })).rejects.toThrow(InvalidArgumentError);
     await expect(tokens.redeem("x", { ...subject, sku: "{x}" })).rejects.toThrow(InvalidArgumentError);
+    // A saleEndsAt that is no time is refused, and the token stays unspent.
+    const { token } = await tokens.issue(subject);
+    for (const saleEndsAt of [Number.NaN, "soon" as never, -1])
+      await expect(tokens.redeem(token, subject, { saleEndsAt })).rejects.toThrow(/saleEndsAt/);
+    await expect(tokens.redeem(token, subject, null as never)).rejects.toThrow(InvalidArgumentError);
+    expect(await tokens.redeem(token, subject)).toMatchObject({ ok: true });
   });
 });

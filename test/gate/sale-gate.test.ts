@@ -250,5 +250,7 @@ describe("SaleGate admission", () => {
     );
     const gate = new SaleGate(redis, { saleId: "s", startsAt: 0, tokens: t });
     await expect(gate.admit({ userId: "{u}", sku: "s" })).rejects.toThrow(/userId/);
+    await expect(gate.redeem("v1.x.y", undefined as never)).rejects.toThrow(/expected must be an object/);
+    expect(() => new SaleGate(redis, null as never)).toThrow(/options must be an object/);
   });
 });

@@ -168,6 +168,12 @@ describe("TokenBucket.take", () => {
       /refillPerSecond/,
     );
     expect(() => new TokenBucket(redis, { capacity: 1, refillPerSecond: 1, prefix: "a{" })).toThrow(/prefix/);
+    // Full again only after 1e16 s: the key's expiry would overflow, so the settings are refused.
+    expect(() => new TokenBucket(redis, { capacity: 1e9, refillPerSecond: 1e-7 })).toThrow(
+      /refill the whole/,
+    );
+    expect(() => new TokenBucket(redis, null as never)).toThrow(InvalidArgumentError);
+    await expect(b.take("k", null as never)).rejects.toThrow(InvalidArgumentError);
     expect(() => new TokenBucket({} as Redis, { capacity: 1, refillPerSecond: 1 })).toThrow(/redis/);
   });
 

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { FlashSaleError, InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
+import { RedisCommandError } from "../../src/core/scripts.js";
 import { Inventory, MAX_HOLD_MS } from "../../src/stock/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 import { stockContract } from "./contract.js";
@@ -157,6 +158,13 @@ describe("Inventory (standalone Redis)", () => {
       () => inv.release("s", "unknown"),
       () => inv.confirm("ghost", "r0"),
       () => inv.expireHolds("s"),
+      () => inv.reserve("s", { userId: "b", quantity: null as never }),
+      () => inv.reserve("s", null as never),
+      () => inv.setStock("s", 3, null as never),
+      () => inv.setStock("s", 3, { perUserLimit: null as never }),
+      () => inv.expireHolds("s", null as never),
+      () => inv.reserve("s\ud800", { userId: "b" }),
+      () => inv.reserve("s", { userId: "b\udc00" }),
     ];
     for (const attempt of attempts)
       await attempt().catch((e: unknown) => expect(e).toBeInstanceOf(FlashSaleError));
@@ -209,6 +217,26 @@ describe("Inventory (standalone Redis)", () => {
     await sweeper.stop();
     expect(await inv.snapshot("s")).toMatchObject({ available: 10, held: 0 });
     expect(errors).toEqual([]);
+  });
+
+  it("the sweeper reports a failing SKU and still sweeps the ones after it", async () => {
+    const inv = new Inventory(redis, { prefix: randomPrefix() });
+    await inv.setStock("good", 5, { perUserLimit: 1, holdMs: 30 });
+    for (let i = 0; i < 3; i++) await inv.reserve("good", { userId: `u${i}` });
+    await redis.set(inv.keys("broken").holds, "not a sorted set"); // its sweep fails every round
+    const errors: unknown[] = [];
+    const sweeper = inv.startHoldSweeper({
+      skus: ["broken", "bad sku", "good"],
+      intervalMs: 20,
+      onError: (e) => errors.push(e),
+    });
+    const deadline = Date.now() + 5000;
+    while ((await inv.snapshot("good"))!.held > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    await sweeper.stop();
+    expect(await inv.snapshot("good")).toMatchObject({ available: 5, held: 0 });
+    expect(errors.some((e) => e instanceof RedisCommandError)).toBe(true);
+    expect(errors.some((e) => e instanceof InvalidArgumentError)).toBe(true);
   });
 
   describe("sold-out flag", () => {
