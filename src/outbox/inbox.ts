@@ -5,7 +5,7 @@ import { SQL } from "../core/embedded.generated.js";
 import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
 import { validateId, validateInt } from "../core/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
-import { checkSqlClient, isPool, ownStatements, runsOwnTransactions } from "./transaction.js";
+import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { validateMessageId } from "./types.js";
 
 /** Options of `new PostgresInbox()`. */
@@ -106,13 +106,7 @@ export class PostgresInbox {
     ref: InboxMessageRef,
     fn: (tx: SqlClient) => Promise<unknown>,
   ): Promise<ProcessOutcome> {
-    checkSqlClient("tx", tx);
-    if (isPool(tx) || runsOwnTransactions(tx)) {
-      throw new InvalidArgumentError(
-        "tx",
-        "must be the client of a transaction (see transaction()), not the pool",
-      );
-    }
+    checkTransactionClient("tx", tx);
     if (typeof ref !== "object" || ref === null) {
       throw new InvalidArgumentError("ref", "must be an object with consumer and messageId");
     }

@@ -9,7 +9,7 @@ import { validateId, validateInt } from "../core/validate.js";
 import { MAX_QUANTITY, type StockStore } from "../stock/types.js";
 import type { PostgresOutbox } from "./postgres-outbox.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
-import { checkSqlClient, ownStatements } from "./transaction.js";
+import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { validateTopic, type OutboxMessage } from "./types.js";
 
 /** Options of `new PostgresOrders()`. */
@@ -218,7 +218,7 @@ export class PostgresOrders {
    * ```
    */
   async create(tx: SqlClient, input: CreateOrderInput): Promise<CreateOrderResult> {
-    checkSqlClient("tx", tx);
+    checkTransactionClient("tx", tx);
     if (typeof input !== "object" || input === null) {
       throw new InvalidArgumentError("input", "must be an object with sku, userId and reservationId");
     }
@@ -280,9 +280,17 @@ export class PostgresOrders {
     row ??= await this.current(orderId);
     if (row === undefined) return { ok: false, reason: "UNKNOWN_ORDER" };
     if (row.status === "cancelled") return { ok: false, reason: "CANCELLED" };
+    return (await this.settlePaid(orderId, row)) ? { ok: true } : { ok: false, reason: "STOCK_RELEASED" };
+  }
+
+  /**
+   * Confirms a paid order's reservation (idempotent, so it also completes a `pay` that was interrupted after
+   * its UPDATE). When the stock store let the reservation go first (its hold expired), the sale cannot
+   * stand: the order is cancelled. Returns whether the reservation is confirmed.
+   */
+  private async settlePaid(orderId: string, row: { sku: string; reservation_id: string }): Promise<boolean> {
     const confirmed = await this.stock.confirm(row.sku, row.reservation_id);
-    if (confirmed.ok) return { ok: true };
-    // The stock store let the reservation go first (its hold expired): the sale cannot stand.
+    if (confirmed.ok) return true;
     await sqlRows(
       this.own,
       `UPDATE ${this.table} SET status = 'cancelled', cancelled_at = now(), cancel_reason = $2
@@ -294,12 +302,15 @@ export class PostgresOrders {
           : "the stock store does not know the reservation",
       ],
     );
-    return { ok: false, reason: "STOCK_RELEASED" };
+    return false;
   }
 
   /**
    * Cancels a pending order (`UPDATE … SET status = 'cancelled' WHERE id = $1 AND status = 'pending'`) and
-   * then releases its reservation. A paid order answers `PAID` and is left alone. Repeating a cancellation
+   * then releases its reservation. A paid order answers `PAID` and is left alone, except that its
+   * reservation is confirmed again (a no-op, or the completion of a payment that a crash interrupted
+   * between its UPDATE and the confirm; should the stock store have let that reservation go meanwhile, the
+   * order is cancelled as in {@link PostgresOrders.pay}). Repeating a cancellation
    * answers `ok` and releases again (a no-op in the stock store, or the completion of a release that a
    * crash interrupted).
    *
@@ -321,7 +332,9 @@ export class PostgresOrders {
     );
     row ??= await this.current(orderId);
     if (row === undefined) return { ok: false, reason: "UNKNOWN_ORDER" };
-    if (row.status === "paid") return { ok: false, reason: "PAID" };
+    // Paid: finish the confirm in case the payment's own call to the stock store never happened (a crash
+    // or an error between its UPDATE and the confirm), or the unit would go back on sale with its hold.
+    if (row.status === "paid" && (await this.settlePaid(orderId, row))) return { ok: false, reason: "PAID" };
     await this.stock.release(row.sku, row.reservation_id);
     return { ok: true };
   }

@@ -6,7 +6,7 @@ import { SQL } from "../core/embedded.generated.js";
 import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
 import { validateInt, validateOptions } from "../core/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
-import { checkSqlClient, ownStatements } from "./transaction.js";
+import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { payloadJson, validateMessageId, validateTopic, type OutboxMessage } from "./types.js";
 
 /** Options of `new PostgresOutbox()`. */
@@ -212,7 +212,7 @@ export class PostgresOutbox {
    * ```
    */
   async enqueue(tx: SqlClient, input: EnqueueInput): Promise<EnqueueResult> {
-    checkSqlClient("tx", tx);
+    checkTransactionClient("tx", tx);
     if (typeof input !== "object" || input === null) {
       throw new InvalidArgumentError("input", "must be an object with topic and payload");
     }

@@ -42,6 +42,20 @@ export function runsOwnTransactions(db: unknown): db is TransactionCapable {
   );
 }
 
+/**
+ * Checks that `tx` is a transaction's client, not the pool or PGlite itself (on which a statement would
+ * commit on its own, whatever the caller's transaction then does). @internal
+ */
+export function checkTransactionClient(name: string, tx: unknown): asserts tx is SqlClient {
+  checkSqlClient(name, tx);
+  if (isPool(tx) || runsOwnTransactions(tx)) {
+    throw new InvalidArgumentError(
+      name,
+      "must be the client of a transaction (the tx that transaction() hands you), not the pool or database",
+    );
+  }
+}
+
 /** @internal */
 export function checkSqlClient(name: string, db: unknown): asserts db is SqlClient {
   if (db === null || typeof db !== "object" || typeof (db as SqlClient).query !== "function") {
@@ -155,14 +169,26 @@ class ConnectionBroken extends Error {
 export async function transaction<T>(db: TransactionSource, fn: (tx: SqlClient) => Promise<T>): Promise<T> {
   checkSqlClient("db", db);
   if (typeof fn !== "function") throw new InvalidArgumentError("fn", "must be a function");
+  if (insideTransactionOn(db)) {
+    throw new InvalidArgumentError(
+      "db",
+      "is the client of a transaction() still open in this call chain, and transactions do not nest (a " +
+        "BEGIN inside one would be ignored and its COMMIT would commit the outer one early): run the " +
+        "statements on the open transaction's client instead",
+    );
+  }
   if (runsOwnTransactions(db)) {
     let fnDone = false;
+    // PGlite itself is marked too: a statement on it inside the transaction waits for the transaction.
+    const outer = { client: db as object, open: true };
     try {
-      return await db.transaction(async (tx: never) => {
-        const result = await fn(tx as SqlClient);
-        fnDone = true;
-        return result;
-      });
+      return await within(outer, () =>
+        db.transaction(async (tx: never) => {
+          const result = await within({ client: tx as object, open: true }, () => fn(tx as SqlClient));
+          fnDone = true;
+          return result;
+        }),
+      );
     } catch (err) {
       // fn succeeded, so the failure is the COMMIT's (PGlite rolls back a transaction in which a statement
       // failed and fn swallowed the error).
@@ -171,6 +197,8 @@ export async function transaction<T>(db: TransactionSource, fn: (tx: SqlClient) 
         throw new DatabaseError(`COMMIT failed: ${message}`, { cause: err });
       }
       throw err;
+    } finally {
+      outer.open = false;
     }
   }
   if (isPool(db)) {
@@ -183,7 +211,7 @@ export async function transaction<T>(db: TransactionSource, fn: (tx: SqlClient) 
     }
     let broken: unknown = false;
     try {
-      return await onConnection(client, fn);
+      return await within({ client, open: true }, () => onConnection(client, fn));
     } catch (err) {
       if (err instanceof ConnectionBroken) {
         broken = err.rollbackError;
@@ -194,38 +222,41 @@ export async function transaction<T>(db: TransactionSource, fn: (tx: SqlClient) 
       client.release(broken instanceof Error ? broken : broken !== false);
     }
   }
-  if (insideTransactionOn(db)) {
-    throw new InvalidArgumentError(
-      "db",
-      "already has a transaction() open in this call chain: a single connection cannot nest transactions, " +
-        "so this call would wait for itself. Run the statements on the open transaction's client instead",
-    );
-  }
   return serialized(db, async () => {
-    const scope = { client: db, open: true };
     try {
-      return await openHere.run([...(openHere.getStore() ?? []), scope], () => onConnection(db, fn));
+      return await within({ client: db, open: true }, () => onConnection(db, fn));
     } catch (err) {
       if (err instanceof ConnectionBroken) throw err.original;
       throw err;
-    } finally {
-      scope.open = false;
     }
   });
+}
+
+/** Runs `body` with `scope` marked open in this async call chain, and closed once `body` settles. */
+async function within<T>(
+  scope: { readonly client: object; open: boolean },
+  body: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await openHere.run([...(openHere.getStore() ?? []), scope], body);
+  } finally {
+    scope.open = false;
+  }
 }
 
 /**
  * The client a component (`PostgresOutbox`, `PostgresInbox`, `PostgresOrders`) runs its own statements on:
  * claims, marks, listings, which must never become part of a caller's transaction. A pool gives each its own
- * connection and PGlite makes it wait for the open transaction, so those are used as they are. On a single
+ * connection, so it is used as it is; PGlite makes a statement wait for the open transaction. On a single
  * connection (`pg.Client`, a checked-out `pg.PoolClient`) each statement takes its turn in the queue that
  * {@link transaction} uses, so it runs between transactions, never inside one. Issued from inside a
- * `transaction()` open on that same connection it could only wait for itself: it throws
+ * `transaction()` open on that same connection or PGlite it could only wait for itself: it throws
  * {@link InvalidArgumentError} instead of hanging.
  * @internal
  */
 export function ownStatements(component: string, db: SqlClient): SqlClient {
-  if (isPool(db) || runsOwnTransactions(db)) return db;
+  if (isPool(db)) return db;
+  const queued = !runsOwnTransactions(db);
   return {
     query(sql: string, params?: unknown[]) {
       if (insideTransactionOn(db)) {
@@ -238,7 +269,7 @@ export function ownStatements(component: string, db: SqlClient): SqlClient {
           ),
         );
       }
-      return serialized(db, () => db.query(sql, params));
+      return queued ? serialized(db, () => db.query(sql, params)) : db.query(sql, params);
     },
   };
 }

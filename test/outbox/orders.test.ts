@@ -291,6 +291,39 @@ describe.each(SETUPS)("PostgresOrders: $name", (setup) => {
     );
   });
 
+  it("completes a confirm that a crash interrupted when the timeout is delivered to the paid order", async () => {
+    const orders = await freshOrders();
+    const sku = await sale(1, { holdMs: 60_000 });
+    const r = await reserve(sku, "u1");
+    await transaction(s.db, (tx) => orders.create(tx, r));
+    // The payment's UPDATE committed, then the process died before the stock store's confirm.
+    await s.db.query(`UPDATE ${orders.table} SET status = 'paid' WHERE id = $1`, [r.reservationId]);
+    expect(await s.stock.snapshot(sku)).toMatchObject({ held: 1, confirmed: 0 });
+    await orders.handlePaymentTimeout({ topic: orders.topic, payload: { orderId: r.reservationId } });
+    expect((await orders.get(r.reservationId))!.status).toBe("paid");
+    // The unit is the paid order's for good: confirmed, so no hold expiry can put it back on sale.
+    expect(await s.stock.snapshot(sku)).toMatchObject({ available: 0, held: 0, confirmed: 1 });
+    expect(await orders.cancelUnpaid(r.reservationId)).toEqual({ ok: false, reason: "PAID" });
+    expect(await s.stock.snapshot(sku)).toMatchObject({ available: 0, held: 0, confirmed: 1 });
+  });
+
+  it("a paid order whose interrupted confirm lost the race with its hold's expiry is cancelled by the timeout", async () => {
+    const orders = await freshOrders();
+    const sku = await sale(1, { holdMs: 100 });
+    const r = await reserve(sku, "u1");
+    await transaction(s.db, (tx) => orders.create(tx, r));
+    await s.db.query(`UPDATE ${orders.table} SET status = 'paid' WHERE id = $1`, [r.reservationId]);
+    await sleep(200);
+    await s.stock.expireHolds(sku);
+    await orders.handlePaymentTimeout({ topic: orders.topic, payload: { orderId: r.reservationId } });
+    expect(await orders.get(r.reservationId)).toMatchObject({
+      status: "cancelled",
+      cancelReason: "paid after the stock reservation was released",
+    });
+    expect(await orders.pay(r.reservationId)).toEqual({ ok: false, reason: "CANCELLED" });
+    expect(await s.stock.snapshot(sku)).toMatchObject({ available: 1, held: 0, confirmed: 0 });
+  });
+
   it("answers STOCK_RELEASED and cancels when the stock hold expired before the payment", async () => {
     const orders = await freshOrders();
     const sku = await sale(2, { holdMs: 100 });

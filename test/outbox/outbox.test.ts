@@ -248,6 +248,49 @@ describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
       ).rejects.toBeInstanceOf(DatabaseError);
       expect(await count(db, `SELECT count(*) AS n FROM ${t}`)).toBe(0);
     });
+
+    it("does not nest: transaction(tx) inside throws, so the outer rollback still drops the message", async () => {
+      const outbox = await fresh();
+      let innerRan = false;
+      const attempt = transaction(db, async (tx) => {
+        await outbox.enqueue(tx, { topic: "t", id: "nested", payload: 1 });
+        // A helper that "runs in a transaction", given the transaction's client: it used to COMMIT the outer.
+        await transaction(tx, async () => {
+          innerRan = true;
+        }).catch((err: unknown) => {
+          expect(err).toBeInstanceOf(InvalidArgumentError);
+          expect(String(err)).toMatch(/transactions do not nest/);
+        });
+        throw new Error("business rule says no");
+      });
+      await expect(attempt).rejects.toThrow("business rule says no");
+      expect(innerRan).toBe(false);
+      expect(await outbox.get("nested")).toBeNull();
+      expect(await outbox.stats()).toEqual({ pending: 0, sent: 0, dead: 0 });
+    });
+
+    it("the components' own statements inside a transaction throw instead of hanging or joining it", async () => {
+      const outbox = await fresh();
+      const own = transaction(db, async (tx) => {
+        await outbox.enqueue(tx, { topic: "t", id: "inside", payload: 1 });
+        return outbox.stats(); // on a pool: its own connection; on PGlite: would wait for this transaction
+      });
+      if (backend.name === "PGlite") {
+        await expect(own).rejects.toThrow(InvalidArgumentError);
+        expect(await outbox.get("inside")).toBeNull();
+      } else {
+        expect(await own).toEqual({ pending: 0, sent: 0, dead: 0 }); // the uncommitted row is not seen
+        expect(await outbox.get("inside")).not.toBeNull();
+      }
+    });
+
+    it("enqueue refuses the pool or database itself in place of a transaction's client", async () => {
+      const outbox = await fresh();
+      await expect(outbox.enqueue(db, { topic: "t", id: "loose", payload: 1 })).rejects.toThrow(
+        /must be the client of a transaction/,
+      );
+      expect(await outbox.get("loose")).toBeNull();
+    });
   });
 });
 
