@@ -372,9 +372,13 @@ export class RedisStreamConsumer {
     const totals = { delivered: 0, acked: 0, failed: 0, deadLettered: 0 };
     try {
       await this.ensureGroup(stream);
-      const entries = await this.reclaim(stream, dead, totals);
-      entries.push(...(await this.readNew(stream)));
-      for (const entry of entries) {
+      // Reclaimed entries are handled before anything else can fail: the reclaim already counted their
+      // delivery, so a failed read of new entries must not leave them unhandled until the next reclaim.
+      for (const entry of await this.reclaim(stream, dead, totals)) {
+        totals.delivered++;
+        await this.handle(entry, dead, totals);
+      }
+      for (const entry of await this.readNew(stream)) {
         totals.delivered++;
         await this.handle(entry, dead, totals);
       }

@@ -304,6 +304,46 @@ describe("RedisStreamConsumer", () => {
     expect(owners.map(([entry, owner, , count]) => [entry, owner, count])).toEqual([[id, "c", 1]]);
   });
 
+  it("a failed read right after a reclaim does not cost the reclaimed entry one of its maxDeliveries", async () => {
+    const stream = `{${randomPrefix()}}:s`;
+    let handlerCalls = 0;
+    let failRead = false;
+    // A client whose next XREADGROUP fails once, as on a connection blip.
+    const client = srv.client();
+    const call = client.call.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    (client as unknown as { call: unknown }).call = (...args: unknown[]) => {
+      if (failRead && args[0] === "XREADGROUP") {
+        failRead = false;
+        return Promise.reject(new Error("read ECONNRESET"));
+      }
+      return call(...args);
+    };
+    const consumer = new RedisStreamConsumer(client, {
+      streams: [stream],
+      group: "g",
+      consumer: "c1",
+      claimIdleMs: 200,
+      maxDeliveries: 2,
+      handler: async () => {
+        if (++handlerCalls === 1) throw new Error("transient handler failure");
+      },
+    });
+    await consumer.runOnce(); // creates the group
+    await redis.xadd(stream, "*", "n", "1");
+    expect(await consumer.runOnce()).toMatchObject({ delivered: 1, failed: 1 }); // delivery 1 of 2 fails
+    await sleep(250);
+    failRead = true;
+    await expect(consumer.runOnce()).rejects.toThrow("ECONNRESET"); // reclaimed, handled, then the read fails
+    expect(handlerCalls).toBe(2); // the second delivery reached the handler, and succeeded
+    for (let i = 0; i < 2; i++) {
+      await sleep(250);
+      await consumer.runOnce();
+    }
+    expect(handlerCalls).toBe(2);
+    expect(await redis.xlen(consumer.deadLetterStream(stream))).toBe(0);
+    expect(await redis.xpending(stream, "g")).toEqual([0, null, null, null]);
+  });
+
   it("reclaims entries a dead consumer left pending (XAUTOCLAIM) and dead-letters the worn-out ones", async () => {
     const stream = `${randomPrefix()}:s`;
     const dlq = `${stream}-dlq`;
