@@ -20,6 +20,7 @@ export {
 export {
   OutboxRelay,
   type OutboxRelayOptions,
+  type PublishContext,
   type RelayRound,
   type ListenClient,
   type PgListenClient,

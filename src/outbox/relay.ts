@@ -26,15 +26,28 @@ export interface PgliteListenClient {
 /** Where a relay receives the outbox's NOTIFY wake-ups from. */
 export type ListenClient = PgListenClient | PgliteListenClient;
 
+/** What a relay passes to `publish` besides the message. */
+export interface PublishContext {
+  /** Aborted when the attempt has run out of `publishTimeoutMs` (the relay no longer waits for it). */
+  readonly signal: AbortSignal;
+}
+
 /** Options of `new OutboxRelay()`. */
 export interface OutboxRelayOptions {
   /**
    * Delivers one message; resolves once the transport has it (a publisher confirm, an XADD reply, a handler's
    * commit). Throwing (or rejecting) fails the attempt. It may run more than once for one message: a relay
    * that dies after publishing and before marking the message sent leaves it to be published again, so
-   * consumers deduplicate on `message.id` (see {@link PostgresInbox}).
+   * consumers deduplicate on `message.id` (see {@link PostgresInbox}). A publish that has not settled after
+   * `publishTimeoutMs` fails its attempt, and `signal` is aborted so that the transport can give up too.
    */
-  readonly publish: (message: OutboxMessage) => Promise<unknown>;
+  readonly publish: (message: OutboxMessage, context: PublishContext) => Promise<unknown>;
+  /**
+   * How long one publish may take before its attempt counts as failed (a hung broker connection must not
+   * stall the round, its other messages and `stop()` for good).
+   * @default leaseMs / 2
+   */
+  readonly publishTimeoutMs?: number;
   /**
    * Messages claimed per round.
    * @default 100
@@ -122,7 +135,8 @@ export interface RelayRound {
  * ```
  */
 export class OutboxRelay {
-  private readonly publish: (message: OutboxMessage) => Promise<unknown>;
+  private readonly publish: (message: OutboxMessage, context: PublishContext) => Promise<unknown>;
+  private readonly publishTimeoutMs: number;
   private readonly batchSize: number;
   private readonly concurrency: number;
   private readonly pollIntervalMs: number;
@@ -166,6 +180,8 @@ export class OutboxRelay {
     validateInt("maxAttempts", this.maxAttempts, { min: 1, max: 1_000_000 });
     this.leaseMs = options.leaseMs ?? 30_000;
     validateInt("leaseMs", this.leaseMs, { min: 1 });
+    this.publishTimeoutMs = options.publishTimeoutMs ?? Math.max(1, Math.floor(this.leaseMs / 2));
+    validateInt("publishTimeoutMs", this.publishTimeoutMs, { min: 1 });
     validateOptionalInt("retentionMs", options.retentionMs, { min: 0 });
     this.retentionMs = options.retentionMs;
     this.cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000;
@@ -254,7 +270,7 @@ export class OutboxRelay {
     const deliver = async (messages: readonly OutboxMessage[]): Promise<void> => {
       for (const message of messages) {
         try {
-          await this.publish(message);
+          await this.publishWithin(message);
           sent.push(message.id);
         } catch (err) {
           failed.push({ id: message.id, attempt: message.attempt, error: errorText(err) });
@@ -290,6 +306,29 @@ export class OutboxRelay {
       else if (status === "pending") retried++;
     }
     return { claimed: rows.length, sent: sent.length, retried, dead };
+  }
+
+  /** One publish, failed with a timeout error (and its signal aborted) after `publishTimeoutMs`. */
+  private async publishWithin(message: OutboxMessage): Promise<void> {
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const err = new Error(`publish did not settle within ${this.publishTimeoutMs} ms`);
+        controller.abort(err);
+        reject(err);
+      }, this.publishTimeoutMs);
+      timer.unref?.();
+    });
+    try {
+      // Promise.race keeps a reaction on the abandoned publish, so its late rejection is not unhandled.
+      await Promise.race([
+        Promise.resolve().then(() => this.publish(message, { signal: controller.signal })),
+        timeout,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**

@@ -67,6 +67,7 @@ describe.each(BACKENDS)("a relay that dies between publish and mark, on $name", 
       let published = false;
       const doomed = new OutboxRelay(outbox, {
         leaseMs,
+        publishTimeoutMs: 60_000, // a dead process does not time its publish out
         publish: async (m) => {
           await publisher.publish(m);
           published = true;

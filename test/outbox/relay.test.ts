@@ -212,6 +212,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     const seen: number[] = [];
     const stuck = new OutboxRelay(outbox, {
       leaseMs: 300,
+      publishTimeoutMs: 60_000, // a dead process does not time its publish out
       publish: (m) => {
         seen.push(m.attempt);
         return new Promise(() => {}); // published, then the relay "dies": it never marks the message
@@ -232,6 +233,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     const stuck = new OutboxRelay(outbox, {
       leaseMs: 200,
       maxAttempts: 1,
+      publishTimeoutMs: 60_000, // a dead process does not time its publish out
       publish: () => new Promise(() => {}),
     });
     void stuck.runOnce();
@@ -324,6 +326,36 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     ).toBe(0);
   });
 
+  it("a publish that never settles fails its attempt after publishTimeoutMs; the others flow, stop() returns", async () => {
+    const outbox = await freshOutbox();
+    await transaction(db, async (tx) => {
+      await outbox.enqueue(tx, { topic: "t", id: "hung", payload: 0 });
+      for (let i = 0; i < 3; i++) await outbox.enqueue(tx, { topic: "t", id: `ok${i}`, payload: i });
+    });
+    const published: string[] = [];
+    const signals: AbortSignal[] = [];
+    const relay = new OutboxRelay(outbox, {
+      publishTimeoutMs: 150,
+      maxAttempts: 2,
+      backoff: () => 0,
+      pollIntervalMs: 10,
+      publish: (m, { signal }) => {
+        if (m.id !== "hung") return Promise.resolve(void published.push(m.id));
+        signals.push(signal);
+        return new Promise(() => {}); // a broker connection that hangs
+      },
+    });
+    expect(await relay.runOnce()).toMatchObject({ claimed: 4, sent: 3, retried: 1 });
+    expect(signals[0]!.aborted).toBe(true);
+    expect(String(signals[0]!.reason)).toMatch(/did not settle within 150 ms/);
+    expect((await outbox.get("hung"))!.lastError).toMatch(/did not settle within 150 ms/);
+    await relay.start();
+    await until(async () => (await outbox.stats()).dead === 1, 5_000, "the hung message's death");
+    await relay.stop();
+    expect(published.sort()).toEqual(["ok0", "ok1", "ok2"]);
+    expect(await outbox.stats()).toEqual({ pending: 0, sent: 3, dead: 1 });
+  });
+
   it("deletes sent messages after the retention period", async () => {
     const outbox = await freshOutbox();
     await enqueueMany(outbox, 6);
@@ -383,6 +415,7 @@ describe("OutboxRelay options", () => {
       ["pollIntervalMs", { publish, pollIntervalMs: 1.5 }],
       ["maxAttempts", { publish, maxAttempts: 0 }],
       ["leaseMs", { publish, leaseMs: -1 }],
+      ["publishTimeoutMs", { publish, publishTimeoutMs: 0 }],
       ["retentionMs", { publish, retentionMs: -1 }],
       ["topics", { publish, topics: [] }],
       ["topics[0]", { publish, topics: ["a b"] }],
