@@ -6,8 +6,9 @@ CREATE TABLE IF NOT EXISTS fsk_stock (
   sku            text PRIMARY KEY,
   initial        integer NOT NULL CHECK (initial >= -1),
   available      integer NOT NULL CHECK (available >= -1),
-  held           integer NOT NULL DEFAULT 0 CHECK (held >= 0),
-  confirmed      integer NOT NULL DEFAULT 0 CHECK (confirmed >= 0),
+  -- bigint: with UNLIMITED stock these count past 2^31 - 1, as Redis's counters do.
+  held           bigint NOT NULL DEFAULT 0 CHECK (held >= 0),
+  confirmed      bigint NOT NULL DEFAULT 0 CHECK (confirmed >= 0),
   per_user_limit integer NOT NULL CHECK (per_user_limit >= 1),
   starts_at      timestamptz,
   ends_at        timestamptz,
@@ -42,7 +43,7 @@ CREATE OR REPLACE FUNCTION fsk_set_stock(p_sku text, p_quantity integer, p_limit
 RETURNS TABLE (code integer, available integer) LANGUAGE plpgsql AS $$
 DECLARE
   v_available integer;
-  v_committed integer;
+  v_committed bigint;
 BEGIN
   INSERT INTO fsk_stock AS s (sku, initial, available, per_user_limit, starts_at, ends_at, hold_ms)
   VALUES (p_sku, p_quantity, p_quantity, p_limit, to_timestamp(p_starts_ms / 1000.0),
@@ -60,7 +61,7 @@ BEGIN
     RETURN QUERY SELECT 0, v_available;
   ELSE
     SELECT s.held + s.confirmed INTO v_committed FROM fsk_stock s WHERE s.sku = p_sku;
-    RETURN QUERY SELECT 1, v_committed;
+    RETURN QUERY SELECT 1, least(v_committed, 2147483647)::integer;
   END IF;
 END $$;
 
@@ -74,6 +75,22 @@ BEGIN
   UPDATE fsk_stock SET held = held - p_quantity,
     available = CASE WHEN available = -1 THEN -1 ELSE available + p_quantity END
   WHERE sku = p_sku;
+END $$;
+
+-- A refusal of fsk_reserve, unless a call with the same id committed meanwhile (after fsk_reserve's first
+-- look-up: each statement of a function sees the commits made before it starts): then its replay (1) or
+-- conflict (7), as Redis, which decides the whole call at once, would answer.
+CREATE OR REPLACE FUNCTION fsk_reserve_refusal(p_sku text, p_id text, p_user text, p_quantity integer,
+  p_code integer, p_remaining integer)
+RETURNS TABLE (code integer, remaining integer) LANGUAGE plpgsql AS $$
+DECLARE
+  r fsk_reservation%ROWTYPE;
+BEGIN
+  SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id;
+  IF NOT FOUND THEN RETURN QUERY SELECT p_code, p_remaining;
+  ELSIF r.user_id <> p_user OR r.quantity <> p_quantity THEN RETURN QUERY SELECT 7, 0;
+  ELSE RETURN QUERY SELECT 1, r.remaining;
+  END IF;
 END $$;
 
 -- Returns (code, remaining) with the codes of lua/stock/reserve.lua: 0 reserved, 1 replay, 2 unknown SKU,
@@ -95,15 +112,23 @@ BEGIN
     RETURN;
   END IF;
   SELECT * INTO s FROM fsk_stock WHERE sku = p_sku;
-  IF NOT FOUND THEN RETURN QUERY SELECT 2, 0; RETURN; END IF;
-  IF s.starts_at IS NOT NULL AND now() < s.starts_at THEN RETURN QUERY SELECT 3, 0; RETURN; END IF;
-  IF s.ends_at IS NOT NULL AND now() >= s.ends_at THEN RETURN QUERY SELECT 4, 0; RETURN; END IF;
+  IF NOT FOUND THEN RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 2, 0); RETURN; END IF;
+  IF s.starts_at IS NOT NULL AND now() < s.starts_at THEN
+    RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 3, 0); RETURN;
+  END IF;
+  IF s.ends_at IS NOT NULL AND now() >= s.ends_at THEN
+    RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 4, 0); RETURN;
+  END IF;
   -- The limit, then stock, as lua/stock/reserve.lua checks them. These unlocked reads answer the common
   -- refusals (sold out, above all, once the crowd arrives) before a sub-transaction is opened; the locked
   -- writes below decide.
   SELECT u.quantity INTO v_used FROM fsk_stock_user u WHERE u.sku = p_sku AND u.user_id = p_user;
-  IF coalesce(v_used, 0)::bigint + p_quantity > s.per_user_limit THEN RETURN QUERY SELECT 5, 0; RETURN; END IF;
-  IF s.available <> -1 AND s.available < p_quantity THEN RETURN QUERY SELECT 6, s.available; RETURN; END IF;
+  IF coalesce(v_used, 0)::bigint + p_quantity > s.per_user_limit THEN
+    RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 5, 0); RETURN;
+  END IF;
+  IF s.available <> -1 AND s.available < p_quantity THEN
+    RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 6, s.available); RETURN;
+  END IF;
   BEGIN
     INSERT INTO fsk_reservation (sku, id, user_id, quantity, state, remaining, expires_at)
     VALUES (p_sku, p_id, p_user, p_quantity, 'H', 0,
@@ -125,6 +150,7 @@ BEGIN
       SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id;
       IF r.user_id <> p_user OR r.quantity <> p_quantity THEN RETURN QUERY SELECT 7, 0; RETURN; END IF;
       RETURN QUERY SELECT 1, r.remaining;
+    -- Our INSERT of the id succeeded before these, so no other call with it can have committed: no replay.
     WHEN SQLSTATE 'FSK05' THEN
       RETURN QUERY SELECT 5, 0;
     WHEN SQLSTATE 'FSK06' THEN
