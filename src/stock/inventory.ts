@@ -49,7 +49,8 @@ export interface InventoryOptions {
   readonly soldOutCacheMs?: number;
   /**
    * A connection this Inventory may put in subscriber mode to hear restocks (`<prefix>:restock`), e.g.
-   * `redis.duplicate()`. Omitted: the flag only times out.
+   * `redis.duplicate()`. Flags then go up only while it is subscribed, and all drop when its connection
+   * drops (a restock published meanwhile would be missed). Omitted: the flag only times out.
    */
   readonly subscriber?: RedisClient;
   /**
@@ -73,6 +74,8 @@ interface ReserveItem {
   readonly quantity: number;
   /** The SKU's restock count when the call was made (see `restocks`). */
   readonly generation: number;
+  /** The instance's epoch when the call was made (see `epoch`). */
+  readonly epoch: number;
 }
 
 /** Options of `startHoldSweeper`. */
@@ -162,6 +165,20 @@ export class Inventory implements StockStore {
    * arrived while it was in flight: the restock message comes on another connection and can overtake it.
    */
   private readonly restocks = new Map<string, number>();
+  /**
+   * Bumped whenever restocks may have been missed or forgotten (the subscriber's connection dropped or came
+   * back, the `restocks` map was cleared): a SOLD_OUT reply made in an older epoch raises no flag.
+   */
+  private epoch = 0;
+  /** With a subscriber: whether it is subscribed now. Flags go up only while it is (no restock is missed). */
+  private listening = false;
+  private readonly onSubscriberDown = (): void => {
+    this.listening = false;
+    this.forgetFlags();
+  };
+  private readonly onSubscriberReady = (): void => {
+    this.listen();
+  };
   private readonly batcher: TickBatcher<string, ReserveItem, ReserveResult> | undefined;
   private readonly onRestock = (channel: string, sku: string): void => {
     if (channel === this.channel) this.restocked(sku);
@@ -170,8 +187,33 @@ export class Inventory implements StockStore {
   /** Stock came back (or may have): drop the flag and let no older SOLD_OUT reply raise it again. */
   private restocked(sku: string): void {
     this.soldOut.delete(sku);
-    if (this.restocks.size >= 10_000) this.restocks.clear();
+    if (this.restocks.size >= 10_000) {
+      this.restocks.clear();
+      this.forgetFlags(); // the cleared counts could match an older reply's again
+    }
     this.restocks.set(sku, (this.restocks.get(sku) ?? 0) + 1);
+  }
+
+  /** Drops every flag and keeps the replies in flight from raising one. */
+  private forgetFlags(): void {
+    this.epoch++;
+    this.soldOut.clear();
+  }
+
+  /** (Re)subscribes; flags may go up again once the subscription is confirmed. */
+  private listen(): void {
+    const sub = this.subscriber;
+    if (sub === undefined || this.closed) return;
+    // SUBSCRIBE again is harmless (ioredis also resubscribes on reconnect); its reply confirms the channel.
+    // A failed subscription only means no flags, so every call asks Redis; never an unhandled rejection.
+    sub.subscribe(this.channel).then(
+      () => {
+        if (this.closed || (sub as { status?: string }).status !== "ready") return;
+        this.forgetFlags(); // restocks published before the subscription took hold were missed
+        this.listening = true;
+      },
+      () => undefined,
+    );
   }
 
   constructor(
@@ -199,13 +241,14 @@ export class Inventory implements StockStore {
         throw new InvalidArgumentError("subscriber", "must be an ioredis Redis or Cluster client");
       }
       sub.on("message", this.onRestock);
+      sub.on("close", this.onSubscriberDown);
+      sub.on("end", this.onSubscriberDown);
+      sub.on("ready", this.onSubscriberReady);
       // Counted per connection and channel: several Inventories may share a subscriber.
       let channels = subscriptions.get(sub);
       if (channels === undefined) subscriptions.set(sub, (channels = new Map()));
-      const n = channels.get(this.channel) ?? 0;
-      channels.set(this.channel, n + 1);
-      // A failed subscription only means flags live until they time out; never an unhandled rejection.
-      if (n === 0) sub.subscribe(this.channel).catch(() => undefined);
+      channels.set(this.channel, (channels.get(this.channel) ?? 0) + 1);
+      this.listen();
     }
   }
 
@@ -221,7 +264,11 @@ export class Inventory implements StockStore {
     const sub = this.subscriber;
     if (sub === undefined || this.closed) return;
     this.closed = true;
+    this.listening = false;
     sub.off("message", this.onRestock);
+    sub.off("close", this.onSubscriberDown);
+    sub.off("end", this.onSubscriberDown);
+    sub.off("ready", this.onSubscriberReady);
     const channels = subscriptions.get(sub);
     const n = (channels?.get(this.channel) ?? 1) - 1;
     if (n > 0) channels?.set(this.channel, n);
@@ -315,6 +362,7 @@ export class Inventory implements StockStore {
       userId: options.userId,
       quantity,
       generation: this.restocks.get(sku) ?? 0,
+      epoch: this.epoch,
     };
     if (this.batcher !== undefined) return this.batcher.submit(sku, item);
     const [result] = await this.runReserves(sku, [item]);
@@ -362,6 +410,8 @@ export class Inventory implements StockStore {
         reason === "SOLD_OUT" &&
         remaining === 0 &&
         this.soldOutMs > 0 &&
+        (this.subscriber === undefined || this.listening) &&
+        this.epoch === it.epoch &&
         (this.restocks.get(sku) ?? 0) === it.generation
       ) {
         this.soldOut.set(sku, performance.now() + this.soldOutMs);

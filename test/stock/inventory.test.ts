@@ -240,6 +240,17 @@ describe("Inventory (standalone Redis)", () => {
   });
 
   describe("sold-out flag", () => {
+    /** Waits until the restock channel of `prefix` has a subscriber on the server, and a moment more. */
+    const subscribed = async (prefix: string): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const [, n] = (await redis.pubsub("NUMSUB", `${prefix}:restock`)) as [string, number];
+        if (Number(n) > 0) break;
+        if (Date.now() > deadline) throw new Error("never subscribed");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await redis.ping(); // the SUBSCRIBE reply reaches the client before this one comes back
+    };
     const evalCalls = async () => {
       const info = await redis.info("commandstats");
       return (
@@ -253,6 +264,7 @@ describe("Inventory (standalone Redis)", () => {
       const subscriber = srv.client();
       const local = new Inventory(redis, { prefix, soldOutCacheMs: 60_000, subscriber });
       const other = new Inventory(srv.client(), { prefix, soldOutCacheMs: 0 }); // another process
+      await subscribed(prefix); // flags go up only once no restock can be missed
       await other.setStock("s", 1);
       const first = await local.reserve("s", { userId: "a" });
       expect(first.ok).toBe(true);
@@ -285,6 +297,54 @@ describe("Inventory (standalone Redis)", () => {
       const pending = local.reserve("s", { userId: "a" });
       // The restock arrives on the subscriber connection before the reply on the command connection.
       subscriber.emit("message", `${prefix}:restock`, "s");
+      expect(await pending).toEqual({ ok: false, reason: "SOLD_OUT" });
+      await redis.hset(local.keys("s").stock, "initial", 1, "available", 1); // the units that came back
+      expect((await local.reserve("s", { userId: "b" })).ok).toBe(true);
+      await local.close();
+    });
+
+    it("a dropped subscriber connection drops the flags: a restock published meanwhile is not missed", async () => {
+      const prefix = randomPrefix();
+      const subscriber = srv.client();
+      const local = new Inventory(redis, { prefix, soldOutCacheMs: 60_000, subscriber });
+      const other = new Inventory(srv.client(), { prefix, soldOutCacheMs: 0 }); // another process
+      await subscribed(prefix);
+      await other.setStock("s", 1);
+      const first = await local.reserve("s", { userId: "a" });
+      if (!first.ok) throw new Error("setup");
+      expect(await local.reserve("s", { userId: "b" })).toEqual({ ok: false, reason: "SOLD_OUT" }); // flag up
+      const closed = new Promise((r) => subscriber.once("close", r));
+      await redis.client("KILL", "TYPE", "pubsub"); // a network blip on the subscriber's connection
+      await closed;
+      // While it is down, another process gives the unit back: its restock message reaches nobody.
+      expect(await other.release("s", first.reservationId)).toEqual({ ok: true });
+      expect((await local.reserve("s", { userId: "b" })).ok).toBe(true);
+      // Back and subscribed again, flags work as before.
+      await subscribed(prefix);
+      const deadline = Date.now() + 5_000;
+      const before = await evalCalls();
+      while (Date.now() < deadline) {
+        expect(await local.reserve("s", { userId: "c" })).toEqual({ ok: false, reason: "SOLD_OUT" });
+        if ((await evalCalls()) === before) break; // no script ran: the flag is up again
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const settled = await evalCalls();
+      expect(await local.reserve("s", { userId: "d" })).toEqual({ ok: false, reason: "SOLD_OUT" });
+      expect(await evalCalls()).toBe(settled);
+      await local.close();
+    });
+
+    it("forgetting old restock counts (a catalog of over 10,000 SKUs) never lets an overtaken reply raise a flag", async () => {
+      const prefix = randomPrefix();
+      const subscriber = srv.client();
+      const local = new Inventory(redis, { prefix, soldOutCacheMs: 60_000, subscriber });
+      const other = new Inventory(srv.client(), { prefix, soldOutCacheMs: 0 }); // another process
+      await subscribed(prefix);
+      await other.setStock("s", 0); // no units: no restock message, so local has no count for "s"
+      const pending = local.reserve("s", { userId: "a" }); // made when "s" had no count
+      subscriber.emit("message", `${prefix}:restock`, "s"); // overtakes the SOLD_OUT reply…
+      // …and restocks of a big catalog make the counts be forgotten: "s" has none again, as when the call was made
+      for (let i = 0; i < 10_000; i++) subscriber.emit("message", `${prefix}:restock`, `other-${i}`);
       expect(await pending).toEqual({ ok: false, reason: "SOLD_OUT" });
       await redis.hset(local.keys("s").stock, "initial", 1, "available", 1); // the units that came back
       expect((await local.reserve("s", { userId: "b" })).ok).toBe(true);
