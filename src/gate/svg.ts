@@ -1,5 +1,5 @@
-// Draws a short text (digits and + - × = ?) as jittered strokes in an SVG, with noise, so the document holds
-// no text for a script to read: the picture of the built-in CAPTCHA.
+// Draws a short text (digits and + - × = ?) as jittered, shuffled line segments in an SVG, with decoys and
+// noise, so the document holds no text and no glyph structure for a script to read: the built-in CAPTCHA.
 import { randomInt } from "node:crypto";
 
 type Stroke = readonly (readonly [number, number])[];
@@ -27,7 +27,24 @@ const GLYPHS: Readonly<Record<string, readonly Stroke[]>> = {
 const jitter = (n: number): number => randomInt(-n * 10, n * 10 + 1) / 10;
 const color = (): string => `hsl(${randomInt(360)},${randomInt(40, 80)}%,${randomInt(25, 45)}%)`;
 
-/** Renders `text` (characters from the glyph table) as an SVG document. */
+type Point = readonly [number, number];
+type Segment = readonly [Point, Point];
+
+/** Fisher–Yates with crypto randomness. */
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1);
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}
+
+/**
+ * Renders `text` (characters from the glyph table) as an SVG document. The document gives a script nothing
+ * to match glyphs by: every glyph is placed (jittered, scaled, rotated) into absolute coordinates, cut into
+ * its line segments, and the segments of all glyphs, with decoy segments of the same look, are shuffled into
+ * a few paths of random colours and widths. Reading it means rendering and recognising the picture.
+ */
 export function renderSvg(text: string): string {
   const chars = [...text];
   const cell = 26;
@@ -41,27 +58,50 @@ export function renderSvg(text: string): string {
       `<path d="M${p()} C${p()} ${p()} ${p()}" stroke="${color()}" stroke-width="${randomInt(1, 3)}" fill="none" opacity="0.6"/>`,
     );
   }
+  const segments: Segment[] = [];
   chars.forEach((ch, i) => {
     const glyph = GLYPHS[ch];
     if (!glyph) return;
     const scale = 0.85 + randomInt(0, 25) / 100;
     const x = 12 + i * cell + jitter(2);
     const y = 12 + jitter(4);
-    const rot = jitter(18);
-    const d = glyph
-      .map((stroke) =>
-        stroke
-          .map(
-            ([px, py], j) =>
-              `${j === 0 ? "M" : "L"}${(px + jitter(1.5)).toFixed(1)} ${(py + jitter(1.5)).toFixed(1)}`,
-          )
-          .join(" "),
-      )
-      .join(" ");
-    parts.push(
-      `<path d="${d}" transform="translate(${x.toFixed(1)} ${y.toFixed(1)}) rotate(${rot.toFixed(1)} 10 15) scale(${scale.toFixed(2)} ${(scale * 0.9).toFixed(2)})" stroke="${color()}" stroke-width="${(2.5 + randomInt(0, 15) / 10).toFixed(1)}" stroke-linecap="round" stroke-linejoin="round" fill="none"/>`,
-    );
+    const rot = (jitter(18) * Math.PI) / 180;
+    const [cos, sin] = [Math.cos(rot), Math.sin(rot)];
+    const place = ([px, py]: Point): Point => {
+      // Scale about the glyph's top left, rotate about its centre, then move it to its cell.
+      const sx = (px + jitter(1.5)) * scale - 10;
+      const sy = (py + jitter(1.5)) * scale * 0.9 - 15;
+      return [x + 10 + sx * cos - sy * sin, y + 15 + sx * sin + sy * cos];
+    };
+    for (const stroke of glyph) {
+      const points = stroke.map(place);
+      for (let j = 1; j < points.length; j++) segments.push([points[j - 1]!, points[j]!]);
+    }
   });
+  // Decoys: short strokes of the same look between the glyphs' own.
+  const decoys = Math.max(4, Math.round(segments.length / 4));
+  for (let i = 0; i < decoys; i++) {
+    const a: Point = [randomInt(8, width - 8), randomInt(10, height - 10)];
+    const len = randomInt(4, 11);
+    const angle = (randomInt(360) * Math.PI) / 180;
+    segments.push([a, [a[0] + len * Math.cos(angle), a[1] + len * Math.sin(angle)]]);
+  }
+  shuffle(segments);
+  const groups = Math.min(segments.length, 3 + randomInt(4));
+  for (let g = 0; g < groups; g++) {
+    const d = segments
+      .filter((_, k) => k % groups === g)
+      .map(([[ax, ay], [bx, by]]) =>
+        // Either direction, so the order of the points tells nothing either.
+        randomInt(2) === 0
+          ? `M${ax.toFixed(1)} ${ay.toFixed(1)}L${bx.toFixed(1)} ${by.toFixed(1)}`
+          : `M${bx.toFixed(1)} ${by.toFixed(1)}L${ax.toFixed(1)} ${ay.toFixed(1)}`,
+      )
+      .join("");
+    parts.push(
+      `<path d="${d}" stroke="${color()}" stroke-width="${(2.5 + randomInt(0, 15) / 10).toFixed(1)}" stroke-linecap="round" fill="none"/>`,
+    );
+  }
   for (let i = 0; i < 30; i++) {
     parts.push(
       `<circle cx="${randomInt(width)}" cy="${randomInt(height)}" r="${randomInt(1, 3) / 2}" fill="${color()}"/>`,

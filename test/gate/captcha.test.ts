@@ -89,6 +89,26 @@ describe("RedisCaptcha", () => {
     }
   });
 
+  it("gives a script no glyph structure: absolute segments of all glyphs and decoys, shuffled into a few paths", () => {
+    const segmentsOf = (svg: string) =>
+      [...svg.matchAll(/<path d="([^"]*)" stroke="[^"]*" stroke-width="[^"]*" stroke-linecap/g)].map((m) =>
+        m[1]!.split("M").filter(Boolean),
+      );
+    const seen = new Set<string>();
+    for (let i = 0; i < 50; i++) {
+      const { svg } = mathChallenge();
+      expect(svg).not.toMatch(/transform/); // no per-glyph placement to undo
+      const paths = segmentsOf(svg);
+      expect(paths.length).toBeGreaterThanOrEqual(3);
+      expect(paths.length).toBeLessThanOrEqual(6);
+      // Every piece is one straight segment, so neither a path nor its point count outlines a glyph.
+      for (const p of paths)
+        for (const seg of p) expect(seg).toMatch(/^-?[\d.]+ -?[\d.]+L-?[\d.]+ -?[\d.]+$/);
+      seen.add(paths.map((p) => p.length).join(","));
+    }
+    expect(seen.size).toBeGreaterThan(10); // the grouping changes from one picture to the next
+  });
+
   it("takes svg-captcha as the picture generator", async () => {
     const captcha = new RedisCaptcha(redis, {
       prefix: randomPrefix(),
