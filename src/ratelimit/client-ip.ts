@@ -30,7 +30,7 @@ export interface ClientIpOptions {
    */
   readonly trustedProxies?: number | readonly string[] | BlockList;
   /**
-   * The header your proxies append the client address to (lower case). `"forwarded"` reads the standard
+   * The header your proxies append the client address to (any case). `"forwarded"` reads the standard
    * `Forwarded` header (RFC 7239) instead: the `for=` parameter of each element, quoted IPv6 with or without
    * a port included; an element with no usable `for=` (`unknown`, an obfuscated `_id`, an unbalanced quote,
    * a comma inside a quoted value) stops the walk there, at the address of the hop that wrote it.
@@ -174,7 +174,10 @@ export function clientIp(req: ClientIpRequest, options: ClientIpOptions = {}): s
       "must be a hop count, a list of CIDR ranges or a BlockList",
     );
 
-  const name = options.header ?? "x-forwarded-for";
+  if (options.header !== undefined && (typeof options.header !== "string" || options.header === "")) {
+    throw new InvalidArgumentError("header", "must be a header name");
+  }
+  const name = (options.header ?? "x-forwarded-for").toLowerCase(); // Node lower-cases header names
   const value = req.headers[name];
   const header = Array.isArray(value) ? value.join(",") : typeof value === "string" ? value : "";
   const chain = header === "" ? [] : name === "forwarded" ? forwardedFor(header) : header.split(",");

@@ -28,7 +28,11 @@ export interface RateLimitMiddlewareOptions<Req> {
    * @default true
    */
   readonly headers?: boolean;
-  /** Called with the Redis error or timeout behind a fail-open or fail-closed decision (for logs, metrics). */
+  /**
+   * Called with the Redis error or timeout behind a fail-open or fail-closed decision (for logs, metrics).
+   * Other errors (a key function that throws, bad input) are not decided by `failMode`: they go to the
+   * framework's error handling.
+   */
   readonly onError?: (err: unknown, req: Req) => void;
   /**
    * The JSON body of a 429.
@@ -106,8 +110,10 @@ async function decide<Req>(o: Resolved<Req>, req: Req): Promise<Decision> {
     const result = await Promise.race([o.limits.check(req), timeout]);
     return result.allowed ? { kind: "pass", result } : { kind: "limited", result };
   } catch (err) {
-    // Misuse (a key with braces, a cost above capacity) is a bug to surface, not an outage to ride out.
-    if (err instanceof InvalidArgumentError) throw err;
+    // Misuse (a key with braces, a cost above capacity) and errors of your own code (a key function that
+    // throws) are bugs to surface, not an outage to ride out: only the limiter's own failures (Redis down or
+    // failing, the timeout) are decided by failMode.
+    if (err instanceof InvalidArgumentError || !(err instanceof FlashSaleError)) throw err;
     try {
       o.onError?.(err, req);
     } catch {
@@ -250,15 +256,16 @@ export function expressRateLimit<Req>(
   validateOptions("options", options, { required: true });
   const o = resolve(options);
   return (req, res, next) => {
-    decide(o, req).then(
-      (d) => {
+    decide(o, req)
+      .then((d) => {
         for (const [name, value] of headersOf(o, d)) res.setHeader(name, value);
         if (d.kind === "pass") return next();
         res.statusCode = d.kind === "limited" ? 429 : 503;
         res.setHeader("Content-Type", "application/json; charset=utf-8");
         res.end(JSON.stringify(d.kind === "limited" ? o.body(d.result, req) : UNAVAILABLE));
-      },
-      (err: unknown) => next(err),
-    );
+      })
+      // Also a `body` that throws or headers already sent: Express's error handling, never an unhandled
+      // rejection (which would end the process).
+      .catch((err: unknown) => next(err));
   };
 }

@@ -130,6 +130,15 @@ describe("clientIp", () => {
     expect(clientIp(fwd("10.0.0.2", "for=198.51.100.7"), { trustedProxies: 1 })).toBe("10.0.0.2");
   });
 
+  it("takes the header name in any case (Node lower-cases incoming names)", () => {
+    const r = { socket: { remoteAddress: "10.0.0.2" }, headers: { "x-forwarded-for": "198.51.100.7" } };
+    expect(clientIp(r, { trustedProxies: 1, header: "X-Forwarded-For" })).toBe("198.51.100.7");
+    const f = { socket: { remoteAddress: "10.0.0.2" }, headers: { forwarded: "for=198.51.100.7" } };
+    expect(clientIp(f, { trustedProxies: 1, header: "Forwarded" })).toBe("198.51.100.7");
+    expect(() => clientIp(r, { trustedProxies: 1, header: "" })).toThrow(InvalidArgumentError);
+    expect(() => clientIp(r, { trustedProxies: 1, header: 5 as never })).toThrow(InvalidArgumentError);
+  });
+
   it("refuses bad options", () => {
     expect(() => clientIp(req("10.0.0.2", "1.1.1.1"), { trustedProxies: -1 })).toThrow(InvalidArgumentError);
     expect(() => clientIp(req("10.0.0.2", "1.1.1.1"), { trustedProxies: ["10.0.0.0/33"] })).toThrow(

@@ -244,6 +244,76 @@ describe("Fastify hook", () => {
     await app.close();
   });
 
+  it("a key function that throws is an error of the app, not an outage: fail-open does not let it through", async () => {
+    const redis = srv.client();
+    const b = new TokenBucket(redis, { capacity: 2, refillPerSecond: 1, prefix: randomPrefix() });
+    const limits = new RateLimits<{ user?: { id: string } }>([
+      { name: "user", bucket: b, key: (req) => req.user!.id }, // an anonymous request: TypeError
+    ]);
+    const fastify = Fastify();
+    await fastify.register(fastifyRateLimit({ limits: limits as never, failMode: "open" }));
+    let reached = false;
+    fastify.get("/", async () => ((reached = true), { ok: true }));
+    expect((await fastify.inject({ method: "GET", url: "/" })).statusCode).toBe(500);
+    expect(reached).toBe(false);
+    await fastify.close();
+
+    const app = express();
+    const errors: unknown[] = [];
+    app.use(expressRateLimit({ limits: limits as never, failMode: "open" }));
+    app.get("/", (_req, res) => void ((reached = true), res.json({ ok: true })));
+    app.use((err: unknown, _req: Request, res: express.Response, _next: express.NextFunction) => {
+      errors.push(err);
+      res.status(500).json({ error: String(err) });
+    });
+    const server = app.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    try {
+      expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(500);
+      expect(reached).toBe(false);
+      expect(errors[0]).toBeInstanceOf(TypeError);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("express: a 429 body that throws goes to the error handler instead of crashing the process", async () => {
+    const redis = srv.client();
+    const b = new TokenBucket(redis, { capacity: 1, refillPerSecond: 0.001, prefix: randomPrefix() });
+    const limits = new RateLimits<Request>([{ name: "api", bucket: b, key: () => "all" }]);
+    const app = express();
+    const errors: unknown[] = [];
+    app.use(
+      expressRateLimit({
+        limits,
+        body: () => {
+          throw new Error("body template broke");
+        },
+      }),
+    );
+    app.get("/", (_req, res) => void res.json({ ok: true }));
+    app.use((err: unknown, _req: Request, res: express.Response, _next: express.NextFunction) => {
+      errors.push(err);
+      res.status(500).end();
+    });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => void unhandled.push(e);
+    process.on("unhandledRejection", onUnhandled);
+    const server = app.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    try {
+      expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/`)).status).toBe(500);
+      expect(String(errors[0])).toMatch(/body template broke/);
+      expect(unhandled).toEqual([]);
+    } finally {
+      server.close();
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+
   it("refuses bad options", () => {
     const redis = srv.client();
     const limits = makeLimits<FastifyRequest>(redis);
