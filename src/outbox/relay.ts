@@ -150,6 +150,7 @@ export class OutboxRelay {
   private readonly onError: (err: unknown) => void;
 
   private loop: Promise<void> | null = null;
+  private starting: Promise<void> | null = null;
   private stopping = false;
   private nudged = false;
   private readonly sleeper: { wake?: () => void } = {};
@@ -343,17 +344,32 @@ export class OutboxRelay {
    */
   async start(): Promise<void> {
     if (this.loop) return;
+    if (this.starting) return this.starting;
     this.stopping = false;
-    if (this.listenClient) {
-      try {
-        this.unlisten = await this.subscribe(this.listenClient);
-      } catch (err) {
-        if (err instanceof FlashSaleError) throw err;
-        const message = err instanceof Error ? err.message : String(err);
-        throw new DatabaseError(`LISTEN failed: ${message}`, { cause: err });
+    this.starting = (async () => {
+      if (this.listenClient) {
+        let unlisten: () => Promise<void>;
+        try {
+          unlisten = await this.subscribe(this.listenClient);
+        } catch (err) {
+          if (err instanceof FlashSaleError) throw err;
+          const message = err instanceof Error ? err.message : String(err);
+          throw new DatabaseError(`LISTEN failed: ${message}`, { cause: err });
+        }
+        if (this.stopping) {
+          // stop() was called while LISTEN was being set up: undo it, start nothing.
+          await unlisten().catch((err: unknown) => this.report(err));
+          return;
+        }
+        this.unlisten = unlisten;
       }
+      this.loop = this.run();
+    })();
+    try {
+      await this.starting;
+    } finally {
+      this.starting = null;
     }
-    this.loop = this.run();
   }
 
   /**
@@ -367,6 +383,7 @@ export class OutboxRelay {
    */
   async stop(): Promise<void> {
     this.stopping = true;
+    await this.starting?.catch(() => undefined);
     this.sleeper.wake?.();
     const loop = this.loop;
     if (loop) await loop;

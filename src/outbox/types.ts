@@ -72,6 +72,8 @@ export function errorText(err: unknown, max = 2000): string {
       text = String(err);
     }
   }
+  // PostgreSQL text cannot hold NUL: an error message with one would make the failure itself fail to record.
+  text = text.replace(/\u0000/g, "\ufffd");
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 

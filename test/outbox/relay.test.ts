@@ -403,6 +403,54 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
       if (listen instanceof pg.Client) await listen.end();
     }
   });
+
+  it("stop() while start() sets up LISTEN leaves nothing running or listening; concurrent starts start once", async () => {
+    const outbox = await freshOutbox(true);
+    let listen: pg.Client | SqlClient = db;
+    if (backend.name === "PostgreSQL") {
+      const client = new pg.Client({ connectionString: b.url });
+      await client.connect();
+      listen = client;
+    }
+    let rounds = 0;
+    const relay = new OutboxRelay(outbox, {
+      pollIntervalMs: 60_000,
+      listen: listen as never,
+      publish: async () => void rounds++,
+    });
+    try {
+      const starting = relay.start();
+      await relay.stop();
+      await starting;
+      expect(relay.running).toBe(false);
+      // Not listening: a committed message wakes nobody.
+      await transaction(db, (tx) => outbox.enqueue(tx, { topic: "t", id: "quiet", payload: 1 }));
+      await sleep(200);
+      expect(rounds).toBe(0);
+      // Two starts at once: one loop, one LISTEN; it then works and stops cleanly.
+      await Promise.all([relay.start(), relay.start()]);
+      expect(relay.running).toBe(true);
+      await until(() => rounds === 1, 5_000, "the first round");
+      await relay.stop();
+      expect(relay.running).toBe(false);
+    } finally {
+      await relay.stop();
+      if (listen instanceof pg.Client) await listen.end();
+    }
+  });
+
+  it("records an error message holding NUL (PostgreSQL text cannot) with a replacement character", async () => {
+    const outbox = await freshOutbox();
+    await transaction(db, (tx) => outbox.enqueue(tx, { topic: "t", id: "nul", payload: 1 }));
+    const relay = new OutboxRelay(outbox, {
+      backoff: () => 0,
+      publish: async () => {
+        throw new Error("broker said \u0000 no");
+      },
+    });
+    expect(await relay.runOnce()).toMatchObject({ claimed: 1, retried: 1 });
+    expect((await outbox.get("nul"))!.lastError).toBe("Error: broker said \ufffd no");
+  });
 });
 
 describe("OutboxRelay options", () => {

@@ -314,7 +314,7 @@ describe("Inventory (standalone Redis)", () => {
       if (!first.ok) throw new Error("setup");
       expect(await local.reserve("s", { userId: "b" })).toEqual({ ok: false, reason: "SOLD_OUT" }); // flag up
       const closed = new Promise((r) => subscriber.once("close", r));
-      await redis.client("KILL", "TYPE", "pubsub"); // a network blip on the subscriber's connection
+      await redis.call("CLIENT", "KILL", "TYPE", "pubsub"); // a network blip on the subscriber's connection
       await closed;
       // While it is down, another process gives the unit back: its restock message reaches nobody.
       expect(await other.release("s", first.reservationId)).toEqual({ ok: true });
