@@ -186,8 +186,12 @@ export class RedisBloomFilter {
   private mirrorVersion = -1;
   private mirrorAdds = -1;
   private mirrorStarted = false;
+  /** Set by `close()`: checks no longer restart the mirror's timer; `refresh()` does. */
+  private mirrorClosed = false;
   private mirrorTimer: ReturnType<typeof setInterval> | undefined;
   private reloading: Promise<void> | undefined;
+  /** A reload that starts once the running one is done (for callers that need a copy read after their call). */
+  private queuedReload: Promise<void> | undefined;
   private addedDuringReload: number[] | undefined;
   private ticking = false;
 
@@ -298,6 +302,7 @@ export class RedisBloomFilter {
    * ```
    */
   async addMany(items: Iterable<string> | AsyncIterable<string>): Promise<void> {
+    checkItems(items);
     const batch: number[] = [];
     let n = 0;
     for await (const item of items as SyncOrAsyncIterable<string>) {
@@ -431,7 +436,7 @@ export class RedisBloomFilter {
       "cache/bloom-clear",
     );
     if (reply[0] === 1) throw this.shapeError(String(reply[1]));
-    if (this.mirrorBits !== undefined) await this.reload();
+    if (this.mirrorBits !== undefined) await this.reload(true);
   }
 
   /**
@@ -454,6 +459,7 @@ export class RedisBloomFilter {
     items: Iterable<string> | AsyncIterable<string>,
     options: RebuildOptions = {},
   ): Promise<RebuildResult> {
+    checkItems(items); // before anything is written: a rebuild from a string would be one of its characters
     validateOptions("options", options);
     const { signal } = options;
     signal?.throwIfAborted();
@@ -514,7 +520,7 @@ export class RedisBloomFilter {
         await this.dropStaging(staging);
         return { ok: false, reason: "SUPERSEDED" };
       }
-      if (this.mirrorBits !== undefined) await this.reload().catch(this.onError);
+      if (this.mirrorBits !== undefined) await this.reload(true).catch(this.onError);
       return { ok: true, version: Number(reply[1]), items: count };
     } catch (err) {
       await this.dropStaging(staging);
@@ -545,8 +551,9 @@ export class RedisBloomFilter {
   async refresh(): Promise<void> {
     if (this.refreshMs === undefined)
       throw new InvalidArgumentError("mirror", "is not enabled on this filter");
+    this.mirrorClosed = false;
     this.startMirror(false);
-    await this.reload();
+    await this.reload(true);
   }
 
   /**
@@ -562,10 +569,11 @@ export class RedisBloomFilter {
     if (this.mirrorTimer !== undefined) clearInterval(this.mirrorTimer);
     this.mirrorTimer = undefined;
     this.mirrorStarted = false;
+    this.mirrorClosed = true;
   }
 
   private startMirror(load = true): void {
-    if (this.refreshMs === undefined || this.mirrorStarted) return;
+    if (this.refreshMs === undefined || this.mirrorStarted || this.mirrorClosed) return;
     this.mirrorStarted = true;
     this.mirrorTimer = setInterval(() => void this.tick(), this.refreshMs);
     this.mirrorTimer.unref?.();
@@ -588,12 +596,28 @@ export class RedisBloomFilter {
     }
   }
 
-  /** Reloads the whole bitmap in one MULTI (one consistent snapshot); concurrent callers share it. */
-  private reload(): Promise<void> {
-    this.reloading ??= this.doReload().finally(() => {
-      this.reloading = undefined;
-    });
-    return this.reloading;
+  /**
+   * Reloads the whole bitmap in one MULTI (one consistent snapshot); concurrent callers share it. `fresh`:
+   * the copy must be read after this call (a reload already running may have read before a write the caller
+   * knows of), so it chains one more reload after a running one; callers share that one too.
+   */
+  private reload(fresh = false): Promise<void> {
+    if (this.reloading === undefined) {
+      const run: Promise<void> = this.doReload().finally(() => {
+        if (this.reloading === run) this.reloading = undefined;
+      });
+      this.reloading = run;
+      return run;
+    }
+    if (!fresh) return this.reloading;
+    // One reload queued behind the running one serves every fresh caller that arrives before it starts.
+    this.queuedReload ??= this.reloading
+      .catch(() => undefined)
+      .then(() => {
+        this.queuedReload = undefined;
+        return this.reload();
+      });
+    return this.queuedReload;
   }
 
   private async doReload(): Promise<void> {
@@ -610,7 +634,13 @@ export class RedisBloomFilter {
       if (replies === null) throw new UnexpectedReplyError("the mirror's MULTI was discarded");
       for (const [err] of replies) if (err) throw toRedisError(err);
       const [shape, version, adds] = replies[0]![1] as (string | null)[];
-      if (shape != null && shape !== this.shape) throw this.shapeError(shape);
+      if (shape != null && shape !== this.shape) {
+        // Another client stored another shape since: this copy means nothing any more. Without it, checks go
+        // to Redis, whose scripts throw the conflict to the caller instead of answering from stale bits.
+        this.mirrorBits = undefined;
+        this.shapeChecked = false;
+        throw this.shapeError(shape);
+      }
       // Everything from here on is synchronous: readers see the old copy or the new one, never a mix.
       const bytes = Math.ceil(this.bits / 8);
       const bits = this.mirrorBits ?? new Uint8Array(bytes);
@@ -647,6 +677,21 @@ export class RedisBloomFilter {
       "BLOOM_SHAPE_MISMATCH",
       `filter ${this.name} is stored with shape ${stored} (bits:hashes:bitsPerKey:scheme), this client ` +
         `wants ${this.shape}: every process must use the same capacity, errorRate and bitsPerKey`,
+    );
+  }
+}
+
+/** An iterable of items, and not a string (which iterates its characters). */
+function checkItems(items: unknown): void {
+  if (
+    typeof items !== "object" ||
+    items === null ||
+    (typeof (items as Iterable<string>)[Symbol.iterator] !== "function" &&
+      typeof (items as AsyncIterable<string>)[Symbol.asyncIterator] !== "function")
+  ) {
+    throw new InvalidArgumentError(
+      "items",
+      "must be an iterable or async iterable of strings (not a string)",
     );
   }
 }

@@ -335,7 +335,10 @@ export class ReadThroughCache<V> {
     }
     let flight = this.flights.get(id);
     if (flight === undefined) {
-      flight = this.fill(id).finally(() => this.flights.delete(id));
+      const mine: Promise<V | undefined> = this.fill(id).finally(() => {
+        if (this.flights.get(id) === mine) this.flights.delete(id);
+      });
+      flight = mine;
       this.flights.set(id, flight);
     }
     return flight;
@@ -478,6 +481,9 @@ export class ReadThroughCache<V> {
     const keys = this.keys(id);
     if (this.guard !== undefined) await this.guard.forget(id);
     await INVALIDATE.run(this.redis, [keys.entry, keys.generation], [GENERATION_TTL_MS]);
+    // A load of this process already running may have read the source before the change: a get from now
+    // on must not join it, but start its own.
+    this.flights.delete(id);
   }
 
   /**
@@ -490,15 +496,32 @@ export class ReadThroughCache<V> {
    * ```
    */
   async prewarm(entries: Iterable<readonly [string, V]>): Promise<number> {
-    const list = [...entries];
-    for (const entry of list) {
+    if (
+      typeof entries !== "object" ||
+      entries === null ||
+      typeof (entries as Iterable<unknown>)[Symbol.iterator] !== "function"
+    ) {
+      throw new InvalidArgumentError("entries", "must be an iterable of [id, value] pairs");
+    }
+    const list: [string, string][] = [];
+    // Everything is checked and encoded before anything is written.
+    for (const entry of entries as Iterable<unknown>) {
       if (!Array.isArray(entry) || entry.length !== 2) {
         throw new InvalidArgumentError("entries", "must be [id, value] pairs");
       }
-      validateId("id", entry[0]);
-      if (entry[1] === undefined || entry[1] === null) {
-        throw new InvalidArgumentError("entries", `value of ${entry[0]} must not be null or undefined`);
+      const [id, value] = entry as [unknown, V];
+      validateId("id", id);
+      if (value === undefined || value === null) {
+        throw new InvalidArgumentError("entries", `value of ${id} must not be null or undefined`);
       }
+      let encoded: string;
+      try {
+        encoded = VALUE + this.serializer.serialize(value);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        throw new InvalidArgumentError("entries", `value of ${id} could not be serialized: ${why}`);
+      }
+      list.push([id, encoded]);
     }
     const guard = this.guard;
     if (guard !== undefined) {
@@ -509,11 +532,14 @@ export class ReadThroughCache<V> {
       // Separate commands rather than one pipeline: on Cluster the ids live on different slots. ioredis
       // writes them back to back, so this is pipelined on the wire all the same.
       await Promise.all(
-        list.slice(i, i + batch).flatMap(([id, value]) => {
+        list.slice(i, i + batch).flatMap(([id, encoded]) => {
           const ttl =
             this.ttlMs + Math.floor(Math.random() * (this.jitterMs + 1)) + this.staleWhileRevalidateMs;
+          const keys = this.keys(id);
+          // Stored with a new generation, so a load that read the source before the value existed cannot
+          // overwrite it with a "missing" marker when it finishes.
           const ops: Promise<unknown>[] = [
-            this.redis.set(this.entryKey(id), VALUE + this.serializer.serialize(value), "PX", ttl),
+            INVALIDATE.run(this.redis, [keys.entry, keys.generation], [GENERATION_TTL_MS, encoded, ttl]),
           ];
           if (guard !== undefined) ops.push(this.redis.del(guard.negativeKey(id)));
           return ops;

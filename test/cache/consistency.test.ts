@@ -1,0 +1,165 @@
+// Consistency edges of the cache module: a get after invalidate never joins a load that read the old value,
+// prewarm wins over a load that read the source before the item existed, the mirror's refresh() reads after
+// its call, close() stays closed, a shape conflict is thrown rather than answered from a stale copy, and bad
+// input is refused before anything is written.
+import type { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PenetrationGuard, ReadThroughCache, RedisBloomFilter } from "../../src/cache/index.js";
+import { ConflictError, InvalidArgumentError } from "../../src/core/errors.js";
+import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
+
+let srv: PrivateRedis;
+let redis: Redis;
+beforeAll(async () => {
+  srv = await startRedis();
+  redis = srv.client();
+});
+afterAll(async () => srv?.stop());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const shape = (prefix: string) => ({ capacity: 1000, errorRate: 0.01, prefix });
+
+async function commandCalls(command: string): Promise<number> {
+  const info = await redis.info("commandstats");
+  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
+}
+
+describe("ReadThroughCache", () => {
+  it("a get that starts after invalidate() resolved gets the new value, not a load begun before", async () => {
+    let version = 1;
+    const cache = new ReadThroughCache<{ v: number }>({
+      redis,
+      prefix: randomPrefix(),
+      ttlMs: 60_000,
+      load: async () => {
+        const seen = version;
+        await sleep(150);
+        return { v: seen };
+      },
+    });
+    const before = cache.get("x"); // reads version 1, still loading
+    await sleep(30);
+    version = 2;
+    await cache.invalidate("x");
+    const after = await cache.get("x");
+    expect(await before).toEqual({ v: 1 }); // overlapped the change: either answer is right
+    expect(after).toEqual({ v: 2 });
+    expect(await cache.get("x")).toEqual({ v: 2 }); // and that is what is stored
+  });
+
+  it("prewarm wins over a load that read the source before the item existed", async () => {
+    const rows = new Map<string, { price: number }>();
+    const cache = new ReadThroughCache<{ price: number }>({
+      redis,
+      prefix: randomPrefix(),
+      ttlMs: 60_000,
+      negativeTtlMs: 60_000,
+      load: async (id) => {
+        const row = rows.get(id);
+        await sleep(120);
+        return row;
+      },
+    });
+    const early = cache.get("sku"); // a visitor before the product exists
+    await sleep(30);
+    rows.set("sku", { price: 5 });
+    await cache.prewarm([["sku", { price: 5 }]]);
+    expect(await early).toBeUndefined();
+    expect(await cache.get("sku")).toEqual({ price: 5 }); // not the early load's "missing" marker
+  });
+
+  it("prewarm refuses bad input before writing anything (filter included)", async () => {
+    const prefix = randomPrefix();
+    const filter = new RedisBloomFilter(redis, "p", shape(prefix));
+    const guard = new PenetrationGuard({ filter, redis, prefix });
+    const cache = new ReadThroughCache<unknown>({ redis, ttlMs: 10_000, load: async () => 1, prefix, guard });
+    const before = await keyspace(redis, `*${prefix}*`);
+    await expect(cache.prewarm(null as never)).rejects.toThrow(InvalidArgumentError);
+    await expect(
+      cache.prewarm([
+        ["ok", { n: 1 }],
+        ["bad", { n: 1n }],
+      ]),
+    ).rejects.toThrow(/value of bad could not be serialized/);
+    expect(await keyspace(redis, `*${prefix}*`)).toEqual(before);
+  });
+});
+
+describe("RedisBloomFilter", () => {
+  it("await refresh() holds every add that completed before the call, even with a reload in flight", async () => {
+    const prefix = randomPrefix();
+    // A 2.4 MB bitmap: a reload's reply takes long enough for another client's add to land meanwhile.
+    const opts = { capacity: 2_000_000, errorRate: 0.01, prefix };
+    const writer = new RedisBloomFilter(srv.client(), "r", opts);
+    await writer.addMany(Array.from({ length: 2000 }, (_, i) => `seed-${i}`));
+    const reader = new RedisBloomFilter(srv.client(), "r", {
+      ...opts,
+      mirror: { refreshIntervalMs: 60_000 },
+    });
+    await reader.refresh();
+    let misses = 0;
+    for (let round = 0; round < 10; round++) {
+      const inFlight = reader.refresh();
+      await writer.add(`new-${round}`);
+      await reader.refresh();
+      if (reader.mightContainLocal(`new-${round}`) !== true) misses++;
+      await inFlight;
+    }
+    reader.close();
+    expect(misses).toBe(0);
+  });
+
+  it("close() stays closed: checks answer from the last copy without restarting the timer", async () => {
+    const f = new RedisBloomFilter(srv.client(), "m", {
+      ...shape(randomPrefix()),
+      mirror: { refreshIntervalMs: 20 },
+    });
+    await f.refresh();
+    f.close();
+    const before = await commandCalls("hmget");
+    expect(f.mightContainLocal("x")).toBe(false);
+    expect(await f.mightContain("x")).toBe(false);
+    await sleep(200);
+    expect(await commandCalls("hmget")).toBe(before);
+    await f.refresh(); // starts it again
+    f.close();
+  });
+
+  it("a mirror loaded before another client stored another shape throws the conflict instead of answering", async () => {
+    const prefix = randomPrefix();
+    const errors: unknown[] = [];
+    const a = new RedisBloomFilter(srv.client(), "s", {
+      ...shape(prefix),
+      mirror: { refreshIntervalMs: 20 },
+      onError: (e) => errors.push(e),
+    });
+    await a.refresh(); // nothing stored yet
+    const b = new RedisBloomFilter(srv.client(), "s", { ...shape(prefix), capacity: 5000 });
+    await b.add("x");
+    const deadline = Date.now() + 5_000;
+    while (!errors.some((e) => e instanceof ConflictError) && Date.now() < deadline) await sleep(10);
+    expect(errors.some((e) => e instanceof ConflictError)).toBe(true);
+    await expect(a.mightContain("x")).rejects.toThrow(ConflictError);
+    a.close();
+  });
+
+  it("rebuild and addMany refuse what is no iterable of strings, before writing or superseding anything", async () => {
+    const prefix = randomPrefix();
+    const a = new RedisBloomFilter(srv.client(), "f", shape(prefix));
+    const b = new RedisBloomFilter(srv.client(), "f", shape(prefix));
+    await a.addMany(["sku-1", "sku-2"]);
+    async function* slow() {
+      yield "sku-1";
+      await sleep(100);
+      yield "sku-2";
+    }
+    const running = a.rebuild(slow()); // a legitimate rebuild elsewhere
+    await sleep(30);
+    await expect(b.rebuild(null as never)).rejects.toThrow(InvalidArgumentError);
+    await expect(b.rebuild("sku-3" as Iterable<string>)).rejects.toThrow(/not a string/);
+    await expect(b.addMany(null as never)).rejects.toThrow(InvalidArgumentError);
+    await expect(b.addMany("abc" as Iterable<string>)).rejects.toThrow(InvalidArgumentError);
+    expect(await running).toMatchObject({ ok: true, items: 2 });
+    expect(await a.mightContainMany(["sku-1", "sku-2", "s", "a"])).toEqual([true, true, false, false]);
+  });
+});
