@@ -2,10 +2,12 @@
 -- KEYS: per lock i (from 0): [3i+1] lock (string: owner's token, PX ttl), [3i+2] fence counter (integer,
 --       never expires), [3i+3] waiters flag
 -- ARGV: per lock: token, ttlMs, waiters-flag ttl in ms when that caller waits for a release message, else '0'
--- Returns: one integer per lock: fence >= 1 when acquired (strictly increasing per resource); -(pttl + 2) when
+-- Returns: one reply per lock: the fence >= 1 as decimal text when acquired (strictly increasing per resource;
+--          text, because a client's integer decoder may round values near 2^53); the integer -(pttl + 2) when
 --          another owner holds it (pttl = its remaining ms, -1 when it has no expiry), writing only the flag;
---          0 when its fence counter holds no count INCR can raise (a negative number, text, another type,
---          2^63 - 1): nothing is written for that lock, not even the counter.
+--          0 when its fence counter holds no count that can be raised and stay exact (a negative number, text,
+--          another type, 2^53 - 1 or more, past which Lua and JavaScript numbers skip integers): nothing is
+--          written for that lock, not even the counter.
 -- Locks asked for in the same tick share this script; each is decided on its own, in order.
 local rcall = redis.call
 local out = {}
@@ -13,22 +15,28 @@ for i = 0, #KEYS / 3 - 1 do
   local lock, fence, waiters = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   if rcall('EXISTS', lock) == 1 then
     local wait = tonumber(ARGV[3 * i + 3])
-    if wait > 0 then rcall('SET', waiters, '1', 'PX', wait) end
+    -- Only ever lengthened: a waiter with a shorter pause must not cut short another waiter's flag.
+    if wait > 0 and rcall('PTTL', waiters) < wait then rcall('SET', waiters, '1', 'PX', wait) end
     out[i + 1] = -(rcall('PTTL', lock) + 2)
   else
-    -- Check the counter before writing anything: a valid count is absent or a non-negative integer (INCR
-    -- itself would happily count a negative one up). INCR still fails, writing nothing, on text that only
-    -- looks like digits or at the 64-bit maximum; the pcalls also cover a key of another type.
+    -- Check the counter before writing anything: a valid count is absent or a non-negative integer below
+    -- 2^53 - 1 = 9007199254740991, compared as digits (16 digits at most, no leading zeros past one), since
+    -- tonumber would round it. The pcalls also cover a key of another type.
     local count = redis.pcall('GET', fence)
     local f = false
-    if not count or (type(count) == 'string' and string.find(count, '^%d+$')) then
+    if not count then
       f = redis.pcall('INCR', fence)
+    elseif type(count) == 'string' and string.find(count, '^%d+$') then
+      local digits = string.gsub(count, '^0+(%d)', '%1')
+      if #digits < 16 or (#digits == 16 and digits < '9007199254740991') then
+        f = redis.pcall('INCR', fence)
+      end
     end
     if type(f) ~= 'number' then
       out[i + 1] = 0
     else
       rcall('SET', lock, ARGV[3 * i + 1], 'PX', ARGV[3 * i + 2])
-      out[i + 1] = f
+      out[i + 1] = rcall('GET', fence) -- the exact digits; a Lua number could only be formatted rounded
     end
   end
 end

@@ -9,7 +9,7 @@ import { LockTimeoutError } from "./errors.js";
 import { MAX_LOCK_MS } from "./spin-lock.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
 import { holdWhile } from "./using.js";
-import { abortable, jittered, pause } from "./wait.js";
+import { abortable, jittered, pause, validateSignal } from "./wait.js";
 
 /** Options of `new QuorumLock()`. All durations are integer milliseconds. */
 export interface QuorumLockOptions {
@@ -173,6 +173,7 @@ export class QuorumLock implements Locker<undefined> {
   private readonly redlock: Redlock;
 
   constructor(clients: readonly RedisClient[], options: QuorumLockOptions = {}) {
+    validateOptions("options", options);
     if (!Array.isArray(clients) || clients.length === 0) {
       throw new InvalidArgumentError("clients", "must be a non-empty array of ioredis clients");
     }
@@ -183,6 +184,11 @@ export class QuorumLock implements Locker<undefined> {
     }
     if (new Set(clients).size !== clients.length) {
       throw new InvalidArgumentError("clients", "must not list the same client twice");
+    }
+    // redlock decides a vote once "for" or "against" reaches the majority: with an even count a tie (one
+    // node down, or held by another owner) never decides, and every call would hang.
+    if (clients.length % 2 === 0) {
+      throw new InvalidArgumentError("clients", "must be an odd number of independent nodes (1, 3, 5…)");
     }
     this.prefix = resolvePrefix(options.prefix);
     validateOptionalInt("ttlMs", options.ttlMs, { min: 1, max: MAX_LOCK_MS });
@@ -239,6 +245,7 @@ export class QuorumLock implements Locker<undefined> {
   async acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<undefined>> {
     validateOptions("options", options);
     const { signal } = options;
+    validateSignal(signal);
     signal?.throwIfAborted();
     const key = this.key(resource);
     const started = Date.now();
@@ -272,6 +279,8 @@ export class QuorumLock implements Locker<undefined> {
     options: UsingOptions = {},
   ): Promise<T> {
     validateOptions("options", options);
+    if (typeof routine !== "function") throw new InvalidArgumentError("routine", "must be a function");
+    validateSignal(options.signal);
     validateOptionalInt("maxHoldMs", options.maxHoldMs, { min: 1 });
     const handle = await this.acquire(resource, options);
     return holdWhile(handle, routine, {

@@ -11,7 +11,7 @@ import { validateId, validateInt, validateOptionalInt, validateOptions } from ".
 import { LockTimeoutError } from "./errors.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
 import { holdWhile } from "./using.js";
-import { abortable, jittered, pause } from "./wait.js";
+import { abortable, jittered, pause, validateSignal, withDeadline } from "./wait.js";
 import { Wakeups } from "./wakeups.js";
 
 const ACQUIRE = new LuaScript("lock/acquire", LUA["lock/acquire"], "variadic");
@@ -79,7 +79,9 @@ function settle<T>(script: string, batch: readonly Pending<T, number>[], reply: 
   }
   batch.forEach((p, i) => {
     const n: unknown = reply[i];
-    if (typeof n === "number") p.resolve(n);
+    // A fence comes as its decimal text: ioredis's integer decoder rounds the last few below 2^53.
+    const v = typeof n === "string" && /^\d{1,16}$/.test(n) ? Number(n) : n;
+    if (typeof v === "number" && Number.isSafeInteger(v)) p.resolve(v);
     else p.reject(new UnexpectedReplyError(`${script} returned ${String(n)}`));
   });
 }
@@ -306,13 +308,14 @@ export class SpinLock implements Locker<number> {
   async acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<number>> {
     validateOptions("options", options);
     const { signal } = options;
+    validateSignal(signal);
     signal?.throwIfAborted();
     const keys = this.keys(resource);
     const started = Date.now();
     // The fast path registers nothing: a release that lands while this attempt is in flight shows up as a
     // changed release count instead, and sends the waiter straight into a second attempt.
     const releases = this.wakeups.releases;
-    const first = await this.attemptOnce(resource, keys, 0, signal);
+    const first = await this.attemptOnce(resource, keys, 0, signal, started);
     if (typeof first !== "number") return first;
     if (this.acquireTimeoutMs === 0) throw new LockTimeoutError(resource, Date.now() - started);
     return this.wait(resource, keys, started, first, releases !== this.wakeups.releases, signal);
@@ -349,7 +352,7 @@ export class SpinLock implements Locker<number> {
         // A woken waiter has left the queue: register again before the attempt goes out.
         if (waiter.fired) waiter = this.wakeups.waiter(keys.channel);
         const flag = subscription?.ready ? this.waitFlagMs : 0;
-        const got = await this.attemptOnce(resource, keys, flag, signal);
+        const got = await this.attemptOnce(resource, keys, flag, signal, started);
         if (typeof got !== "number") return got;
         pttl = got;
         if (Date.now() >= deadline) throw new LockTimeoutError(resource, Date.now() - started);
@@ -369,18 +372,31 @@ export class SpinLock implements Locker<number> {
     }
   }
 
-  /** One attempt that a signal can abandon; a lock it acquires after the caller left is released. */
+  /**
+   * One attempt that a signal, or the acquire deadline (a server that does not answer), can abandon; a lock
+   * it acquires after the caller left is released.
+   */
   private attemptOnce(
     resource: string,
     keys: SpinLockKeys,
     waitFlagMs: number,
     signal: AbortSignal | undefined,
+    started: number,
   ): Promise<SpinLockHandle | number> {
-    const work = this.attempt(resource, keys, waitFlagMs);
-    if (signal === undefined) return work;
-    return abortable(work, signal, (late) => {
+    const orphan = (late: SpinLockHandle | number): void => {
       if (typeof late !== "number") late.release().catch(() => {});
-    });
+    };
+    let work = this.attempt(resource, keys, waitFlagMs);
+    // acquireTimeoutMs 0 is "one attempt": it waits for its answer (bounded by the client's commandTimeout).
+    if (this.acquireTimeoutMs > 0) {
+      work = withDeadline(
+        work,
+        started + this.acquireTimeoutMs - Date.now(),
+        () => new LockTimeoutError(resource, Date.now() - started),
+        orphan,
+      );
+    }
+    return signal === undefined ? work : abortable(work, signal, orphan);
   }
 
   /**
@@ -408,6 +424,8 @@ export class SpinLock implements Locker<number> {
     options: UsingOptions = {},
   ): Promise<T> {
     validateOptions("options", options);
+    if (typeof routine !== "function") throw new InvalidArgumentError("routine", "must be a function");
+    validateSignal(options.signal);
     validateOptionalInt("maxHoldMs", options.maxHoldMs, { min: 1 });
     const handle = await this.acquire(resource, options);
     return holdWhile(handle, routine, {
@@ -434,7 +452,7 @@ export class SpinLock implements Locker<number> {
     });
     if (reply === 0) {
       throw new RedisCommandError(
-        `lock/acquire: the fence counter ${keys.fence} is not a count that can be raised (a non-negative integer below 2^63 - 1)`,
+        `lock/acquire: the fence counter ${keys.fence} is not a count that can be raised exactly (a non-negative integer below 2^53 - 1)`,
       );
     }
     if (reply < 0) return -reply - 2;

@@ -1,4 +1,5 @@
 // Waiting between lock attempts: a jittered delay that ends early on a wake-up and at once on abort.
+import { InvalidArgumentError } from "../core/errors.js";
 
 /** The reason an aborted signal carries, or a standard AbortError when it carries none. */
 export function abortReason(signal: AbortSignal): unknown {
@@ -40,6 +41,48 @@ export function pause(ms: number, signal: AbortSignal | undefined, wakes: readon
  * Settles like `work`, unless `signal` aborts first: then rejects with its reason at once and hands the
  * late result of `work` to `orphan` (to release a lock acquired after the caller gave up).
  */
+/**
+ * Checks an optional AbortSignal argument (before any I/O). @internal
+ */
+export function validateSignal(signal: unknown): asserts signal is AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidArgumentError("signal", "must be an AbortSignal");
+  }
+}
+
+/**
+ * `work`, or `timedOut()` once `ms` have passed; a value `work` yields after that goes to `orphan` (a lock
+ * taken after the caller gave up is released). @internal
+ */
+export function withDeadline<T>(
+  work: Promise<T>,
+  ms: number,
+  timedOut: () => Error,
+  orphan: (value: T) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let late = false;
+    const timer = setTimeout(
+      () => {
+        late = true;
+        reject(timedOut());
+      },
+      Math.max(0, ms),
+    );
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        if (late) orphan(value);
+        else resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (!late) reject(err);
+      },
+    );
+  });
+}
+
 export function abortable<T>(
   work: Promise<T>,
   signal: AbortSignal | undefined,

@@ -110,6 +110,23 @@ describe("SpinLock basics", () => {
     expect(await contents(`*${prefix}*`)).toEqual(before);
   });
 
+  it("fences stay exact: a counter that would pass 2^53 - 1 is refused, never rounded", async () => {
+    const prefix = randomPrefix();
+    const lock = new SpinLock(redis, { prefix, acquireTimeoutMs: 0 });
+    await redis.set(lock.keys("r").fence, "9007199254740989");
+    const fences: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const h = await lock.acquire("r");
+      fences.push(h.fence);
+      await h.release();
+    }
+    expect(fences).toEqual([9007199254740990, Number.MAX_SAFE_INTEGER]);
+    const before = await contents(`*${prefix}*`);
+    await expect(lock.acquire("r")).rejects.toThrow(/below 2\^53 - 1/);
+    expect(await contents(`*${prefix}*`)).toEqual(before);
+    expect(await redis.get(lock.keys("r").fence)).toBe("9007199254740991");
+  });
+
   it("tryAcquire writes nothing when the lock is taken", async () => {
     const prefix = randomPrefix();
     const lock = new SpinLock(redis, { prefix });
@@ -133,6 +150,15 @@ describe("SpinLock basics", () => {
     await expect(lock.acquire("a{b}")).rejects.toThrow(/resource must not contain/);
     await expect(lock.tryAcquire("")).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(lock.using("x", async () => 1, { maxHoldMs: 0 })).rejects.toThrow(/maxHoldMs/);
+    // Checked before anything is written: no lock taken, no fence drawn.
+    const before = await contents(`*${lock.prefix}*`);
+    await expect(lock.acquire("x", { signal: null as never })).rejects.toThrow(
+      /signal must be an AbortSignal/,
+    );
+    await expect(lock.using("x", "not a function" as never)).rejects.toThrow(/routine must be a function/);
+    await expect(lock.using("x", async () => 1, { signal: {} as never })).rejects.toThrow(/signal/);
+    await expect(lock.acquire("x", null as never)).rejects.toThrow(/options must be an object/);
+    expect(await contents(`*${lock.prefix}*`)).toEqual(before);
     const h = await lock.acquire("x");
     await expect(h.extend(0)).rejects.toThrow(/ttlMs/);
     await h.release();
@@ -176,6 +202,59 @@ describe("SpinLock waiting", () => {
     }
     await h.release();
   });
+
+  it("gives up at acquireTimeoutMs even while the server does not answer an attempt", async () => {
+    const prefix = randomPrefix();
+    const admin = srv.client();
+    const holder = new SpinLock(admin, { prefix, ttlMs: 10_000 });
+    const h = await holder.acquire("r");
+    const client = srv.client();
+    await client.ping();
+    const lock = new SpinLock(client, { prefix, acquireTimeoutMs: 400, retryDelayMs: 50 });
+    const t0 = performance.now();
+    const waiting = lock.acquire("r").catch((e: unknown) => e);
+    await sleep(100);
+    await admin.call("CLIENT", "PAUSE", "1500", "ALL"); // the next attempt's script waits for 1.5 s
+    const err = await waiting;
+    const waited = performance.now() - t0;
+    expect(err).toBeInstanceOf(LockTimeoutError);
+    expect(waited).toBeLessThan(400 + 300);
+    await sleep(1_600);
+    await h.release();
+    // The attempt that was answered after the deadline took nothing that stays: the lock is free.
+    expect(await lock.tryAcquire("r").then((x) => x?.release())).toBe(true);
+  });
+
+  it("a waiter with a short retry delay never shortens another waiter's flag: the release still wakes it", async () => {
+    const prefix = randomPrefix();
+    const holder = new SpinLock(srv.client(), { prefix, ttlMs: 60_000 });
+    const slow = new SpinLock(srv.client(), {
+      prefix,
+      retryDelayMs: 10_000, // flag 40 s, pauses of 5 to 15 s
+      acquireTimeoutMs: 30_000,
+      subscriber: srv.client(),
+    });
+    const fast = new SpinLock(srv.client(), {
+      prefix,
+      retryDelayMs: 50, // flag 1 s
+      acquireTimeoutMs: 300,
+      subscriber: srv.client(),
+    });
+    const flag = holder.keys("r").waiters;
+    const h = await holder.acquire("r");
+    const slowGot = slow.acquire("r");
+    for (let i = 0; i < 500 && (await redis.pttl(flag)) < 30_000; i++) await sleep(10);
+    expect(await redis.pttl(flag)).toBeGreaterThan(30_000);
+    await expect(fast.acquire("r")).rejects.toBeInstanceOf(LockTimeoutError);
+    expect(await redis.pttl(flag)).toBeGreaterThan(30_000);
+    await sleep(1_100); // past the fast waiter's flag: had it shortened the flag, it would be gone
+    const t0 = performance.now();
+    await h.release();
+    const got = await Promise.race([slowGot, sleep(3_000).then(() => "still sleeping" as const)]);
+    expect(got).not.toBe("still sleeping");
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    await (await slowGot).release();
+  }, 40_000);
 
   it("gets the lock as soon as the holder's TTL runs out", async () => {
     const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 300, retryDelayMs: 1_000 });
