@@ -146,19 +146,20 @@ describe("SpinLock basics", () => {
     expect(() => new SpinLock(redis, { prefix: "a{b}" })).toThrow(/prefix/);
     expect(() => new SpinLock({} as Redis)).toThrow(/redis must be an ioredis/);
     expect(() => new SpinLock(redis, { subscriber: redis })).toThrow(/connection of its own/);
-    const lock = new SpinLock(redis, { prefix: randomPrefix() });
+    const prefix = randomPrefix();
+    const lock = new SpinLock(redis, { prefix });
     await expect(lock.acquire("a{b}")).rejects.toThrow(/resource must not contain/);
     await expect(lock.tryAcquire("")).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(lock.using("x", async () => 1, { maxHoldMs: 0 })).rejects.toThrow(/maxHoldMs/);
     // Checked before anything is written: no lock taken, no fence drawn.
-    const before = await contents(`*${lock.prefix}*`);
+    const before = await contents(`*${prefix}*`);
     await expect(lock.acquire("x", { signal: null as never })).rejects.toThrow(
       /signal must be an AbortSignal/,
     );
     await expect(lock.using("x", "not a function" as never)).rejects.toThrow(/routine must be a function/);
     await expect(lock.using("x", async () => 1, { signal: {} as never })).rejects.toThrow(/signal/);
     await expect(lock.acquire("x", null as never)).rejects.toThrow(/options must be an object/);
-    expect(await contents(`*${lock.prefix}*`)).toEqual(before);
+    expect(await contents(`*${prefix}*`)).toEqual(before);
     const h = await lock.acquire("x");
     await expect(h.extend(0)).rejects.toThrow(/ttlMs/);
     await h.release();
