@@ -36,7 +36,7 @@ for i = 0, #KEYS / 3 - 1 do
       out[i + 1] = 0
     else
       rcall('SET', lock, ARGV[3 * i + 1], 'PX', ARGV[3 * i + 2])
-      out[i + 1] = rcall('GET', fence) -- the exact digits; a Lua number could only be formatted rounded
+      out[i + 1] = string.format('%d', f) -- exact below 2^53 (tostring would round to 14 digits)
     end
   end
 end
