@@ -111,7 +111,7 @@ export async function holdWhile<T, F extends number | undefined>(
         lastError = err;
         // A Redis fault: the lock may still be ours until expiresAt; try again while there is time.
         const left = handle.expiresAt - Date.now();
-        if (left > 0) scheduleExtension(Math.min(retryDelayMs, Math.floor(left / 2)));
+        if (left > 0) scheduleExtension(Math.max(1, Math.min(retryDelayMs, Math.floor(left / 2))));
         else lose("it could not be extended", err);
       },
     );
