@@ -35,8 +35,9 @@ export async function sqlRows<T>(db: SqlClient, sql: string, params: unknown[] =
 }
 
 /**
- * Splits a SQL script into statements at top-level semicolons, leaving semicolons inside quotes, dollar-quoted
- * bodies and comments alone (PGlite's `query` takes one statement at a time).
+ * Splits a SQL script into statements at top-level semicolons, leaving semicolons inside quotes (`E'…'`
+ * strings with their escapes included), dollar-quoted bodies, comments (nested block comments included) and
+ * `BEGIN ATOMIC … END` function bodies alone (PGlite's `query` takes one statement at a time).
  *
  * @example
  * ```ts
@@ -47,38 +48,107 @@ export function splitSqlStatements(script: string): string[] {
   const out: string[] = [];
   let start = 0;
   let i = 0;
+  // Inside BEGIN ATOMIC bodies, as psql counts them: BEGIN ATOMIC and CASE open, END closes.
+  let atomic = 0;
+  let previousWord = "";
   while (i < script.length) {
-    const c = script[i];
-    if (c === "'" || c === '"') {
-      // E'…' strings take backslash escapes; elsewhere a doubled quote is just two adjacent strings.
-      const escapes = c === "'" && /[eE]/.test(script[i - 1] ?? "") && !/\w/.test(script[i - 2] ?? "");
+    const c = script[i]!;
+    if (isIdentifierStart(c)) {
+      // A whole word at once: a `$` inside an identifier (`a$x$`) is no dollar quote.
       let j = i + 1;
-      while (j < script.length && script[j] !== c) j += escapes && script[j] === "\\" ? 2 : 1;
-      i = j + 1;
+      while (j < script.length && isIdentifierPart(script[j]!)) j++;
+      const word = script.slice(i, j).toUpperCase();
+      if (script[j] === "'" && word === "E") {
+        i = endOfEscapeString(script, j);
+        previousWord = "";
+        continue;
+      }
+      if (word === "ATOMIC" && previousWord === "BEGIN") atomic++;
+      else if (atomic > 0 && word === "CASE") atomic++;
+      else if (atomic > 0 && word === "END") atomic--;
+      previousWord = word;
+      i = j;
+      continue;
+    }
+    if (c === "'" || c === '"') {
+      // A doubled quote inside is part of the string: scanning on from it is the same as a new string.
+      const end = script.indexOf(c, i + 1);
+      i = end === -1 ? script.length : end + 1;
     } else if (c === "-" && script[i + 1] === "-") {
       const end = script.indexOf("\n", i);
       i = end === -1 ? script.length : end + 1;
+      continue; // a comment between BEGIN and ATOMIC keeps BEGIN the previous word
     } else if (c === "/" && script[i + 1] === "*") {
-      const end = script.indexOf("*/", i + 2);
-      i = end === -1 ? script.length : end + 2;
+      i = endOfBlockComment(script, i);
+      continue;
     } else if (c === "$") {
-      const tag = /^\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$/.exec(script.slice(i))?.[0];
+      const tag = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z_0-9\u0080-\uffff]*)?\$/.exec(
+        script.slice(i, i + 200),
+      )?.[0];
       if (tag) {
         const end = script.indexOf(tag, i + tag.length);
         i = end === -1 ? script.length : end + tag.length;
       } else i++;
-    } else if (c === ";") {
+    } else if (c === ";" && atomic === 0) {
       out.push(script.slice(start, i));
       start = ++i;
     } else i++;
+    if (!/\s/.test(c)) previousWord = "";
   }
   out.push(script.slice(start));
-  const blank = (s: string) =>
-    s
-      .replace(/--[^\n]*/g, "")
-      .replace(/\/\*[\s\S]*?\*\//g, "")
-      .trim().length === 0;
-  return out.map((s) => s.trim()).filter((s) => !blank(s));
+  return out.map((s) => s.trim()).filter((s) => !isBlank(s));
+}
+
+function isIdentifierStart(c: string): boolean {
+  return /[A-Za-z_]/.test(c) || c.charCodeAt(0) >= 0x80;
+}
+
+function isIdentifierPart(c: string): boolean {
+  return /[A-Za-z0-9_$]/.test(c) || c.charCodeAt(0) >= 0x80;
+}
+
+/** The index after an `E'…'` string whose opening quote is at `quote`: `\x` and `''` stay inside it. */
+function endOfEscapeString(script: string, quote: number): number {
+  let j = quote + 1;
+  while (j < script.length) {
+    if (script[j] === "\\") j += 2;
+    else if (script[j] === "'") {
+      if (script[j + 1] === "'") j += 2;
+      else return j + 1;
+    } else j++;
+  }
+  return script.length;
+}
+
+/** The index after the block comment opening at `at`; block comments nest in PostgreSQL. */
+function endOfBlockComment(script: string, at: number): number {
+  let depth = 0;
+  let j = at;
+  while (j < script.length) {
+    if (script[j] === "/" && script[j + 1] === "*") {
+      depth++;
+      j += 2;
+    } else if (script[j] === "*" && script[j + 1] === "/") {
+      depth--;
+      j += 2;
+      if (depth === 0) return j;
+    } else j++;
+  }
+  return script.length;
+}
+
+/** Whether a piece holds nothing but whitespace and comments. */
+function isBlank(piece: string): boolean {
+  let i = 0;
+  while (i < piece.length) {
+    if (/\s/.test(piece[i]!)) i++;
+    else if (piece[i] === "-" && piece[i + 1] === "-") {
+      const end = piece.indexOf("\n", i);
+      i = end === -1 ? piece.length : end + 1;
+    } else if (piece[i] === "/" && piece[i + 1] === "*") i = endOfBlockComment(piece, i);
+    else return false;
+  }
+  return true;
 }
 
 /**

@@ -128,6 +128,9 @@ export class RateLimits<Ctx = unknown> {
     if (!Array.isArray(limits) || limits.length === 0) {
       throw new InvalidArgumentError("limits", "must be a non-empty array of { name, bucket, key }");
     }
+    // A batched script call carries at most 255 distinct bucket settings (one byte each): 64 limits plus the
+    // 31 items a batch may hold besides them stay well inside that.
+    if (limits.length > 64) throw new InvalidArgumentError("limits", "must hold at most 64 limits");
     const names = new Set<string>();
     const earlier: TokenBucket[] = [];
     for (const [i, l] of limits.entries()) {

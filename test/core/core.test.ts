@@ -10,7 +10,9 @@ import {
   RedisCommandError,
   RedisUnavailableError,
   resolvePrefix,
+  runSqlScript,
   splitSqlStatements,
+  type SqlClient,
   TickBatcher,
   validateId,
   validateOptions,
@@ -174,6 +176,30 @@ SELECT $1;`),
       "SELECT E'it\\'s; fine', 'a''b;c'",
       "SELECT $1",
     ]);
+  });
+
+  const whole = [
+    ["nested block comments", "/* outer /* inner */ still; comment */ SELECT 1; SELECT 2", 2],
+    ["an E-string with a doubled quote, then an escaped one", "SELECT E'a''b\\';c' AS v; SELECT 2", 2],
+    ["a $ inside identifiers", "SELECT 1 AS a$x$; SELECT 2; SELECT 3 AS b$x$", 3],
+    [
+      "a BEGIN ATOMIC body with a CASE … END inside",
+      "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 2 END; END; SELECT f()",
+      2,
+    ],
+  ] as const;
+  it.each(whole)("splits where PostgreSQL does: %s", async (_name, script, statements) => {
+    const pieces = splitSqlStatements(script);
+    expect(pieces).toHaveLength(statements);
+    // PGlite runs the script whole; run statement by statement, it must give the same result.
+    const { PGlite } = await import("@electric-sql/pglite");
+    const [a, b] = [new PGlite(), new PGlite()];
+    try {
+      await a.exec(script);
+      await expect(runSqlScript(b as unknown as SqlClient, script)).resolves.toBeUndefined();
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 });
 

@@ -101,6 +101,17 @@ describe("RateLimits (standalone Redis)", () => {
     const same = new TokenBucket(redis, { capacity: 9, refillPerSecond: 1, prefix: b.prefix });
     const key = () => "k";
     expect(() => new RateLimits([])).toThrow(InvalidArgumentError);
+    const many = Array.from({ length: 65 }, (_, i) => ({
+      name: `l${i}`,
+      bucket: new TokenBucket(other.client(), {
+        capacity: i + 1,
+        refillPerSecond: 1,
+        prefix: `${b.prefix}-${i}`,
+      }),
+      key,
+    }));
+    expect(() => new RateLimits(many)).toThrow(/at most 64 limits/);
+    expect(() => new RateLimits(many.slice(0, 64))).not.toThrow();
     expect(() => new RateLimits([{ name: "a b", bucket: b, key }])).toThrow(/name/);
     expect(() => new RateLimits([{ name: 'a"', bucket: b, key }])).toThrow(/name/);
     expect(
