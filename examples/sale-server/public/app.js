@@ -6,6 +6,7 @@
   const sale = JSON.parse($("sale-data").textContent);
   const THROTTLE_MS = 10_000;
   let offsetMs = 0; // server clock minus this browser's clock
+  let synced = false; // until the server's clock is known, the button stays disabled
   let throttledUntil = 0;
   let busy = false;
   let done = false;
@@ -38,7 +39,11 @@
     const t0 = Date.now();
     const { body } = await api("/api/time");
     const t1 = Date.now();
-    if (typeof body.now === "number") offsetMs = body.now - (t0 + t1) / 2;
+    if (typeof body.now === "number") {
+      offsetMs = body.now - (t0 + t1) / 2;
+      synced = true;
+    }
+    return synced;
   }
 
   function fmt(ms) {
@@ -53,7 +58,11 @@
     const now = Date.now() + offsetMs;
     const buy = $("buy");
     const left = sale.startsAt - now;
-    if (left > 0) {
+    if (!synced) {
+      // Never the browser's own clock: one that runs fast would enable the button before the start.
+      $("countdown").textContent = "Syncing with the server's clock…";
+      buy.disabled = true;
+    } else if (left > 0) {
       $("countdown").textContent = `Starts in ${fmt(left)}`;
       buy.disabled = true;
     } else if (sale.endsAt && now >= sale.endsAt) {
@@ -155,6 +164,11 @@
     if (status !== 200) show(reasonText(body));
   });
 
-  syncClock().finally(tick);
-  setInterval(syncClock, 30_000);
+  // Retry every second until the first sync succeeds, then every 30 s.
+  const keepSynced = async () => {
+    const ok = await syncClock();
+    setTimeout(keepSynced, ok ? 30_000 : 1_000);
+  };
+  tick();
+  void keepSynced();
 })();

@@ -11,10 +11,12 @@ import {
   redisTimeMs,
   sqlRows,
   validateId,
+  validateInt,
+  validateOptionalInt,
 } from "flash-sale-kit/core";
 import { PurchaseTokens, RedisCaptcha, SaleGate, type Challenge } from "flash-sale-kit/gate";
 import { clientIp, fastifyRateLimitHook, ipKey, RateLimits, TokenBucket } from "flash-sale-kit/ratelimit";
-import { Inventory } from "flash-sale-kit/stock";
+import { Inventory, MAX_QUANTITY, UNLIMITED } from "flash-sale-kit/stock";
 import { CACHE_HTML, CACHE_IMMUTABLE, StaticSite, type Asset } from "./assets.js";
 import { Catalog, type Product } from "./catalog.js";
 import type { Infra } from "./infra.js";
@@ -42,6 +44,9 @@ export interface SaleAppOptions {
     readonly user?: readonly [number, number];
     readonly ip?: readonly [number, number];
     readonly api?: readonly [number, number];
+    /** CAPTCHA and purchase-token requests per user and per IP: [capacity, refill per second] each. */
+    readonly challengeUser?: readonly [number, number];
+    readonly challengeIp?: readonly [number, number];
   };
   readonly logger?: boolean;
 }
@@ -82,6 +87,13 @@ const EVENTS_KEEP = 1_000_000;
 
 export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   const { infra } = options;
+  if (
+    options.adminKey !== undefined &&
+    (typeof options.adminKey !== "string" || options.adminKey.length < 16)
+  ) {
+    // An empty key would match a request that sends none.
+    throw new InvalidArgumentError("adminKey", "must be at least 16 characters");
+  }
   const adminKey = options.adminKey ?? randomBytes(16).toString("hex");
   const prefix = options.prefix ?? "sale";
   const redis = infra.redis;
@@ -126,6 +138,32 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     { name: "api", bucket: bucket("api", apiCap, apiRate), key: () => "buy" },
   ]);
 
+  // The CAPTCHA steps have limits of their own: without them a bot skips the picture and guesses blindly
+  // (a short sum has few answers), one fresh challenge after another, each one a Redis key.
+  const [chUserCap, chUserRate] = options.limits?.challengeUser ?? [10, 0.5];
+  const [chIpCap, chIpRate] = options.limits?.challengeIp ?? [60, 10];
+  const challengeLimits = new RateLimits<FastifyRequest>([
+    {
+      name: "user",
+      bucket: bucket("challenge-user", chUserCap, chUserRate),
+      key: (req) => userOf(req) ?? "anonymous",
+    },
+    {
+      name: "ip",
+      bucket: bucket("challenge-ip", chIpCap, chIpRate),
+      key: (req) => ipKey(clientIp(req.raw, trust)),
+    },
+  ]);
+  const challengeLimit = fastifyRateLimitHook<FastifyRequest>({
+    limits: challengeLimits,
+    failMode: "closed",
+    timeoutMs: 500,
+    body: (result) => {
+      metrics.reject(`rate limit: challenge ${result.rejectedBy}`);
+      return { reason: "RATE_LIMITED", rejectedBy: result.rejectedBy, retryAfterMs: result.retryAfterMs };
+    },
+  });
+
   const app = Fastify({ logger: options.logger ?? false });
 
   // ---- errors: bad input is a 400 with the library's code; faults a 503 -------------------------------
@@ -168,7 +206,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     return { ...product, available: snap?.available ?? 0 };
   });
 
-  app.get("/api/captcha", async (req, reply) => {
+  app.get("/api/captcha", { preHandler: challengeLimit }, async (req, reply) => {
     const userId = requireUser(req);
     const c = await captcha.create({ userId });
     metrics.requests.inc({ route: "captcha", outcome: "ok" });
@@ -176,15 +214,15 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     return reply.send({ id: c.id, svg: c.svg, ttlMs: c.ttlMs });
   });
 
-  app.post("/api/purchase-token", async (req, reply) => {
+  app.post("/api/purchase-token", { preHandler: challengeLimit }, async (req, reply) => {
     const userId = requireUser(req);
-    const body = (req.body ?? {}) as { sku?: string; captchaId?: string; answer?: string };
-    const gate = gateOf(String(body.sku ?? ""));
+    const body = (req.body ?? {}) as { sku?: unknown; captchaId?: unknown; answer?: unknown };
+    const gate = gateOf(text(body.sku));
     if (!gate) return reply.code(404).send({ reason: "UNKNOWN_SKU" });
     const a = await gate.admit({
       userId,
       sku: gate.saleId,
-      captcha: { id: String(body.captchaId ?? ""), answer: String(body.answer ?? "") },
+      captcha: { id: text(body.captchaId), answer: text(body.answer) },
       remoteIp: clientIp(req.raw, trust),
     });
     metrics.requests.inc({ route: "purchase-token", outcome: a.ok ? "ok" : a.reason });
@@ -212,15 +250,15 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     async (req, reply) => {
       const started = process.hrtime.bigint();
       const userId = requireUser(req);
-      const body = (req.body ?? {}) as { sku?: string; token?: string };
-      const gate = gateOf(String(body.sku ?? ""));
+      const body = (req.body ?? {}) as { sku?: unknown; token?: unknown };
+      const gate = gateOf(text(body.sku));
       if (!gate) return reply.code(404).send({ reason: "UNKNOWN_SKU" });
       const done = (status: number, outcome: string, payload: object) => {
         metrics.requests.inc({ route: "buy", outcome });
         metrics.buyLatency.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
         return reply.code(status).send(payload);
       };
-      const token = String(body.token ?? "");
+      const token = text(body.token);
       const t = await gate.redeem(token, { userId, sku: gate.saleId });
       // The reservation id is derived from the token: a buy retried after a lost reply (its token already
       // spent) is answered with the first outcome instead of a refusal, and can never reserve twice.
@@ -264,7 +302,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
 
   // ---- admin -----------------------------------------------------------------------------------------
   const admin = async (req: FastifyRequest, reply: FastifyReply) => {
-    const given = Buffer.from(String(req.headers["x-admin-key"] ?? ""));
+    const given = Buffer.from(text(req.headers["x-admin-key"]));
     const want = Buffer.from(adminKey);
     if (given.length !== want.length || !timingSafeEqual(given, want)) {
       return reply.code(401).send({ reason: "ADMIN_KEY_REQUIRED" });
@@ -281,7 +319,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   });
   // Read-only counters for the dashboard (no admin key: they reveal nothing a buyer could abuse).
   app.get("/api/stats", async (req, reply) => {
-    const sku = String((req.query as { sku?: string }).sku ?? skus[0] ?? "");
+    const sku = text((req.query as { sku?: unknown }).sku) || (skus[0] ?? "");
     if (!gates.has(sku)) return reply.code(404).send({ reason: "UNKNOWN_SKU" });
     return stats(sku);
   });
@@ -290,6 +328,10 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   );
 
   // ---- helpers ---------------------------------------------------------------------------------------
+  /** A request field as text: anything but a string (an object, a number) is treated as missing. */
+  function text(v: unknown): string {
+    return typeof v === "string" ? v : "";
+  }
   function userOf(req: FastifyRequest): string | undefined {
     const u = req.headers["x-user-id"];
     return typeof u === "string" && u.length > 0 ? u : undefined;
@@ -308,9 +350,18 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     if (typeof input.name !== "string" || input.name.length === 0 || input.name.length > 200) {
       throw new InvalidArgumentError("name", "must be a string of 1 to 200 characters");
     }
-    if (!Number.isSafeInteger(input.priceCents) || input.priceCents < 0) {
-      throw new InvalidArgumentError("priceCents", "must be a non-negative integer");
+    if (/[\u0000-\u001f\u007f]/.test(input.name)) {
+      throw new InvalidArgumentError("name", "must not contain control characters");
     }
+    if (!Number.isSafeInteger(input.priceCents) || input.priceCents < 0 || input.priceCents > 2_147_483_647) {
+      throw new InvalidArgumentError("priceCents", "must be an integer from 0 to 2147483647");
+    }
+    // The stock settings too are checked before anything is written.
+    validateInt("stock", input.stock, { min: UNLIMITED, max: MAX_QUANTITY });
+    validateOptionalInt("perUserLimit", input.perUserLimit, { min: 1, max: MAX_QUANTITY });
+    validateInt("startsAt", input.startsAt, { min: 0 });
+    validateOptionalInt("endsAt", input.endsAt, { min: input.startsAt + 1 });
+    await catalog.upsert({ ...input, endsAt: input.endsAt ?? null });
     await inventory.setStock(input.sku, input.stock, {
       perUserLimit: input.perUserLimit ?? 1,
       startsAt: input.startsAt,
@@ -318,7 +369,6 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
       // Holds outlive the payment window, so the timeout (not the hold) decides; the sweeper is a backstop.
       holdMs: (options.paymentTimeoutMs ?? 120_000) + 60_000,
     });
-    await catalog.upsert({ ...input, endsAt: input.endsAt ?? null });
     register(input);
   }
 

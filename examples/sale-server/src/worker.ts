@@ -13,6 +13,7 @@ import {
   transaction,
   type TransactionSource,
 } from "flash-sale-kit/outbox";
+import { redisTimeMs } from "flash-sale-kit/core";
 import type { Inventory } from "flash-sale-kit/stock";
 import type { Redis } from "ioredis";
 
@@ -54,9 +55,15 @@ export function createOrderPipeline(o: OrderPipelineOptions): OrderPipeline {
     handler: async (entry) => {
       const event = readStockEvent(entry);
       if (event.type !== "reserved") return;
+      // The payment window runs from the reservation (Redis time), not from when this worker got to it: a
+      // backlog must not leave an order pending after its stock hold ran out (the unit and the user's quota
+      // would be back on sale while the order still waits for payment).
+      const reservation = await o.inventory.reservation(event.sku, event.reservationId);
+      if (reservation?.state !== "held") return; // released (or expired) before its order was written
+      const left = Math.max(0, event.at + o.paymentTimeoutMs - (await redisTimeMs(o.redis)));
       await transaction(o.db, (tx) =>
         inbox.processOnce(tx, { consumer: "orders", messageId: `${entry.stream}/${entry.id}` }, (t) =>
-          orders.create(t, event),
+          orders.create(t, { ...event, paymentTimeoutMs: left }),
         ),
       );
     },

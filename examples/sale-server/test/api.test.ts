@@ -92,3 +92,89 @@ describe("sale server API", () => {
     expect(t).toMatchObject({ status: 403, body: { reason: "NOT_ELIGIBLE" } });
   });
 });
+
+describe("sale server hardening", () => {
+  it("refuses crafted bodies with 4xx, never 500, and a bad sale writes nothing", async () => {
+    const user = "member-crafty";
+    const crafted = { toString: 1 };
+    const t = await call("POST", "/api/purchase-token", user, {
+      sku: crafted,
+      captchaId: crafted,
+      answer: [],
+    });
+    expect(t.status).toBe(404); // no such sale: a sku that is no string is no sku
+    const b = await call("POST", "/api/buy", user, { sku: "p", token: crafted });
+    expect(b).toMatchObject({ status: 403, body: { reason: "BAD_TOKEN" } });
+    const headers = { "x-admin-key": sale.adminKey };
+    const bad = [
+      { sku: "big", name: "Big", priceCents: 2 ** 31, stock: 1, startsAt: 0 },
+      { sku: "nul", name: "A\u0000B", priceCents: 1, stock: 1, startsAt: 0 },
+      { sku: "neg", name: "Neg", priceCents: 1, stock: -5, startsAt: 0 },
+    ];
+    for (const input of bad) {
+      const r = await call("POST", "/api/admin/sales", "admin", input, headers);
+      expect(r.status, input.sku).toBe(400);
+      expect(await sale.inventory.snapshot(input.sku), input.sku).toBeNull();
+    }
+  });
+
+  it("the CAPTCHA steps are rate limited per user (no blind guessing at full speed)", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 15; i++) statuses.push((await call("GET", "/api/captcha", "member-bot")).status);
+    expect(statuses.slice(0, 10).every((s) => s === 200)).toBe(true);
+    expect(statuses.slice(10)).toContain(429);
+  });
+
+  it("an empty or short admin key is refused when the app is built", async () => {
+    await expect(
+      createSaleApp({ infra, prefix: randomPrefix("ak"), worker: false, adminKey: "" }),
+    ).rejects.toThrow(/adminKey must be at least 16 characters/);
+  });
+
+  it("a backlogged worker times the payment window from the reservation and writes no order for a released one", async () => {
+    const T = 1_000;
+    const lagging = await createSaleApp({
+      infra,
+      prefix: randomPrefix("lag"),
+      worker: false, // the order worker is down for now
+      paymentTimeoutMs: T,
+      captchaGenerate: () => ({ svg: "<svg/>", answer: "7" }),
+    });
+    try {
+      await lagging.createSale({ sku: "q", name: "Q", priceCents: 1, stock: 5, startsAt: Date.now() - 1000 });
+      const buy = async (user: string) => {
+        const ask = (method: "GET" | "POST", url: string, body?: object) =>
+          lagging.app.inject({ method, url, headers: { "x-user-id": user }, ...(body && { payload: body }) });
+        const c = (await ask("GET", "/api/captcha")).json() as { id: string };
+        const t = (
+          await ask("POST", "/api/purchase-token", { sku: "q", captchaId: c.id, answer: "7" })
+        ).json() as {
+          token: string;
+        };
+        const b = await ask("POST", "/api/buy", { sku: "q", token: t.token });
+        expect(b.statusCode).toBe(202);
+        return (b.json() as { reservationId: string }).reservationId;
+      };
+      const boughtAt = Date.now();
+      const alice = await buy("member-alice");
+      const bob = await buy("member-bob");
+      await lagging.inventory.release("q", bob); // cancelled before the worker got to it
+      await new Promise((r) => setTimeout(r, T + 300)); // the worker is further behind than the window
+      await lagging.pipeline.start();
+      const deadline = Date.now() + 10_000;
+      let order = await lagging.pipeline.orders.get(alice);
+      while ((order === null || order.status === "pending") && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        order = await lagging.pipeline.orders.get(alice);
+      }
+      // Due when the window that started at the reservation ends (it had ended already): cancelled at once,
+      // its unit back on sale long before the stock hold (T + 60 s) would have run out.
+      expect(order).toMatchObject({ status: "cancelled" });
+      expect(order!.paymentDueAt).toBeLessThanOrEqual(boughtAt + T + 2_000);
+      expect(await lagging.pipeline.orders.get(bob)).toBeNull();
+      expect(await lagging.inventory.snapshot("q")).toMatchObject({ available: 5, held: 0, confirmed: 0 });
+    } finally {
+      await lagging.close();
+    }
+  });
+});
