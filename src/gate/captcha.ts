@@ -158,7 +158,8 @@ export class RedisCaptcha implements CaptchaVerifier {
 
   #normalize(answer: string): string {
     const a = answer.replace(/\s+/g, "");
-    return this.#ignoreCase ? a.toLowerCase() : a;
+    // ASCII only: full Unicode folding would take another character (KELVIN SIGN for "k") as the answer.
+    return this.#ignoreCase ? a.replace(/[A-Z]/g, (c) => c.toLowerCase()) : a;
   }
 
   /**
@@ -199,12 +200,13 @@ export class RedisCaptcha implements CaptchaVerifier {
    * ```
    */
   async verify(response: CaptchaResponse, subject: CaptchaSubject): Promise<boolean> {
+    // The subject is the caller's (bad input, an error); the response is the client's (wrong, `false`).
+    validateOptions("subject", subject, { required: true });
+    validateId("userId", subject.userId);
     if (typeof response !== "object" || response === null) return false;
     const { id, answer } = response;
     if (typeof id !== "string" || typeof answer !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(id))
       return false;
-    validateOptions("subject", subject, { required: true });
-    validateId("userId", subject.userId);
     // An oversized answer is wrong anyway; it still spends the challenge, as every attempt does.
     const given = this.#normalize(answer.slice(0, 256));
     const code = await TAKE.run(this.redis, [this.#key(id)], [given, subject.userId]);

@@ -88,11 +88,7 @@ function normalize(raw: string | undefined): string | undefined {
   }
   const family = isIP(a);
   if (family === 0) return undefined;
-  if (family === 6) {
-    const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(a);
-    if (mapped && isIP(mapped[1]!) === 4) return mapped[1];
-    return a.toLowerCase();
-  }
+  if (family === 6) return unmapped(a) ?? a.toLowerCase();
   return a;
 }
 
@@ -130,6 +126,31 @@ function balancedQuotes(s: string): boolean {
     else if (c === 0x22) open = !open;
   }
   return !open;
+}
+
+/**
+ * The IPv4 address an IPv4-mapped IPv6 address stands for, in any spelling (`::ffff:1.2.3.4`,
+ * `0:0:0:0:0:ffff:1.2.3.4`, `::ffff:102:304`), else `undefined`.
+ */
+function unmapped(v6: string): string | undefined {
+  let text = v6.toLowerCase();
+  let tail: number[] = [];
+  const dotted = /^(.*:)(\d{1,3}(?:\.\d{1,3}){3})$/.exec(text);
+  if (dotted) {
+    if (isIP(dotted[2]!) !== 4) return undefined;
+    tail = dotted[2]!.split(".").map(Number);
+    text = `${dotted[1]}0:0`; // stands in for the two groups the dotted quad fills
+  }
+  const [head = "", rest] = text.split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = rest === undefined || rest === "" ? [] : rest.split(":");
+  const groups =
+    rest === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
+  if (groups.length !== 8) return undefined;
+  const n = groups.map((g) => parseInt(g, 16));
+  if (n.slice(0, 5).some((g) => g !== 0) || n[5] !== 0xffff) return undefined;
+  const bytes = tail.length === 4 ? tail : [n[6]! >> 8, n[6]! & 255, n[7]! >> 8, n[7]! & 255];
+  return bytes.join(".");
 }
 
 function isTrusted(bl: BlockList, addr: string): boolean {

@@ -193,12 +193,14 @@ export class RateLimits<Ctx = unknown> {
   }
 
   /** The limits that apply to `ctx`, with their script items (validates keys and costs first). */
-  #applied(ctx: Ctx, read: boolean): Applied<Ctx>[] {
+  #applied(ctx: Ctx): Applied<Ctx>[] {
     const out: Applied<Ctx>[] = [];
     for (const limit of this.#limits) {
       const key = limit.key(ctx);
       if (key === null || key === undefined) continue;
-      const cost = read ? 0 : typeof limit.cost === "function" ? limit.cost(ctx) : (limit.cost ?? 1);
+      const cost = typeof limit.cost === "function" ? limit.cost(ctx) : (limit.cost ?? 1);
+      // A cost function's answer is checked like a fixed cost: 0 (or -0) would turn the limit off.
+      validateInt(`${limit.name}.cost`, cost, { min: 1 });
       out.push({ limit, item: limit.bucket.item(key, cost) });
     }
     return out;
@@ -216,7 +218,7 @@ export class RateLimits<Ctx = unknown> {
    * ```
    */
   async check(ctx: Ctx): Promise<RateLimitsResult> {
-    const applied = this.#applied(ctx, false);
+    const applied = this.#applied(ctx);
     if (applied.length === 0) return { allowed: true, limits: [] };
     if (this.#single) {
       const out = await takeGroup(this.#single.client, 0, items(applied), this.#single.batch);
@@ -267,11 +269,13 @@ export class RateLimits<Ctx = unknown> {
    * ```
    */
   async peek(ctx: Ctx): Promise<LimitState[]> {
-    const applied = this.#applied(ctx, true);
+    const applied = this.#applied(ctx);
+    // Read with cost 0 (nothing is written), judge with the request's real cost.
+    const reads = applied.map((a) => ({ limit: a.limit, item: { ...a.item, cost: 0 }, real: a.item }));
     const states = await Promise.all(
-      groupBySlot(applied).map(async (g) => {
+      groupBySlot(reads).map(async (g) => {
         const out = await takeGroup(g.client, g.slot, items(g.members), g.batch);
-        return g.members.map((m, j) => state(m, out.items[j]!));
+        return g.members.map((m, j) => state(m, outcome(m.real, out.items[j]!.have, false)));
       }),
     );
     const byName = new Map(states.flat().map((s) => [s.name, s]));
@@ -279,16 +283,16 @@ export class RateLimits<Ctx = unknown> {
   }
 }
 
-interface SlotGroup<Ctx> {
+interface SlotGroup<A> {
   readonly client: RedisClient;
   readonly slot: number;
   readonly batch: boolean;
-  readonly members: Applied<Ctx>[];
+  readonly members: A[];
 }
 
 /** Splits limits into groups that one script can decide: same client, and same slot on a Cluster. */
-function groupBySlot<Ctx>(applied: readonly Applied<Ctx>[]): SlotGroup<Ctx>[] {
-  const groups: SlotGroup<Ctx>[] = [];
+function groupBySlot<A extends Applied<never>>(applied: readonly A[]): SlotGroup<A>[] {
+  const groups: SlotGroup<A>[] = [];
   for (const a of applied) {
     const client = a.limit.bucket.redis;
     const slot = slotOf(client, a.item.key);

@@ -69,6 +69,12 @@ describe("RedisCaptcha", () => {
     });
     const b = await strict.create();
     expect(await strict.verify({ id: b.id, answer: "abc" }, { userId: "u" })).toBe(false);
+    // Case folding is ASCII only: the KELVIN SIGN lower-cases to "k" in Unicode but is another character.
+    const kelvin = new RedisCaptcha(redis, { generate: known("k7"), prefix: randomPrefix() });
+    const c = await kelvin.create();
+    expect(await kelvin.verify({ id: c.id, answer: "\u212A7" }, { userId: "u" })).toBe(false);
+    const d = await kelvin.create();
+    expect(await kelvin.verify({ id: d.id, answer: "K7" }, { userId: "u" })).toBe(true);
   });
 
   it("unknown and malformed ids fail without touching Redis keys", async () => {
@@ -77,6 +83,9 @@ describe("RedisCaptcha", () => {
     expect(await captcha.verify({ id: "nope", answer: "1" }, { userId: "u" })).toBe(false);
     expect(await captcha.verify({ id: "{x}", answer: "1" }, { userId: "u" })).toBe(false);
     expect(await captcha.verify({ answer: "1" }, { userId: "u" })).toBe(false);
+    // A missing subject is the caller's bad input, whatever the response looks like.
+    await expect(captcha.verify(null as never, undefined as never)).rejects.toThrow(/subject/);
+    await expect(captcha.verify({ id: "{x}", answer: "1" }, {} as never)).rejects.toThrow(/userId/);
     expect(await redis.keys(`{${prefix}:*`)).toEqual([]);
   });
 

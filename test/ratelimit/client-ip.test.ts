@@ -20,6 +20,15 @@ describe("clientIp", () => {
     expect(clientIp(req("203.0.113.9", "1.1.1.1"))).toBe("203.0.113.9");
     expect(clientIp(req("::ffff:203.0.113.9"))).toBe("203.0.113.9");
     expect(clientIp(req("2001:DB8::1"))).toBe("2001:db8::1");
+    // Every spelling of an IPv4-mapped address is that IPv4 address (else ipKey would put it in one /64).
+    for (const a of [
+      "0:0:0:0:0:ffff:203.0.113.9",
+      "::ffff:cb00:7109",
+      "::FFFF:CB00:7109",
+      "[::ffff:cb00:7109]",
+    ])
+      expect(clientIp(req(a)), a).toBe("203.0.113.9");
+    expect(clientIp(req("::ffff:0:1.2.3.4"))).toBe("::ffff:0:1.2.3.4"); // IPv4-translated: not mapped
     expect(clientIp(req(undefined))).toBeUndefined();
     expect(clientIp({ headers: {} })).toBeUndefined();
   });

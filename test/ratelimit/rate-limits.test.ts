@@ -85,6 +85,27 @@ describe("RateLimits (standalone Redis)", () => {
       ["api", 99],
     ]);
     expect((await t.limits.peek({ user: "p", ip: "5.5.5.5" })).map((s) => s.remaining)).toEqual([4, 2, 99]);
+    // It judges the request's real cost: the IP limit has 2 left, so a second request of 3 would not pass.
+    await t.limits.check({ user: "q", ip: "5.5.5.5" });
+    await t.limits.check({ user: "r", ip: "5.5.5.5" });
+    const empty = await t.limits.peek({ user: "p", ip: "5.5.5.5" });
+    expect(empty.map((s) => [s.name, s.allowed])).toEqual([
+      ["user", true],
+      ["ip", false],
+      ["api", true],
+    ]);
+    expect(empty[1]!.retryAfterMs).toBeGreaterThan(0);
+    const big = await t.limits.peek({ user: "p", ip: "6.6.6.6", cost: 98 });
+    expect(big.find((s) => s.name === "api")).toMatchObject({ allowed: false, remaining: 97 });
+    expect((await t.limits.check({ user: "p", ip: "6.6.6.6", cost: 98 })).allowed).toBe(false);
+  });
+
+  it("a cost function's answer is checked like a fixed cost (0 would turn the limit off)", async () => {
+    const t = threeLimits(redis, { user: 5, ip: 3, api: 1 });
+    await t.limits.check({ user: "a", ip: "1.1.1.1" }); // the api bucket is empty now
+    for (const cost of [0, -0, -1, 1.5, Number.NaN])
+      await expect(t.limits.check({ user: "a", ip: "1.1.1.1", cost })).rejects.toThrow(/api.cost/);
+    expect((await t.limits.check({ user: "a", ip: "1.1.1.1" })).allowed).toBe(false);
   });
 
   it("policies describe each limit for the RateLimit-Policy header", () => {
