@@ -3,7 +3,10 @@
 -- ARGV: [1] reservationId, [2] sku, [3] events MAXLEN or '', [4] restock pub/sub channel
 -- Returns: 0 confirmed (now or before), 1 released (before, or now because the hold expired),
 --          2 unknown reservation.
+-- A key of another type: a WRONGTYPE error before anything is written.
 -- @include stock/includes/common.lua
+local wrong = wrongType()
+if wrong then return wrong end
 
 local rid = ARGV[1]
 local rfield = 'r:' .. rid

@@ -9,7 +9,10 @@
 -- a refusal writes nothing. Calls that arrive together share this script: one HMGET reads the counters,
 -- settings and every user's units and record, one HSET writes them back, and reservations later in the
 -- batch see the ones before them through the `users` and `recs` tables.
+-- A key of another type: a WRONGTYPE error before anything is written.
 -- @include stock/includes/common.lua
+local wrong = wrongType()
+if wrong then return wrong end
 
 local sku, maxlen = ARGV[1], ARGV[2]
 local n = (#ARGV - 2) / 3

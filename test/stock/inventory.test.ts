@@ -171,6 +171,35 @@ describe("Inventory (standalone Redis)", () => {
     expect(await keyspace(redis, `*${prefix}*`)).toEqual(before);
   });
 
+  it("a SKU key of another type fails every script before it writes anything", async () => {
+    const prefix = randomPrefix();
+    const inv = new Inventory(redis, { prefix, soldOutCacheMs: 0 });
+    await inv.setStock("s", 2, { holdMs: 60_000 });
+    const r = await inv.reserve("s", { userId: "a" });
+    if (!r.ok) throw new Error("setup");
+    for (const [key, wrong] of [
+      [inv.keys("s").holds, "a string"],
+      [inv.keys("s").events, "another string"],
+    ] as const) {
+      const saved = await redis.dumpBuffer(key);
+      await redis.del(key);
+      await redis.set(key, wrong);
+      const before = await keyspace(redis, `*${prefix}*`);
+      for (const call of [
+        () => inv.reserve("s", { userId: "b" }),
+        () => inv.release("s", r.reservationId),
+        () => inv.confirm("s", r.reservationId),
+        () => inv.expireHolds("s"),
+      ]) {
+        await expect(call()).rejects.toThrow(/WRONGTYPE/);
+      }
+      expect(await keyspace(redis, `*${prefix}*`)).toEqual(before);
+      await redis.del(key);
+      if (saved) await redis.restore(key, 0, saved);
+    }
+    expect(await inv.snapshot("s")).toMatchObject({ available: 1, held: 1 });
+  });
+
   it("caps holdMs so that expiry times stay integers in the scripts", async () => {
     const inv = new Inventory(redis, { prefix: randomPrefix() });
     await expect(inv.setStock("s", 1, { holdMs: MAX_HOLD_MS + 1 })).rejects.toBeInstanceOf(

@@ -52,3 +52,16 @@ local function giveBack(rid, qty, exp, remaining, user, maxlen, sku, now, cause,
       'userId', user, 'quantity', qty, 'at', now, 'cause', cause)
   end
 end
+
+-- A WRONGTYPE error naming the key, before anything is written, when one of the SKU's keys holds another
+-- type (Redis does not roll a script back, so a failure after the first write would leave half a call).
+local function wrongType()
+  local want = { 'hash', 'zset', 'stream' }
+  for i = 1, 3 do
+    local kind = rcall('TYPE', KEYS[i]).ok
+    if kind ~= 'none' and kind ~= want[i] then
+      return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a ' .. want[i])
+    end
+  end
+  return false
+end
