@@ -162,3 +162,25 @@ function isBlank(piece: string): boolean {
 export async function runSqlScript(db: SqlClient, script: string): Promise<void> {
   for (const statement of splitSqlStatements(script)) await sqlRows(db, statement);
 }
+
+/**
+ * Runs an idempotent schema script (`CREATE … IF NOT EXISTS`, `CREATE OR REPLACE`), again when another
+ * process running the same script at the same moment made a statement fail: PostgreSQL's `IF NOT EXISTS`
+ * is not safe against a concurrent creator (`duplicate key … pg_class_relname_nsp_index`, "already exists",
+ * "tuple concurrently updated"), and the second run finds everything in place. @internal
+ */
+export async function runMigration(db: SqlClient, script: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runSqlScript(db, script);
+    } catch (err) {
+      const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+      const race =
+        cause !== undefined &&
+        (["23505", "42P07", "42710", "40P01"].includes(String(cause.code)) ||
+          /tuple concurrently (updated|deleted)/.test(String(cause.message)));
+      if (!race || attempt === 5) throw err;
+      await new Promise((r) => setTimeout(r, 20 * attempt * Math.random()));
+    }
+  }
+}

@@ -2,7 +2,7 @@
 // transaction as the message's effect, so a redelivered message is recognised and applied once.
 import { InvalidArgumentError } from "../core/errors.js";
 import { SQL } from "../core/embedded.generated.js";
-import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
+import { runMigration, sqlRows, type SqlClient } from "../core/sql.js";
 import { validateId, validateInt } from "../core/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
@@ -83,7 +83,7 @@ export class PostgresInbox {
    * ```
    */
   async migrate(): Promise<void> {
-    await runSqlScript(this.own, inboxSchema(this.table));
+    await runMigration(this.own, inboxSchema(this.table));
   }
 
   /**

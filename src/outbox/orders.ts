@@ -4,7 +4,7 @@
 // the reservation confirmed. Both are `UPDATE … WHERE status = 'pending'`, so exactly one of them wins.
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { SQL } from "../core/embedded.generated.js";
-import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
+import { runMigration, sqlRows, type SqlClient } from "../core/sql.js";
 import { validateId, validateInt } from "../core/validate.js";
 import { MAX_QUANTITY, type StockStore } from "../stock/types.js";
 import type { PostgresOutbox } from "./postgres-outbox.js";
@@ -201,7 +201,7 @@ export class PostgresOrders {
    * ```
    */
   async migrate(): Promise<void> {
-    await runSqlScript(this.own, ordersSchema(this.table));
+    await runMigration(this.own, ordersSchema(this.table));
   }
 
   /**

@@ -1,9 +1,9 @@
 // PostgresOutbox: the message-send table. Messages are written in the caller's business transaction, so a
 // message exists if and only if that transaction committed; OutboxRelay delivers them afterwards.
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { SQL } from "../core/embedded.generated.js";
-import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
+import { runMigration, sqlRows, type SqlClient } from "../core/sql.js";
 import { validateInt, validateOptions } from "../core/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
@@ -158,7 +158,10 @@ function toRecord<P>(row: MessageRow): OutboxRecord<P> {
 export class PostgresOutbox {
   /** The table name in use. */
   readonly table: string;
-  /** The LISTEN/NOTIFY channel relays listen on: the table's name with `.` turned into `_`. */
+  /**
+   * The LISTEN/NOTIFY channel relays listen on: the table's name with `.` turned into `_`, or, when that is
+   * longer than PostgreSQL's 63-byte limit, `fsk_outbox_` and a hash of the name.
+   */
   readonly channel: string;
   /** Whether `enqueue` sends a NOTIFY. */
   readonly notify: boolean;
@@ -174,7 +177,12 @@ export class PostgresOutbox {
     checkSqlClient("db", db);
     this.own = ownStatements("PostgresOutbox", db);
     this.table = checkTableName("table", options.table ?? "fsk_outbox");
-    this.channel = this.table.replace(".", "_");
+    // PostgreSQL channel names stop at 63 bytes (longer: NOTIFY fails, LISTEN truncates).
+    const plain = this.table.replace(".", "_");
+    this.channel =
+      plain.length <= 63
+        ? plain
+        : `fsk_outbox_${createHash("sha256").update(this.table).digest("hex").slice(0, 40)}`;
     if (options.notify !== undefined && typeof options.notify !== "boolean") {
       throw new InvalidArgumentError("notify", "must be a boolean");
     }
@@ -190,7 +198,7 @@ export class PostgresOutbox {
    * ```
    */
   async migrate(): Promise<void> {
-    await runSqlScript(this.own, outboxSchema(this.table));
+    await runMigration(this.own, outboxSchema(this.table));
   }
 
   /**

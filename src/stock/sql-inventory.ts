@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
 import { SQL } from "../core/embedded.generated.js";
-import { runSqlScript, sqlRows, type SqlClient } from "../core/sql.js";
+import { runMigration, sqlRows, type SqlClient } from "../core/sql.js";
 import { validateId, validateInt, validateOptions } from "../core/validate.js";
 import {
   checkReserveArgs,
@@ -92,7 +92,7 @@ export class SqlInventory implements StockStore {
    * ```
    */
   async migrate(): Promise<void> {
-    await runSqlScript(this.db, sqlInventorySchema(this.p));
+    await runMigration(this.db, sqlInventorySchema(this.p));
   }
 
   /**

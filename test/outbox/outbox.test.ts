@@ -13,6 +13,7 @@ import {
   ordersSchema,
   transaction,
 } from "../../src/outbox/index.js";
+import { SqlInventory } from "../../src/stock/index.js";
 import { BACKENDS, count, tableName, type Backend } from "./helpers.js";
 
 describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
@@ -291,6 +292,31 @@ describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
       );
       expect(await outbox.get("loose")).toBeNull();
     });
+  });
+});
+
+describe("migrate() run by two processes at the same moment", () => {
+  it("succeeds in both, for every component (IF NOT EXISTS alone is not safe against a concurrent creator)", async () => {
+    const b = await BACKENDS[0]!.start(8);
+    const other = new pg.Pool({ connectionString: b.url!, max: 8 }); // the second replica
+    try {
+      const failures: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const [ob, ib, od] = [tableName("ob"), tableName("ib"), tableName("od")];
+        const results = await Promise.allSettled(
+          [b.db, other].flatMap((db) => [
+            new PostgresOutbox(db, { table: ob }).migrate(),
+            new PostgresInbox(db, { table: ib }).migrate(),
+            new SqlInventory(db, { tablePrefix: `${od}_` }).migrate(),
+          ]),
+        );
+        for (const r of results) if (r.status === "rejected") failures.push(String(r.reason));
+      }
+      expect(failures).toEqual([]);
+    } finally {
+      await other.end();
+      await b.stop();
+    }
   });
 });
 

@@ -404,6 +404,35 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     }
   });
 
+  it("wakes up on NOTIFY with a schema-qualified table name too long for a channel", async () => {
+    const schema = `s_${tableName("x")}_with_a_long_schema_name`.slice(0, 51);
+    await db.query(`CREATE SCHEMA ${schema}`);
+    const outbox = new PostgresOutbox(db, { table: `${schema}.transactional_outbox_messages`, notify: true });
+    await outbox.migrate();
+    expect(Buffer.byteLength(outbox.channel)).toBeLessThanOrEqual(63);
+    let listen: pg.Client | SqlClient = db;
+    if (backend.name === "PostgreSQL") {
+      const client = new pg.Client({ connectionString: b.url });
+      await client.connect();
+      listen = client;
+    }
+    const got: string[] = [];
+    const relay = new OutboxRelay(outbox, {
+      pollIntervalMs: 60_000,
+      listen: listen as never,
+      publish: async (m) => void got.push(m.id),
+    });
+    try {
+      await relay.start();
+      await sleep(200);
+      await transaction(db, (tx) => outbox.enqueue(tx, { topic: "t", id: "long", payload: 1 }));
+      await until(() => got.length === 1, 5_000, "the NOTIFY wake-up");
+    } finally {
+      await relay.stop();
+      if (listen instanceof pg.Client) await listen.end();
+    }
+  });
+
   it("stop() while start() sets up LISTEN leaves nothing running or listening; concurrent starts start once", async () => {
     const outbox = await freshOutbox(true);
     let listen: pg.Client | SqlClient = db;
