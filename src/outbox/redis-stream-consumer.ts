@@ -190,6 +190,7 @@ export class RedisStreamConsumer {
   private readonly cursors = new Map<string, string>();
   private readonly lastReclaim = new Map<string, number>();
   private loop: Promise<void> | null = null;
+  private stopped: Promise<void> | null = null;
   private stopping = false;
   private readonly sleeper: { wake?: () => void } = {};
   private readonly inflight = new Set<Promise<unknown>>();
@@ -300,6 +301,8 @@ export class RedisStreamConsumer {
    * ```
    */
   async start(): Promise<void> {
+    // A stop still draining its round: let it finish, then start afresh (else this start would be lost).
+    if (this.stopped) await this.stopped;
     if (this.loop) return;
     this.stopping = false;
     this.loop = this.run();
@@ -314,12 +317,20 @@ export class RedisStreamConsumer {
    * ```
    */
   async stop(): Promise<void> {
+    if (this.stopped) return this.stopped;
     this.stopping = true;
     this.sleeper.wake?.();
-    const loop = this.loop;
-    if (loop) await loop;
-    await Promise.allSettled([...this.inflight]);
-    this.loop = null;
+    this.stopped = (async () => {
+      const loop = this.loop;
+      if (loop) await loop;
+      await Promise.allSettled([...this.inflight]);
+      this.loop = null;
+    })();
+    try {
+      await this.stopped;
+    } finally {
+      this.stopped = null;
+    }
   }
 
   private async run(): Promise<void> {

@@ -151,6 +151,7 @@ export class OutboxRelay {
 
   private loop: Promise<void> | null = null;
   private starting: Promise<void> | null = null;
+  private stopped: Promise<void> | null = null;
   private stopping = false;
   private nudged = false;
   private readonly sleeper: { wake?: () => void } = {};
@@ -343,6 +344,8 @@ export class OutboxRelay {
    * ```
    */
   async start(): Promise<void> {
+    // A stop still draining its round: let it finish, then start afresh (else this start would be lost).
+    if (this.stopped) await this.stopped;
     if (this.loop) return;
     if (this.starting) return this.starting;
     this.stopping = false;
@@ -382,16 +385,24 @@ export class OutboxRelay {
    * ```
    */
   async stop(): Promise<void> {
+    if (this.stopped) return this.stopped;
     this.stopping = true;
-    await this.starting?.catch(() => undefined);
-    this.sleeper.wake?.();
-    const loop = this.loop;
-    if (loop) await loop;
-    await Promise.allSettled([...this.inflight]);
-    const unlisten = this.unlisten;
-    this.unlisten = null;
-    this.loop = null;
-    if (unlisten) await unlisten().catch((err: unknown) => this.report(err));
+    this.stopped = (async () => {
+      await this.starting?.catch(() => undefined);
+      this.sleeper.wake?.();
+      const loop = this.loop;
+      if (loop) await loop;
+      await Promise.allSettled([...this.inflight]);
+      const unlisten = this.unlisten;
+      this.unlisten = null;
+      this.loop = null;
+      if (unlisten) await unlisten().catch((err: unknown) => this.report(err));
+    })();
+    try {
+      await this.stopped;
+    } finally {
+      this.stopped = null;
+    }
   }
 
   /**

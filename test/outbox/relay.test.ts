@@ -404,6 +404,21 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     }
   });
 
+  it("start() called while stop() drains its round starts again once the stop is done", async () => {
+    const outbox = await freshOutbox();
+    await enqueueMany(outbox, 2);
+    const relay = new OutboxRelay(outbox, { pollIntervalMs: 10, publish: () => sleep(150) });
+    await relay.start();
+    await sleep(50); // a publish in flight
+    const stopping = relay.stop();
+    await relay.start(); // the restart must not be lost
+    await stopping;
+    expect(relay.running).toBe(true);
+    await until(async () => (await outbox.stats()).sent === 2, 5_000, "both sent");
+    await relay.stop();
+    expect(relay.running).toBe(false);
+  });
+
   it("wakes up on NOTIFY with a schema-qualified table name too long for a channel", async () => {
     const schema = `s_${tableName("x")}_with_a_long_schema_name`.slice(0, 51);
     await db.query(`CREATE SCHEMA ${schema}`);

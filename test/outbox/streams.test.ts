@@ -304,6 +304,31 @@ describe("RedisStreamConsumer", () => {
     expect(owners.map(([entry, owner, , count]) => [entry, owner, count])).toEqual([[id, "c", 1]]);
   });
 
+  it("start() called while stop() drains its round starts again once the stop is done", async () => {
+    const stream = `{${randomPrefix()}}:s`;
+    await redis.xadd(stream, "*", "n", "1");
+    const handled: string[] = [];
+    const consumer = new RedisStreamConsumer(redis, {
+      streams: [stream],
+      group: "g",
+      consumer: "c",
+      pollIntervalMs: 10,
+      handler: async (e) => {
+        await sleep(150);
+        handled.push(e.id);
+      },
+    });
+    await consumer.start();
+    await sleep(50); // the handler is running
+    const stopping = consumer.stop();
+    await consumer.start();
+    await stopping;
+    expect(consumer.running).toBe(true);
+    await redis.xadd(stream, "*", "n", "2");
+    await until(() => handled.length === 2, 5_000, "the entry added after the restart");
+    await consumer.stop();
+  });
+
   it("a failed read right after a reclaim does not cost the reclaimed entry one of its maxDeliveries", async () => {
     const stream = `{${randomPrefix()}}:s`;
     let handlerCalls = 0;
