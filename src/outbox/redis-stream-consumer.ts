@@ -10,6 +10,7 @@ import { errorText, sleep } from "./types.js";
 
 const RECLAIM = new LuaScript("outbox/reclaim", LUA["outbox/reclaim"], 2);
 const DEAD_LETTER = new LuaScript("outbox/dead-letter", LUA["outbox/dead-letter"], 2);
+const KEEP = new LuaScript("outbox/keep", LUA["outbox/keep"], 1);
 
 /** One stream entry handed to a handler. */
 export interface StreamEntry {
@@ -385,14 +386,8 @@ export class RedisStreamConsumer {
       await this.ensureGroup(stream);
       // Reclaimed entries are handled before anything else can fail: the reclaim already counted their
       // delivery, so a failed read of new entries must not leave them unhandled until the next reclaim.
-      for (const entry of await this.reclaim(stream, dead, totals)) {
-        totals.delivered++;
-        await this.handle(entry, dead, totals);
-      }
-      for (const entry of await this.readNew(stream)) {
-        totals.delivered++;
-        await this.handle(entry, dead, totals);
-      }
+      await this.handleAll(stream, await this.reclaim(stream, dead, totals), dead, totals);
+      await this.handleAll(stream, await this.readNew(stream), dead, totals);
     } catch (err) {
       if (isNoGroup(err)) this.groups.delete(stream);
       throw err;
@@ -472,6 +467,38 @@ export class RedisStreamConsumer {
       out.push({ stream, id, deliveries: 1, fields: fieldsOf(fields) });
     }
     return out;
+  }
+
+  /**
+   * Handles a batch in order. The entries of a batch were all delivered at once, so those still waiting
+   * their turn look idle to the other consumers; every `claimIdleMs / 3` the rest of the batch is kept
+   * (its idle time reset, no delivery counted), and entries another consumer took over meanwhile are skipped.
+   */
+  private async handleAll(
+    stream: string,
+    entries: StreamEntry[],
+    dead: string,
+    totals: ConsumerRoundCounts,
+  ): Promise<void> {
+    let keptAt = performance.now();
+    for (let i = 0; i < entries.length; i++) {
+      if (performance.now() - keptAt > this.claimIdleMs / 3) {
+        const rest = entries.slice(i);
+        const mine = await KEEP.run(
+          this.redis,
+          [stream],
+          [this.group, this.consumer, ...rest.map((e) => e.id)],
+        );
+        if (!Array.isArray(mine) || mine.length !== rest.length) {
+          throw new UnexpectedReplyError(`outbox/keep returned ${String(mine)}`);
+        }
+        entries = [...entries.slice(0, i), ...rest.filter((_, j) => mine[j] === 1)];
+        keptAt = performance.now();
+        if (i >= entries.length) break;
+      }
+      totals.delivered++;
+      await this.handle(entries[i]!, dead, totals);
+    }
   }
 
   private async handle(entry: StreamEntry, dead: string, totals: ConsumerRoundCounts): Promise<void> {

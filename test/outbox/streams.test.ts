@@ -304,6 +304,36 @@ describe("RedisStreamConsumer", () => {
     expect(owners.map(([entry, owner, , count]) => [entry, owner, count])).toEqual([[id, "c", 1]]);
   });
 
+  it("the entries of a batch waiting their turn are not taken over: no double handling, no dead letter", async () => {
+    // Ten entries read at once, 100 ms each, claimIdleMs 500: the tail waits longer than claimIdleMs.
+    for (const maxDeliveries of [5, 1]) {
+      const stream = `{${randomPrefix()}}:s`;
+      for (let i = 0; i < 10; i++) await redis.xadd(stream, "*", "n", String(i));
+      const handled: string[] = [];
+      const common = {
+        streams: [stream],
+        group: "g",
+        batchSize: 10,
+        claimIdleMs: 500,
+        maxDeliveries,
+        handler: async (e: { id: string }) => {
+          handled.push(e.id);
+          await sleep(100);
+        },
+      };
+      const a = new RedisStreamConsumer(redis, { ...common, consumer: "a" });
+      const b = new RedisStreamConsumer(redis, { ...common, consumer: "b" });
+      const roundA = a.runOnce();
+      await sleep(700);
+      const roundB = await b.runOnce(); // finds nothing idle: a keeps its batch
+      expect(await roundA).toMatchObject({ delivered: 10, acked: 10 });
+      expect(roundB).toMatchObject({ delivered: 0, deadLettered: 0 });
+      expect(new Set(handled).size).toBe(10);
+      expect(handled).toHaveLength(10);
+      expect(await redis.xlen(b.deadLetterStream(stream))).toBe(0);
+    }
+  });
+
   it("start() called while stop() drains its round starts again once the stop is done", async () => {
     const stream = `{${randomPrefix()}}:s`;
     await redis.xadd(stream, "*", "n", "1");
