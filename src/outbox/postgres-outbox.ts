@@ -451,4 +451,18 @@ export class PostgresOutbox {
     );
     return row?.status ?? null;
   }
+
+  /**
+   * Gives back claimed messages this relay did not attempt (its round ran out of lease): due at once, for
+   * any relay, and their claim does not count as an attempt. @internal
+   */
+  async unclaim(ids: readonly string[], claimId: string): Promise<void> {
+    if (ids.length === 0) return;
+    await sqlRows(
+      this.own,
+      `UPDATE ${this.table} SET attempts = attempts - 1, available_at = now(), claimed_by = NULL
+       WHERE id = ANY($1::text[]) AND claimed_by = $2 AND status = 'pending'`,
+      [ids, claimId],
+    );
+  }
 }

@@ -44,7 +44,9 @@ export interface OutboxRelayOptions {
   readonly publish: (message: OutboxMessage, context: PublishContext) => Promise<unknown>;
   /**
    * How long one publish may take before its attempt counts as failed (a hung broker connection must not
-   * stall the round, its other messages and `stop()` for good).
+   * stall the round, its other messages and `stop()` for good). Below `leaseMs`: a round starts a publish
+   * only while it can end before the claim's lease does, and leaves the rest of its batch unattempted (due
+   * at once, no attempt counted) for the next round, so a round never outlasts its lease.
    * @default leaseMs / 2
    */
   readonly publishTimeoutMs?: number;
@@ -183,7 +185,8 @@ export class OutboxRelay {
     this.leaseMs = options.leaseMs ?? 30_000;
     validateInt("leaseMs", this.leaseMs, { min: 1 });
     this.publishTimeoutMs = options.publishTimeoutMs ?? Math.max(1, Math.floor(this.leaseMs / 2));
-    validateInt("publishTimeoutMs", this.publishTimeoutMs, { min: 1 });
+    // Below the lease: a round starts a publish only while it can end before the lease does.
+    validateInt("publishTimeoutMs", this.publishTimeoutMs, { min: 1, max: this.leaseMs - 1 });
     validateOptionalInt("retentionMs", options.retentionMs, { min: 0 });
     this.retentionMs = options.retentionMs;
     this.cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000;
@@ -245,6 +248,10 @@ export class OutboxRelay {
 
   private async round(): Promise<RelayRound> {
     const claimId = randomUUID();
+    // Every publish must end (published or timed out) before the claim's lease does: a message whose
+    // publish could not is left unattempted, for the next round, instead of being published late while
+    // another relay, which claimed it after the lease, publishes it too.
+    const leaseEnds = performance.now() + this.leaseMs;
     const rows = await this.outbox.claim(
       claimId,
       this.batchSize,
@@ -253,6 +260,7 @@ export class OutboxRelay {
       this.topics,
     );
     const sent: string[] = [];
+    const skipped: string[] = [];
     const failed: { id: string; attempt: number; error: string }[] = [];
     let dead = 0;
     const live: OutboxMessage[] = [];
@@ -271,6 +279,10 @@ export class OutboxRelay {
     }
     const deliver = async (messages: readonly OutboxMessage[]): Promise<void> => {
       for (const message of messages) {
+        if (performance.now() + this.publishTimeoutMs > leaseEnds) {
+          skipped.push(message.id);
+          continue;
+        }
         try {
           await this.publishWithin(message);
           sent.push(message.id);
@@ -300,6 +312,7 @@ export class OutboxRelay {
       await Promise.all(Array.from({ length: Math.min(this.concurrency, order.length) }, worker));
     }
     await this.outbox.markSent(sent);
+    await this.outbox.unclaim(skipped, claimId);
     let retried = 0;
     for (const f of failed) {
       const delayMs = f.attempt >= this.maxAttempts ? 0 : this.delay(f.attempt);

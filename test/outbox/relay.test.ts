@@ -1,6 +1,7 @@
 // OutboxRelay on the machine's PostgreSQL and on PGlite: several relays deliver every message at least once
 // and, through the inbox, apply it exactly once; poison messages die after exactly maxAttempts; retries are
 // scheduled on the database clock with p-retry's backoff.
+import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { InvalidArgumentError } from "../../src/core/errors.js";
@@ -210,16 +211,9 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     const outbox = await freshOutbox();
     await transaction(db, (tx) => outbox.enqueue(tx, { topic: "t", id: "x", payload: 1 }));
     const seen: number[] = [];
-    const stuck = new OutboxRelay(outbox, {
-      leaseMs: 300,
-      publishTimeoutMs: 60_000, // a dead process does not time its publish out
-      publish: (m) => {
-        seen.push(m.attempt);
-        return new Promise(() => {}); // published, then the relay "dies": it never marks the message
-      },
-    });
-    void stuck.runOnce();
-    await until(() => seen.length === 1, 5_000, "the first attempt");
+    // A relay claimed it, published it and died before marking it: its claim is all that is left.
+    expect(await outbox.claim(randomUUID(), 10, 300, 10, null)).toHaveLength(1);
+    seen.push(1);
     const other = new OutboxRelay(outbox, { leaseMs: 300, publish: async (m) => void seen.push(m.attempt) });
     expect((await other.runOnce()).claimed).toBe(0); // still leased
     await until(async () => (await other.runOnce()).sent === 1, 5_000, "the lease to run out");
@@ -230,13 +224,8 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
   it("marks a message dead when the relay of its last attempt died", async () => {
     const outbox = await freshOutbox();
     await transaction(db, (tx) => outbox.enqueue(tx, { topic: "t", id: "y", payload: 1 }));
-    const stuck = new OutboxRelay(outbox, {
-      leaseMs: 200,
-      maxAttempts: 1,
-      publishTimeoutMs: 60_000, // a dead process does not time its publish out
-      publish: () => new Promise(() => {}),
-    });
-    void stuck.runOnce();
+    // The relay of its one attempt claimed it and died.
+    expect(await outbox.claim(randomUUID(), 10, 200, 1, null)).toHaveLength(1);
     await sleep(400);
     const other = new OutboxRelay(outbox, { maxAttempts: 1, publish: async () => {} });
     expect(await other.runOnce()).toEqual({ claimed: 1, sent: 0, retried: 0, dead: 1 });
@@ -404,6 +393,36 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     }
   });
 
+  it("a round never outlasts its lease: against a hung broker, what it cannot finish in time is left unattempted", async () => {
+    const outbox = await freshOutbox();
+    await enqueueMany(outbox, 10);
+    const leaseMs = 1_000; // publishTimeoutMs: 500
+    const attemptedByA: string[] = [];
+    const a = new OutboxRelay(outbox, {
+      leaseMs,
+      batchSize: 10,
+      publish: (m) => {
+        attemptedByA.push(m.id);
+        return new Promise(() => {}); // a hung broker
+      },
+    });
+    const t0 = performance.now();
+    expect(await a.runOnce()).toMatchObject({ claimed: 10, sent: 0, retried: 1 });
+    expect(performance.now() - t0).toBeLessThan(leaseMs + 300); // the mark included
+    expect(attemptedByA).toHaveLength(1);
+    // The nine it did not attempt are due at once, for any relay, their attempt not counted.
+    const rows = await Promise.all(Array.from({ length: 10 }, (_, i) => outbox.get(`m${i}`)));
+    expect(rows.filter((r) => r!.attempts === 0)).toHaveLength(9);
+    const published: string[] = [];
+    const b2 = new OutboxRelay(outbox, {
+      leaseMs,
+      batchSize: 10,
+      publish: async (m) => void published.push(m.id),
+    });
+    expect(await b2.runOnce()).toMatchObject({ claimed: 9, sent: 9 });
+    expect(published).toHaveLength(9);
+  });
+
   it("start() called while stop() drains its round starts again once the stop is done", async () => {
     const outbox = await freshOutbox();
     await enqueueMany(outbox, 2);
@@ -508,6 +527,7 @@ describe("OutboxRelay options", () => {
       ["maxAttempts", { publish, maxAttempts: 0 }],
       ["leaseMs", { publish, leaseMs: -1 }],
       ["publishTimeoutMs", { publish, publishTimeoutMs: 0 }],
+      ["publishTimeoutMs", { publish, leaseMs: 100, publishTimeoutMs: 100 }],
       ["retentionMs", { publish, retentionMs: -1 }],
       ["topics", { publish, topics: [] }],
       ["topics[0]", { publish, topics: ["a b"] }],
