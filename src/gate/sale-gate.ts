@@ -204,7 +204,7 @@ export class SaleGate<Ctx = undefined> {
     const { userId, sku } = request;
     validateId("userId", userId);
     validateId("sku", sku);
-    const now = await redisTimeMs(this.redis);
+    let now = await redisTimeMs(this.redis);
     const state = this.#stateAt(now);
     if (state === "NOT_STARTED") return { ok: false, reason: "NOT_STARTED", startsInMs: this.startsAt - now };
     if (state === "ENDED") return { ok: false, reason: "ENDED" };
@@ -218,6 +218,10 @@ export class SaleGate<Ctx = undefined> {
       if (verdict !== true) {
         return { ok: false, reason: "NOT_ELIGIBLE", ...(typeof verdict === "string" && { detail: verdict }) };
       }
+      // The predicate may have taken a while (a database, a service): the sale may have ended meanwhile,
+      // and then the CAPTCHA stays unspent and no token is issued that could only be refused.
+      now = await redisTimeMs(this.redis);
+      if (this.#stateAt(now) === "ENDED") return { ok: false, reason: "ENDED" };
     }
     if (this.#captcha) {
       if (request.captcha === undefined) return { ok: false, reason: "CAPTCHA_REQUIRED" };

@@ -224,6 +224,9 @@ export class TokenBucket {
    */
   async reset(key: string): Promise<void> {
     const k = this.keyOf(key);
+    // Takes issued before this call leave at the end of the tick (batching): let them go first, so that
+    // the reset lands after them on the connection, as the order of the calls says.
+    if (this.batch) await new Promise((resolve) => setImmediate(resolve));
     try {
       await this.redis.del(k);
     } catch (err) {

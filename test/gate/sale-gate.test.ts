@@ -165,6 +165,31 @@ describe("SaleGate admission", () => {
     ).toEqual({ ok: false, reason: "CAPTCHA_FAILED" });
   });
 
+  it("a sale that ends while the eligibility check runs: ENDED, no token, the CAPTCHA left unspent", async () => {
+    const now = await redisTimeMs(redis);
+    const captcha = new RedisCaptcha(redis, {
+      prefix: randomPrefix(),
+      generate: () => ({ svg: "<svg/>", answer: "7" }),
+    });
+    const gate = new SaleGate<undefined>(redis, {
+      saleId: randomPrefix(),
+      startsAt: now - 1_000,
+      endsAt: now + 300,
+      tokens: new PurchaseTokens(redis, { secret: SECRET, prefix: randomPrefix() }),
+      captcha,
+      eligible: async () => {
+        await sleep(500); // a registry lookup, during which the sale ends
+        return true;
+      },
+    });
+    const { id } = await captcha.create({ userId: "u1" });
+    expect(await gate.admit({ userId: "u1", sku: "s", captcha: { id, answer: "7" } })).toEqual({
+      ok: false,
+      reason: "ENDED",
+    });
+    expect(await captcha.verify({ id, answer: "7" }, { userId: "u1" })).toBe(true); // still there
+  });
+
   it("hands a custom verifier the user and the client's address", async () => {
     const seen: unknown[] = [];
     const hosted: CaptchaVerifier = {

@@ -151,6 +151,21 @@ describe("TokenBucket.take", () => {
     expect(await run(true)).toEqual(await run(false));
   });
 
+  it("reset() lands after the takes issued before it, batched or not", async () => {
+    for (const batch of [true, false]) {
+      const b = new TokenBucket(redis, {
+        capacity: 5,
+        refillPerSecond: 0.001,
+        prefix: randomPrefix(),
+        batch,
+      });
+      const took = b.take("k", { cost: 5 });
+      await b.reset("k");
+      expect(await took).toMatchObject({ allowed: true });
+      expect((await b.peek("k")).remaining).toBe(5);
+    }
+  });
+
   it("refuses bad input before touching Redis", async () => {
     const prefix = randomPrefix();
     const b = new TokenBucket(redis, { capacity: 5, refillPerSecond: 1, prefix });
