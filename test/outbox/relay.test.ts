@@ -17,9 +17,11 @@ import {
 } from "../../src/outbox/index.js";
 import { BACKENDS, count, sleep, tableName, until, type Backend } from "./helpers.js";
 
+/** The database's clock in whole ms, rounded up: `availableAt` is rounded to the ms, so a sub-ms "now" could
+ * make a schedule of exactly `delay` ms look half a ms longer. */
 async function dbNowMs(db: SqlClient): Promise<number> {
   const { rows } = await db.query("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS t");
-  return Number((rows[0] as { t: number }).t);
+  return Math.ceil(Number((rows[0] as { t: number }).t));
 }
 
 describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
