@@ -8,6 +8,7 @@
 local conflict = shapeConflict(KEYS[1], ARGV[1])
 if conflict then return { 1, conflict } end
 rcall('HSETNX', KEYS[1], 'shape', ARGV[1])
+stampEpoch(KEYS[1])
 local changed = setPositions(2, tonumber(ARGV[2]), 3)
 if building(KEYS[1], nil, nowMs()) then
   -- Positions, not items: the commit replays them onto the new version's bitmap.

@@ -10,4 +10,5 @@ local now = nowMs()
 if not building(KEYS[1], nil, now) then rcall('DEL', KEYS[2]) end
 local lease = tonumber(ARGV[3])
 rcall('HSET', KEYS[1], 'shape', ARGV[1], 'building', ARGV[2], 'deadline', now + lease, 'lease', lease)
+stampEpoch(KEYS[1])
 return { 0, tonumber(rcall('HGET', KEYS[1], 'version') or '0') }

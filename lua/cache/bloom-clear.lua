@@ -8,4 +8,5 @@ local conflict = shapeConflict(KEYS[1], ARGV[1])
 if conflict then return { 1, conflict } end
 for i = 2, #KEYS do rcall('DEL', KEYS[i]) end
 rcall('HDEL', KEYS[1], 'building', 'deadline', 'lease')
+stampEpoch(KEYS[1])
 return { 0, rcall('HINCRBY', KEYS[1], 'version', 1) }

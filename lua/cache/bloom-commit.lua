@@ -23,4 +23,5 @@ for seg = 0, n - 1 do
 end
 rcall('DEL', KEYS[2])
 rcall('HDEL', KEYS[1], 'building', 'deadline', 'lease')
+stampEpoch(KEYS[1])
 return { 0, rcall('HINCRBY', KEYS[1], 'version', 1) }

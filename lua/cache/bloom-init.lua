@@ -7,5 +7,6 @@
 local conflict = shapeConflict(KEYS[1], ARGV[1])
 if conflict then return { 1, conflict } end
 rcall('HSETNX', KEYS[1], 'shape', ARGV[1])
+stampEpoch(KEYS[1])
 local v = rcall('HMGET', KEYS[1], 'version', 'adds')
 return { 0, tonumber(v[1] or '0'), tonumber(v[2] or '0') }

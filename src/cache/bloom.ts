@@ -155,6 +155,8 @@ function pair(reply: unknown, script: string): [number, unknown, unknown] {
 export class RedisBloomFilter {
   /** The filter's name (part of its hash tag). */
   readonly name: string;
+  /** The first part of the keys' hash tag (`{<prefix>:bf:<name>}`). */
+  readonly prefix: string;
   /** Bits in the bitmap (m), from `bloom-filters`' `optimalFilterSize(capacity, errorRate)`. */
   readonly bits: number;
   /** Bits per item (k), from `bloom-filters`' `optimalHashes(m, capacity)`. */
@@ -185,6 +187,8 @@ export class RedisBloomFilter {
   private mirrorBits: Uint8Array | undefined;
   private mirrorVersion = -1;
   private mirrorAdds = -1;
+  /** When the filter's meta hash was created: keys deleted and built again count from zero again. */
+  private mirrorEpoch: string | null = null;
   private mirrorStarted = false;
   /** Set by `close()`: checks no longer restart the mirror's timer; `refresh()` does. */
   private mirrorClosed = false;
@@ -250,7 +254,8 @@ export class RedisBloomFilter {
     this.perKey = perKey;
     this.segmentCount = segments;
     this.shape = `${m}:${this.hashes}:${perKey}:${HASH_SCHEME}`;
-    this.k = entityKeys(resolvePrefix(options.prefix), `bf:${name}`, "name");
+    this.prefix = resolvePrefix(options.prefix);
+    this.k = entityKeys(this.prefix, `bf:${name}`, "name");
     this.meta = this.k.key("meta");
     this.pending = this.k.key("pending");
     this.check = CHECK(segments);
@@ -585,8 +590,12 @@ export class RedisBloomFilter {
     this.ticking = true;
     try {
       if (this.mirrorBits === undefined) return await this.reload();
-      const [version, adds] = await this.redis.hmget(this.meta, "version", "adds");
-      if (Number(version ?? 0) !== this.mirrorVersion || Number(adds ?? 0) !== this.mirrorAdds) {
+      const [version, adds, epoch] = await this.redis.hmget(this.meta, "version", "adds", "epoch");
+      if (
+        Number(version ?? 0) !== this.mirrorVersion ||
+        Number(adds ?? 0) !== this.mirrorAdds ||
+        (epoch ?? null) !== this.mirrorEpoch
+      ) {
         await this.reload();
       }
     } catch (err) {
@@ -623,7 +632,7 @@ export class RedisBloomFilter {
   private async doReload(): Promise<void> {
     this.addedDuringReload = [];
     try {
-      let tx = this.redis.multi().hmget(this.meta, "shape", "version", "adds");
+      let tx = this.redis.multi().hmget(this.meta, "shape", "version", "adds", "epoch");
       for (const key of this.segments) tx = tx.getBuffer(key);
       let replies: [Error | null, unknown][] | null;
       try {
@@ -633,7 +642,7 @@ export class RedisBloomFilter {
       }
       if (replies === null) throw new UnexpectedReplyError("the mirror's MULTI was discarded");
       for (const [err] of replies) if (err) throw toRedisError(err);
-      const [shape, version, adds] = replies[0]![1] as (string | null)[];
+      const [shape, version, adds, epoch] = replies[0]![1] as (string | null)[];
       if (shape != null && shape !== this.shape) {
         // Another client stored another shape since: this copy means nothing any more. Without it, checks go
         // to Redis, whose scripts throw the conflict to the caller instead of answering from stale bits.
@@ -656,6 +665,7 @@ export class RedisBloomFilter {
       this.mirrorBits = bits;
       this.mirrorVersion = Number(version ?? 0);
       this.mirrorAdds = Number(adds ?? 0);
+      this.mirrorEpoch = epoch ?? null;
     } finally {
       this.addedDuringReload = undefined;
     }

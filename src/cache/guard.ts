@@ -19,7 +19,7 @@ export interface PenetrationGuardOptions {
   readonly negativeTtlMs?: number;
   /**
    * First part of the negative-cache keys' hash tag: `{<prefix>:<id>}:miss:<name>`.
-   * @default "fsk"
+   * @default the filter's prefix
    */
   readonly prefix?: string;
   /**
@@ -75,7 +75,9 @@ export class PenetrationGuard {
     this.filter = filter;
     this.redis = redis;
     this.negativeTtlMs = options.negativeTtlMs ?? 60_000;
-    this.prefix = resolvePrefix(options.prefix);
+    // The filter's prefix by default: two guards over same-named filters of two prefixes (two shops) never
+    // share negative entries.
+    this.prefix = resolvePrefix(options.prefix ?? filter.prefix);
     this.part = `miss:${name}`;
   }
 
@@ -106,7 +108,7 @@ export class PenetrationGuard {
   }
 
   /**
-   * True when `id` is in the negative cache (one `EXISTS`; the filter is not consulted).
+   * True when `id` is in the negative cache (one `GET`; the filter is not consulted).
    *
    * @example
    * ```ts
@@ -116,14 +118,16 @@ export class PenetrationGuard {
   async isRememberedMissing(id: string): Promise<boolean> {
     const key = this.negativeKey(id);
     try {
-      return (await this.redis.exists(key)) === 1;
+      return (await this.redis.get(key)) === MISSING;
     } catch (err) {
       throw toRedisError(err);
     }
   }
 
   /**
-   * Records that a lookup of `id` found nothing: `check(id)` says `"absent"` for `negativeTtlMs`.
+   * Records that a lookup of `id` found nothing: `check(id)` says `"absent"` for `negativeTtlMs`. Unless
+   * `forget(id)` ran in the last `negativeTtlMs`: a lookup that read the source before the item was created,
+   * and reports its miss after `forget`, must not hide the new item (`forget` wins).
    *
    * @example
    * ```ts
@@ -133,15 +137,16 @@ export class PenetrationGuard {
   async rememberMissing(id: string): Promise<void> {
     const key = this.negativeKey(id);
     try {
-      await this.redis.set(key, "1", "PX", this.negativeTtlMs);
+      await this.redis.set(key, MISSING, "PX", this.negativeTtlMs, "NX");
     } catch (err) {
       throw toRedisError(err);
     }
   }
 
   /**
-   * Call when an item appears: adds `id` to the filter and drops its negative-cache entry, so `check(id)`
-   * says `"maybe"` at once through Redis (and in other processes' mirrors after their next refresh).
+   * Call when an item appears: adds `id` to the filter and replaces its negative-cache entry with a "present"
+   * marker for `negativeTtlMs`, so `check(id)` says `"maybe"` at once through Redis (and in other processes'
+   * mirrors after their next refresh), and a stale `rememberMissing` from a lookup made before cannot undo it.
    *
    * @example
    * ```ts
@@ -153,9 +158,13 @@ export class PenetrationGuard {
     const key = this.negativeKey(id);
     await this.filter.add(id);
     try {
-      await this.redis.del(key);
+      await this.redis.set(key, PRESENT, "PX", this.negativeTtlMs);
     } catch (err) {
       throw toRedisError(err);
     }
   }
 }
+
+/** Values of a negative-cache key: the id was looked up and missing, or `forget` said it now exists. */
+const MISSING = "1";
+const PRESENT = "0";

@@ -229,6 +229,8 @@ export class ReadThroughCache<V> {
     const name = options.name ?? "cache";
     validateId("name", name);
     if (name.length > 64) throw new InvalidArgumentError("name", "must be at most 64 characters");
+    // ":" separates the parts of the keys: "products:gen" would be the generation key of "products".
+    if (name.includes(":")) throw new InvalidArgumentError("name", "must not contain ':'");
 
     this.redis = redis;
     this.loadFn = load;

@@ -68,6 +68,12 @@ describe("ReadThroughCache", () => {
     expect(await cache.get("sku")).toEqual({ price: 5 }); // not the early load's "missing" marker
   });
 
+  it('refuses a name with \':\' ("products:gen" would be the generation key of "products")', () => {
+    expect(
+      () => new ReadThroughCache({ redis, ttlMs: 1_000, load: async () => 1, name: "products:gen" }),
+    ).toThrow(/name must not contain ':'/);
+  });
+
   it("prewarm refuses bad input before writing anything (filter included)", async () => {
     const prefix = randomPrefix();
     const filter = new RedisBloomFilter(redis, "p", shape(prefix));
@@ -85,7 +91,63 @@ describe("ReadThroughCache", () => {
   });
 });
 
+describe("PenetrationGuard", () => {
+  it("forget() wins over a stale miss reported after it (a lookup made before the item existed)", async () => {
+    const prefix = randomPrefix();
+    const filter = new RedisBloomFilter(redis, "products", shape(prefix));
+    const guard = new PenetrationGuard({ filter, redis, negativeTtlMs: 30_000 });
+    const cache = new ReadThroughCache<string>({
+      redis,
+      prefix,
+      ttlMs: 60_000,
+      guard,
+      load: async () => "new",
+    });
+    await filter.add("sku-9");
+    expect(await guard.check("sku-9")).toBe("maybe"); // a request looks it up: not in the database yet
+    await cache.invalidate("sku-9"); // meanwhile it is created (invalidate calls guard.forget)
+    await guard.rememberMissing("sku-9"); // the request reports its miss late
+    expect(await guard.check("sku-9")).toBe("maybe");
+    expect(await cache.get("sku-9")).toBe("new");
+    // A real miss is still remembered.
+    await filter.add("sku-10");
+    await guard.rememberMissing("sku-10");
+    expect(await guard.check("sku-10")).toBe("absent");
+  });
+
+  it("guards over same-named filters of two prefixes keep their negative entries apart", async () => {
+    const [a, b] = [randomPrefix(), randomPrefix()];
+    const shopA = new PenetrationGuard({ filter: new RedisBloomFilter(redis, "products", shape(a)), redis });
+    const shopB = new PenetrationGuard({ filter: new RedisBloomFilter(redis, "products", shape(b)), redis });
+    await shopA.filter.add("sku-1");
+    await shopB.filter.add("sku-1");
+    await shopA.rememberMissing("sku-1");
+    expect(await shopA.check("sku-1")).toBe("absent");
+    expect(await shopB.check("sku-1")).toBe("maybe");
+  });
+});
+
 describe("RedisBloomFilter", () => {
+  it("a mirror reloads when the filter's keys were deleted and built again to the same counts", async () => {
+    const opts = shape(randomPrefix());
+    const reader = new RedisBloomFilter(redis, "p", { ...opts, mirror: { refreshIntervalMs: 20 } });
+    const writer = new RedisBloomFilter(srv.client(), "p", opts);
+    try {
+      await writer.add("a");
+      await writer.add("b");
+      await reader.refresh();
+      const k = writer.keys();
+      await redis.del(k.meta, k.pending, ...k.segments); // a Redis restarted empty, or deleted for good
+      await writer.add("x");
+      await writer.add("y"); // the same version and add counts as before
+      const deadline = Date.now() + 5_000;
+      while (reader.mightContainLocal("x") !== true && Date.now() < deadline) await sleep(10);
+      expect([reader.mightContainLocal("x"), reader.mightContainLocal("y")]).toEqual([true, true]);
+    } finally {
+      reader.close();
+    }
+  });
+
   it("await refresh() holds every add that completed before the call, even with a reload in flight", async () => {
     const prefix = randomPrefix();
     // A 2.4 MB bitmap: a reload's reply takes long enough for another client's add to land meanwhile.

@@ -1,13 +1,23 @@
 -- cache/includes/bloom: helpers pasted into the Bloom filter scripts (not a script of its own).
 -- KEYS and ARGV: those of the including script. Bit positions are global in [0, m); position p lives in
 -- segment floor(p / perKey) at offset p mod perKey. The meta hash holds `shape` ("m:k:perKey:scheme"),
--- `version` (bumped by commit and clear), `adds` (bumped when an add changed a bit), and while a rebuild
+-- `version` (bumped by commit and clear), `adds` (bumped when an add changed a bit), `epoch` (when the hash
+-- was created), and while a rebuild
 -- runs `building` (its id), `deadline` (Redis ms) and `lease` (ms).
 local rcall = redis.call
 
 local function nowMs()
   local t = rcall('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Marks the meta hash with the moment it was created (Redis TIME, µs), unless it has one: a filter whose keys
+-- were deleted and built again up to the same version and add counts still differs, so mirrors reload.
+local function stampEpoch(meta)
+  if rcall('HEXISTS', meta, 'epoch') == 0 then
+    local t = rcall('TIME')
+    rcall('HSET', meta, 'epoch', t[1] .. string.format('%06d', tonumber(t[2])))
+  end
 end
 
 -- The stored shape when it differs from `shape` (a client configured differently), else false.
