@@ -73,15 +73,17 @@ function withDeadline(client: RedisClient, ms: number): RedlockClientShape {
 }
 
 /**
- * Why a quorum was not reached: `null` when some node holds another owner's value (or the lock had already
- * expired), otherwise a RedisUnavailableError carrying the nodes' errors.
+ * Why a quorum was not reached: `null` when a majority of nodes holds another owner's value (or no longer
+ * holds ours), otherwise a RedisUnavailableError carrying the nodes' errors: a single node without the key
+ * (restarted, or down at acquire time) next to a node that did not answer decides nothing.
  */
 async function refusal(err: ExecutionError): Promise<RedisUnavailableError | null> {
   const last = err.attempts.at(-1);
   if (last === undefined) return null;
   const stats = await last; // settles once every node has voted: bounded by requestTimeoutMs
   const errors = [...stats.votesAgainst.values()];
-  if (errors.some((e) => e instanceof ResourceLockedError)) return null;
+  const refusals = errors.filter((e) => e instanceof ResourceLockedError).length;
+  if (refusals >= stats.quorumSize) return null;
   return new RedisUnavailableError(
     `only ${stats.votesFor.size} of ${stats.membershipSize} nodes agreed (quorum ${stats.quorumSize})`,
     { cause: new AggregateError(errors, errors.map((e) => e.message).join("; ")) },

@@ -123,7 +123,11 @@ export async function holdWhile<T, F extends number | undefined>(
   if (outer?.aborted) onOuterAbort();
   else outer?.addEventListener("abort", onOuterAbort, { once: true });
   armLossTimer();
-  if (handle.expiresAt - ttlMs + (maxHoldMs ?? Infinity) <= handle.expiresAt) capped = true;
+  if (maxHoldMs !== undefined && maxHoldMs < ttlMs) {
+    // Shorter than the lock's TTL: shorten the lock now (one "extension" to holdUntil), so that it frees
+    // and the signal aborts at maxHoldMs, not when the TTL runs out.
+    extendNow();
+  } else if (maxHoldMs === ttlMs) capped = true;
   else scheduleNext();
 
   try {

@@ -62,20 +62,27 @@ export function withDeadline<T>(
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let late = false;
+    let settled = false;
+    // After a stall the event loop runs due timers before it reads sockets: a reply already in gets one
+    // turn of the loop (setImmediate runs after the poll phase) before the deadline counts.
     const timer = setTimeout(
-      () => {
-        late = true;
-        reject(timedOut());
-      },
+      () =>
+        setImmediate(() => {
+          if (settled) return;
+          late = true;
+          reject(timedOut());
+        }),
       Math.max(0, ms),
     );
     work.then(
       (value) => {
+        settled = true;
         clearTimeout(timer);
         if (late) orphan(value);
         else resolve(value);
       },
       (err: unknown) => {
+        settled = true;
         clearTimeout(timer);
         if (!late) reject(err);
       },

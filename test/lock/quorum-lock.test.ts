@@ -121,6 +121,23 @@ describe("QuorumLock", () => {
     expect(await nodes[0]!.get(key)).toBe("x");
   });
 
+  it("one node without the key next to one that does not answer decides nothing: unavailable, not refused", async () => {
+    const lock = new QuorumLock(nodes, { prefix: randomPrefix(), ttlMs: 5_000, requestTimeoutMs: 200 });
+    const h = await lock.acquire("r");
+    const key = lock.key("r");
+    for (const n of nodes) await expect.poll(() => n.get(key)).toBe(h.token);
+    const admin = await connected([0, 2]);
+    await admin[1]!.del(key); // the third node lost it (a restart without persistence)
+    expect(await h.extend()).toBe(true); // the other two: still a majority
+    await admin[0]!.call("CLIENT", "PAUSE", "400", "ALL"); // and the first one is slow for a moment
+    await expect(h.extend()).rejects.toBeInstanceOf(RedisUnavailableError);
+    await sleep(450);
+    expect(await nodes[0]!.get(key)).toBe(h.token); // still ours where it was
+    expect(await nodes[1]!.get(key)).toBe(h.token);
+    expect(await h.extend()).toBe(true);
+    expect(await h.release()).toBe(true);
+  });
+
   it("validates its arguments", () => {
     expect(() => new QuorumLock([])).toThrow(InvalidArgumentError);
     expect(() => new QuorumLock([nodes[0]!, nodes[0]!])).toThrow(/same client twice/);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest"
 import type { Redis } from "ioredis";
 import { InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
 import { RedisCommandError } from "../../src/core/scripts.js";
-import { LockTimeoutError, SpinLock, type LockHandle } from "../../src/lock/index.js";
+import { LockLostError, LockTimeoutError, SpinLock, type LockHandle } from "../../src/lock/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 
 let srv: PrivateRedis;
@@ -202,6 +202,41 @@ describe("SpinLock waiting", () => {
       expect(waited).toBeLessThanOrEqual(300 + retryDelayMs + 100); // + margin for a loaded machine
     }
     await h.release();
+  });
+
+  it("a short acquireTimeoutMs still gets a free lock whose reply arrived during an event-loop stall", async () => {
+    const stall = (ms: number) => {
+      for (const end = Date.now() + ms; Date.now() < end;);
+    };
+    for (const acquireTimeoutMs of [0, 30]) {
+      const lock = new SpinLock(redis, { prefix: randomPrefix(), acquireTimeoutMs });
+      const got = lock.acquire("r");
+      setImmediate(() => stall(60)); // the attempt is on the wire; the process is busy past the deadline
+      const h = await got;
+      expect(h.fence).toBeGreaterThan(0);
+      expect(await h.release()).toBe(true);
+    }
+  });
+
+  it("using() with maxHoldMs below ttlMs aborts and frees the lock at maxHoldMs, not at the TTL", async () => {
+    const prefix = randomPrefix();
+    const lock = new SpinLock(redis, { prefix, ttlMs: 3_000 });
+    const other = new SpinLock(redis, { prefix, ttlMs: 3_000, acquireTimeoutMs: 0 });
+    const t0 = performance.now();
+    const out = await lock.using(
+      "r",
+      async (signal) => {
+        await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+        return { at: performance.now() - t0, reason: signal.reason as unknown };
+      },
+      { maxHoldMs: 300 },
+    );
+    expect(out.at).toBeGreaterThanOrEqual(250);
+    expect(out.at).toBeLessThan(1_000); // not the 3 s TTL
+    expect(out.reason).toBeInstanceOf(LockLostError);
+    const h = await other.tryAcquire("r"); // free again
+    expect(h).not.toBeNull();
+    await h!.release();
   });
 
   it("gives up at acquireTimeoutMs even while the server does not answer an attempt", async () => {
