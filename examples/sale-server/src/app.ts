@@ -84,6 +84,8 @@ export interface SaleStats {
 }
 
 const EVENTS_KEEP = 1_000_000;
+/** The largest epoch ms a JavaScript Date holds. */
+const MAX_DATE_MS = 8.64e15;
 
 export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   const { infra } = options;
@@ -103,6 +105,11 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   const catalog = new Catalog(infra.db, redis, prefix);
   const site = new StaticSite();
   const gates = new Map<string, SaleGate<undefined>>();
+  /** What each registered sale was registered with, to notice a sale re-created elsewhere. */
+  const registered = new Map<string, string>();
+  const sales = new Map<string, Omit<SaleInput, "endsAt"> & { readonly endsAt?: number | undefined }>();
+  const settingsOf = (s: Omit<SaleInput, "endsAt"> & { readonly endsAt?: number | undefined }): string =>
+    JSON.stringify([s.startsAt, s.endsAt ?? null, s.name, s.priceCents, s.stock]);
   const skus: string[] = [];
   const tokens = new PurchaseTokens(redis, {
     secret: options.tokenSecret ?? randomBytes(32).toString("hex"),
@@ -359,8 +366,9 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     // The stock settings too are checked before anything is written.
     validateInt("stock", input.stock, { min: UNLIMITED, max: MAX_QUANTITY });
     validateOptionalInt("perUserLimit", input.perUserLimit, { min: 1, max: MAX_QUANTITY });
-    validateInt("startsAt", input.startsAt, { min: 0 });
-    validateOptionalInt("endsAt", input.endsAt, { min: input.startsAt + 1 });
+    // Within JavaScript's Date range (the page renders them as dates).
+    validateInt("startsAt", input.startsAt, { min: 0, max: MAX_DATE_MS - 1 });
+    validateOptionalInt("endsAt", input.endsAt, { min: input.startsAt + 1, max: MAX_DATE_MS });
     await catalog.upsert({ ...input, endsAt: input.endsAt ?? null });
     await inventory.setStock(input.sku, input.stock, {
       perUserLimit: input.perUserLimit ?? 1,
@@ -387,16 +395,48 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
       }),
     );
     if (!skus.includes(input.sku)) skus.push(input.sku);
-    site.render({ ...input, ...(input.endsAt !== undefined && { endsAt: input.endsAt }) });
+    registered.set(input.sku, settingsOf(input));
+    sales.set(input.sku, input);
+    renderFeatured();
   }
 
-  /** Picks up sales created by other processes (the products table is the list of sales). */
+  /**
+   * The page at `/` shows one sale, the same in every process whatever order they learned of the sales in:
+   * the one that starts last (then the greatest SKU), the newest sale of a demo.
+   */
+  function renderFeatured(): void {
+    let featured: (typeof sales extends Map<string, infer S> ? S : never) | undefined;
+    for (const s of sales.values()) {
+      if (
+        !featured ||
+        s.startsAt > featured.startsAt ||
+        (s.startsAt === featured.startsAt && s.sku > featured.sku)
+      )
+        featured = s;
+    }
+    if (featured)
+      site.render({ ...featured, ...(featured.endsAt !== undefined && { endsAt: featured.endsAt }) });
+  }
+
+  /**
+   * Picks up sales created or changed by other processes (the products table is the list of sales): a sale
+   * re-created with another window or name is registered again, so its page and gate follow. One bad row is
+   * reported and skipped, never blocking the others (or the start of a process).
+   */
   async function syncSales(): Promise<void> {
     for (const p of await catalog.all()) {
-      if (!gates.has(p.sku)) register({ ...p, endsAt: p.endsAt ?? undefined });
+      try {
+        const input = { ...p, endsAt: p.endsAt ?? undefined };
+        if (registered.get(p.sku) !== settingsOf(input)) register(input);
+      } catch (err) {
+        app.log.error(err);
+      }
     }
   }
   await syncSales();
+  // The catalog's Bloom filter lives in Redis only: after a Redis restart it is empty while the products
+  // table is not. Every process adds the known products once at start (adds are idempotent).
+  await catalog.cache.prewarm((await catalog.all()).map((p) => [p.sku, p] as const));
   const syncTimer = setInterval(() => void syncSales().catch((err: unknown) => app.log.error(err)), 2000);
   syncTimer.unref();
 

@@ -39,7 +39,7 @@ export interface LoadResult {
 }
 
 const ANSWER = "42";
-const SKU = "load-phone";
+const SKU_BASE = "load-phone";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
@@ -66,6 +66,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       captchaGenerate: () => ({ svg: "<svg xmlns='http://www.w3.org/2000/svg'/>", answer: ANSWER }),
     });
     const app = sale;
+    // A SKU of its own per run: orders of an earlier run on the same database must not enter the books.
+    const SKU = `${SKU_BASE}-${Date.now().toString(36)}`;
     const base = await app.app.listen({ port: 0, host: "127.0.0.1" });
     const startsAt = Date.now() + 1000;
     await app.createSale({ sku: SKU, name: "Load Phone", priceCents: 100, stock: o.units, startsAt });

@@ -37,14 +37,21 @@ process.once("SIGTERM", shutdown);
 if (workerOnly) {
   console.log(`order worker running (Redis ${infra.redisUrl}, database ${infra.databaseLabel})`);
 } else {
-  const startsAt = Date.now() + Number(env.SALE_DELAY_MS ?? 30_000);
-  await sale.createSale({
-    sku: env.SKU ?? "demo-phone",
-    name: "Flash Phone 17 Pro",
-    priceCents: 19_900,
-    stock: Number(env.STOCK ?? 100),
-    startsAt,
-  });
+  // The demo sale is created once: a second server process, or a restart mid-sale, must not move a sale
+  // that is already set up (SEED=1 re-creates it, opening SALE_DELAY_MS from now).
+  const sku = env.SKU ?? "demo-phone";
+  const existing = await sale.inventory.snapshot(sku);
+  let startsAt = existing?.startsAt ?? Date.now();
+  if (existing === null || env.SEED === "1") {
+    startsAt = Date.now() + Number(env.SALE_DELAY_MS ?? 30_000);
+    await sale.createSale({
+      sku,
+      name: "Flash Phone 17 Pro",
+      priceCents: 19_900,
+      stock: Number(env.STOCK ?? 100),
+      startsAt,
+    });
+  }
   const port = Number(env.PORT ?? 3000);
   const host = env.HOST ?? "127.0.0.1";
   await sale.app.listen({ port, host });

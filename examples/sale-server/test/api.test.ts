@@ -178,3 +178,41 @@ describe("sale server hardening", () => {
     }
   });
 });
+
+describe("sale server across processes", () => {
+  it("a start time outside the Date range is a 400 that writes nothing", async () => {
+    const r = await sale.app.inject({
+      method: "POST",
+      url: "/api/admin/sales",
+      headers: { "x-admin-key": sale.adminKey },
+      payload: { sku: "far", name: "Far", priceCents: 1, stock: 1, startsAt: 9e15 },
+    });
+    expect(r.statusCode).toBe(400);
+    expect(await sale.inventory.snapshot("far")).toBeNull();
+  });
+
+  it("a sale re-created in one process reaches the other's page and gate, and both show the same sale", async () => {
+    const prefix = randomPrefix("two");
+    const a = await createSaleApp({ infra, prefix, worker: false });
+    const b = await createSaleApp({ infra, prefix, worker: false });
+    try {
+      const later = Date.now() + 3_600_000;
+      await a.createSale({ sku: `${prefix}-x`, name: "X", priceCents: 1, stock: 1, startsAt: later });
+      const sooner = Date.now() - 1_000; // moved to now: open
+      await a.createSale({ sku: `${prefix}-x`, name: "X", priceCents: 1, stock: 1, startsAt: sooner });
+      const iso = new Date(sooner).toISOString();
+      const deadline = Date.now() + 10_000;
+      let page = "";
+      while (Date.now() < deadline) {
+        page = (await b.app.inject({ method: "GET", url: "/" })).body;
+        if (page.includes(iso)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(page).toContain(iso);
+      const etag = async (app: typeof a) => (await app.app.inject({ method: "GET", url: "/" })).headers.etag;
+      expect(await etag(b)).toBe(await etag(a));
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
