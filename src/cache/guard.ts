@@ -36,7 +36,7 @@ export type GuardVerdict = "absent" | "maybe";
  * Penetration guard: `check(id)` says `"absent"` when the Bloom filter has never seen the id, or when a
  * negative-cache entry says a lookup found nothing a moment ago; otherwise `"maybe"`. With a mirrored filter
  * an unknown id costs no round trip at all; an id the filter lets through (a false positive, about
- * `errorRate` of unknown ids) costs one `EXISTS`, and reaches the database at most once per `negativeTtlMs`
+ * `errorRate` of unknown ids) costs one `GET`, and reaches the database at most once per `negativeTtlMs`
  * once the caller reports it with `rememberMissing`.
  *
  * Ids are checked like every id of the library (non-empty, at most 200 characters, no braces, whitespace or

@@ -158,7 +158,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * A read-through cache in Redis that cannot break down (cache stampede) and cannot be penetrated:
  *
  * - `get(id)` asks the guard's filter first (with a mirrored filter, no round trip): ids it rejects return
- *   `undefined` at once. A hit is one `GET`.
+ *   `undefined` at once. A hit is one read (the hits of one tick share one `MGET` per slot).
  * - A miss runs `load` once per id per process (concurrent `get`s share it) and once across processes: the
  *   process that takes the loader lock loads, checks nothing changed since its load began, and stores the
  *   value; the others poll the entry every `pollIntervalMs` for up to `waitTimeoutMs`, and load themselves

@@ -77,8 +77,10 @@ export class UnexpectedReplyError extends FlashSaleError {
 }
 
 /**
- * A conflict with what is already stored: a reservation id reused for another user or SKU, or a stock
- * level set below what is already held and confirmed. Nothing was written.
+ * A conflict with what is already stored: a reservation id reused for another user or quantity
+ * (`RESERVATION_CONFLICT`), a stock level set below what is already held and confirmed
+ * (`STOCK_BELOW_COMMITTED`), or a Bloom filter opened with another shape than the stored one
+ * (`BLOOM_SHAPE_MISMATCH`). Nothing was written.
  *
  * @example
  * ```ts

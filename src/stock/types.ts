@@ -60,8 +60,9 @@ export interface ReserveOptions {
    */
   readonly quantity?: number;
   /**
-   * The idempotency key. A call repeated with the same id returns the first outcome and changes nothing.
-   * Omitted: a random UUID is used (and returned).
+   * The idempotency key. A call repeated with the id of a successful reservation returns that reservation
+   * and changes nothing; a refused call stored nothing, so its retry is decided afresh. Omitted: a random
+   * UUID is used (and returned).
    */
   readonly reservationId?: string;
 }
