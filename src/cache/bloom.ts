@@ -163,7 +163,9 @@ export class RedisBloomFilter {
   readonly hashes: number;
   /** How many Redis keys the bitmap is split over. */
   readonly segmentCount: number;
+  /** How many items the filter is sized for. */
   readonly capacity: number;
+  /** The false-positive rate it is sized for at `capacity` items. */
   readonly errorRate: number;
 
   private readonly perKey: number;

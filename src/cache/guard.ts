@@ -51,6 +51,7 @@ export type GuardVerdict = "absent" | "maybe";
  * ```
  */
 export class PenetrationGuard {
+  /** The filter of every id that exists. */
   readonly filter: RedisBloomFilter;
   /** How long `rememberMissing` keeps an id known-missing. */
   readonly negativeTtlMs: number;

@@ -182,9 +182,13 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export class ReadThroughCache<V> {
   /** The cache's name (part of every entry key). */
   readonly name: string;
+  /** How long a loaded value lives (before jitter). */
   readonly ttlMs: number;
+  /** Up to this much is added to each value's TTL at random, so entries filled together expire apart. */
   readonly jitterMs: number;
+  /** How long a "missing" answer of `load` is cached. */
   readonly negativeTtlMs: number;
+  /** Within this much of its expiry, a hit is served and refreshed in the background. */
   readonly staleWhileRevalidateMs: number;
 
   private readonly redis: RedisClient;

@@ -65,8 +65,11 @@ export class LuaScript {
   private readonly bound = new WeakMap<RedisClient, CustomCommand>();
 
   constructor(
+    /** The script's name, its path under `lua/` without the extension (`"stock/reserve"`). */
     readonly path: string,
+    /** The Lua source. */
     readonly lua: string,
+    /** How many of a call's arguments are keys, or `"variadic"` when each call says. */
     readonly numberOfKeys: number | "variadic",
   ) {
     this.sha = createHash("sha1").update(lua).digest("hex");

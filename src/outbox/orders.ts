@@ -36,6 +36,14 @@ export interface PostgresOrdersOptions {
   readonly topic?: string;
 }
 
+/**
+ * Where an order stands: `pending` until paid or cancelled; `paid` and `cancelled` are final.
+ *
+ * @example
+ * ```ts
+ * const status: OrderStatus = (await orders.get(orderId))?.status ?? "pending";
+ * ```
+ */
 export type OrderStatus = "pending" | "paid" | "cancelled";
 
 /** A stored order. Times are epoch ms, database time. */
