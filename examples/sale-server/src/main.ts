@@ -13,6 +13,11 @@ import { startInfra } from "./infra.js";
 
 const env = process.env;
 const workerOnly = process.argv.includes("--worker-only");
+if (workerOnly && (!env.REDIS_URL || !env.DATABASE_URL)) {
+  // A worker on private servers of its own would see no sale and write no order: refuse instead.
+  console.error("--worker-only needs REDIS_URL and DATABASE_URL, the servers the sale server uses");
+  process.exit(1);
+}
 const infra = await startInfra(env);
 const trust = env.TRUST_PROXY;
 const sale = await createSaleApp({
@@ -27,8 +32,11 @@ const sale = await createSaleApp({
 });
 
 const shutdown = async () => {
-  await sale.close();
-  await infra.close();
+  try {
+    await sale.close();
+  } finally {
+    await infra.close();
+  }
   process.exit(0);
 };
 process.once("SIGINT", shutdown);
