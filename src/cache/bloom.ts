@@ -211,9 +211,6 @@ export class RedisBloomFilter {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
     validateId("name", name);
-    if (options === null || typeof options !== "object") {
-      throw new InvalidArgumentError("options", "must be an object with capacity and errorRate");
-    }
     validateInt("capacity", options.capacity, { min: 1 });
     const rate = options.errorRate;
     if (typeof rate !== "number" || !(rate > 0 && rate <= 0.5)) {

@@ -131,9 +131,6 @@ export class PurchaseTokens {
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
-    if (typeof options !== "object" || options === null) {
-      throw new InvalidArgumentError("options", "must be an object with a secret");
-    }
     this.#secrets = secretsOf(options.secret);
     this.ttlMs = options.ttlMs ?? 60_000;
     validateInt("ttlMs", this.ttlMs, { min: 1, max: 24 * 3_600_000 });

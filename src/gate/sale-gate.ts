@@ -135,9 +135,6 @@ export class SaleGate<Ctx = undefined> {
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
-    if (typeof options !== "object" || options === null) {
-      throw new InvalidArgumentError("options", "must be an object with saleId, startsAt and tokens");
-    }
     validateId("saleId", options.saleId);
     validateInt("startsAt", options.startsAt, { min: 0 });
     validateOptionalInt("endsAt", options.endsAt, { min: 0 });

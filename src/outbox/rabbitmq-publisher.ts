@@ -81,7 +81,7 @@ export class RabbitMqPublisher {
     if (channel === null || typeof channel !== "object" || typeof channel.publish !== "function") {
       throw new InvalidArgumentError("channel", "must be an amqplib ConfirmChannel");
     }
-    if (typeof options !== "object" || options === null || typeof options.exchange !== "string") {
+    if (typeof options.exchange !== "string") {
       throw new InvalidArgumentError("exchange", 'must be a string ("" for the default exchange)');
     }
     this.exchange = options.exchange;

@@ -204,9 +204,6 @@ export class RedisStreamConsumer {
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
-    if (typeof options !== "object" || options === null) {
-      throw new InvalidArgumentError("options", "must be an object");
-    }
     if (!Array.isArray(options.streams) && typeof options.streams !== "function") {
       throw new InvalidArgumentError(
         "streams",

@@ -170,7 +170,7 @@ export class OutboxRelay {
     if (outbox === null || typeof outbox !== "object" || typeof outbox.claim !== "function") {
       throw new InvalidArgumentError("outbox", "must be a PostgresOutbox");
     }
-    if (typeof options !== "object" || options === null || typeof options.publish !== "function") {
+    if (typeof options.publish !== "function") {
       throw new InvalidArgumentError("publish", "must be a function (message) => Promise");
     }
     this.publish = options.publish;

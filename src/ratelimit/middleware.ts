@@ -74,7 +74,8 @@ interface Resolved<Req> {
 const sfString = (s: string): string => `"${s.replace(/[\\"]/g, "\\$&")}"`;
 
 function resolve<Req>(options: RateLimitMiddlewareOptions<Req>): Resolved<Req> {
-  if (typeof options !== "object" || options === null || typeof options.limits?.check !== "function") {
+  validateOptions("options", options, { required: true });
+  if (typeof options.limits?.check !== "function") {
     throw new InvalidArgumentError("limits", "must be a RateLimits instance");
   }
   const failMode = options.failMode ?? "open";
@@ -171,7 +172,6 @@ export type FastifyRateLimitHook<Req> = (request: Req, reply: FastifyReplyLike) 
 export function fastifyRateLimitHook<Req>(
   options: RateLimitMiddlewareOptions<Req>,
 ): FastifyRateLimitHook<Req> {
-  validateOptions("options", options, { required: true });
   const o = resolve(options);
   return async (request, reply) => {
     const d = await decide(o, request);
@@ -253,7 +253,6 @@ export type ExpressRateLimitMiddleware<Req> = (
 export function expressRateLimit<Req>(
   options: RateLimitMiddlewareOptions<Req>,
 ): ExpressRateLimitMiddleware<Req> {
-  validateOptions("options", options, { required: true });
   const o = resolve(options);
   return (req, res, next) => {
     decide(o, req)

@@ -111,9 +111,6 @@ export class TokenBucket {
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
-    if (typeof options !== "object" || options === null) {
-      throw new InvalidArgumentError("options", "must be an object with capacity and refillPerSecond");
-    }
     validateInt("capacity", options.capacity, { min: 1, max: MAX_CAPACITY });
     const rate = options.refillPerSecond;
     if (typeof rate !== "number" || !Number.isFinite(rate) || rate <= 0 || rate > MAX_CAPACITY) {

@@ -33,6 +33,14 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
   });
   afterAll(async () => b?.stop());
 
+  /** A dedicated LISTEN connection on PostgreSQL; PGlite listens on itself. End it with `.end()` unless `db`. */
+  async function listenClient(): Promise<pg.Client | SqlClient> {
+    if (backend.name !== "PostgreSQL") return db;
+    const client = new pg.Client({ connectionString: b.url });
+    await client.connect();
+    return client;
+  }
+
   async function freshOutbox(notify = false): Promise<PostgresOutbox> {
     const outbox = new PostgresOutbox(db, { table: tableName("ob"), notify });
     await outbox.migrate();
@@ -371,12 +379,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
 
   it("wakes up on NOTIFY instead of waiting for the next poll", async () => {
     const outbox = await freshOutbox(true);
-    let listen: pg.Client | SqlClient = db;
-    if (backend.name === "PostgreSQL") {
-      const client = new pg.Client({ connectionString: b.url });
-      await client.connect();
-      listen = client;
-    }
+    const listen = await listenClient();
     const got: string[] = [];
     const relay = new OutboxRelay(outbox, {
       pollIntervalMs: 60_000,
@@ -391,7 +394,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
       expect(got).toEqual(["n1"]);
     } finally {
       await relay.stop();
-      if (listen instanceof pg.Client) await listen.end();
+      if (listen !== db) await (listen as pg.Client).end();
     }
   });
 
@@ -446,12 +449,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     const outbox = new PostgresOutbox(db, { table: `${schema}.transactional_outbox_messages`, notify: true });
     await outbox.migrate();
     expect(Buffer.byteLength(outbox.channel)).toBeLessThanOrEqual(63);
-    let listen: pg.Client | SqlClient = db;
-    if (backend.name === "PostgreSQL") {
-      const client = new pg.Client({ connectionString: b.url });
-      await client.connect();
-      listen = client;
-    }
+    const listen = await listenClient();
     const got: string[] = [];
     const relay = new OutboxRelay(outbox, {
       pollIntervalMs: 60_000,
@@ -465,18 +463,13 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
       await until(() => got.length === 1, 5_000, "the NOTIFY wake-up");
     } finally {
       await relay.stop();
-      if (listen instanceof pg.Client) await listen.end();
+      if (listen !== db) await (listen as pg.Client).end();
     }
   });
 
   it("stop() while start() sets up LISTEN leaves nothing running or listening; concurrent starts start once", async () => {
     const outbox = await freshOutbox(true);
-    let listen: pg.Client | SqlClient = db;
-    if (backend.name === "PostgreSQL") {
-      const client = new pg.Client({ connectionString: b.url });
-      await client.connect();
-      listen = client;
-    }
+    const listen = await listenClient();
     let rounds = 0;
     const relay = new OutboxRelay(outbox, {
       pollIntervalMs: 60_000,
@@ -500,7 +493,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
       expect(relay.running).toBe(false);
     } finally {
       await relay.stop();
-      if (listen instanceof pg.Client) await listen.end();
+      if (listen !== db) await (listen as pg.Client).end();
     }
   });
 

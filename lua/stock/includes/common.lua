@@ -53,11 +53,12 @@ local function giveBack(rid, qty, exp, remaining, user, maxlen, sku, now, cause,
   end
 end
 
--- A WRONGTYPE error naming the key, before anything is written, when one of the SKU's keys holds another
+-- A WRONGTYPE error naming the key, before anything is written, when the holds or events key holds another
 -- type (Redis does not roll a script back, so a failure after the first write would leave half a call).
+-- The stock hash needs no check: every script reads it before its first write, and that read fails first.
 local function wrongType()
-  local want = { 'hash', 'zset', 'stream' }
-  for i = 1, 3 do
+  local want = { [2] = 'zset', [3] = 'stream' }
+  for i = 2, 3 do
     local kind = rcall('TYPE', KEYS[i]).ok
     if kind ~= 'none' and kind ~= want[i] then
       return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a ' .. want[i])
