@@ -1,7 +1,7 @@
 // Build: ESM + CJS + type declarations for the root and every module subpath.
 import { defineConfig } from "tsup";
 
-export const modules = ["core", "stock", "lock", "cache", "ratelimit", "gate", "outbox"] as const;
+export const modules = ["stock", "lock", "cache", "ratelimit", "gate", "outbox", "orders"] as const;
 
 export default defineConfig({
   entry: {
@@ -10,7 +10,8 @@ export default defineConfig({
   },
   format: ["esm", "cjs"],
   dts: true,
-  sourcemap: true,
+  // No source maps in the package: the bundle is unminified, one file a module, and readable as shipped.
+  sourcemap: false,
   clean: true,
   splitting: true,
   treeshake: true,

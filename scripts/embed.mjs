@@ -1,10 +1,10 @@
-// Embeds lua/**/*.lua and sql/**/*.sql into src/core/embedded.generated.ts, so the bundle reads no files at
+// Embeds lua/**/*.lua and sql/**/*.sql into src/internal/embedded.generated.ts, so the bundle reads no files at
 // run time and ESM, CJS, tsx and bundlers behave alike. `--check` fails when the generated file is stale.
 import { readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
-const out = join(root, "src/core/embedded.generated.ts");
+const out = join(root, "src/internal/embedded.generated.ts");
 
 function walk(dir, ext) {
   if (!existsSync(dir)) return [];
@@ -49,7 +49,7 @@ export const SQL = ${table("sql", ".sql")} as const;
 if (process.argv.includes("--check")) {
   const current = existsSync(out) ? readFileSync(out, "utf8") : "";
   if (current !== text) {
-    console.error("src/core/embedded.generated.ts is stale: run `npm run embed`");
+    console.error("src/internal/embedded.generated.ts is stale: run `npm run embed`");
     process.exit(1);
   }
 } else if (!existsSync(out) || readFileSync(out, "utf8") !== text) {

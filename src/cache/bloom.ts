@@ -2,12 +2,12 @@
 // module), with bit positions computed on the client and an optional in-process mirror of the bitmap.
 import { randomUUID } from "node:crypto";
 import { optimalFilterSize, optimalHashes } from "bloom-filters/dist/formulas.js";
-import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { LUA } from "../core/embedded.generated.js";
-import { entityKeys, resolvePrefix } from "../core/keys.js";
-import { TickBatcher, type Pending } from "../core/batch.js";
-import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
+import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { LUA } from "../internal/embedded.generated.js";
+import { entityKeys, resolvePrefix } from "../internal/keys.js";
+import { TickBatcher, type Pending } from "../internal/batch.js";
+import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { HASH_SCHEME, pushPositions, setBits, testBits } from "./hash.js";
 
 /**

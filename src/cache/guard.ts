@@ -1,9 +1,9 @@
 // PenetrationGuard: stops lookups of ids that do not exist before they reach the cache or the database, with a
 // Bloom filter of every known id plus a short-lived negative cache for the ids the filter lets through.
-import { InvalidArgumentError } from "../core/errors.js";
-import { entityKeys, resolvePrefix } from "../core/keys.js";
-import { toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateId, validateOptionalInt } from "../core/validate.js";
+import { InvalidArgumentError } from "../errors.js";
+import { entityKeys, resolvePrefix } from "../internal/keys.js";
+import { toRedisError, type RedisClient } from "../internal/scripts.js";
+import { validateId, validateOptionalInt } from "../internal/validate.js";
 import type { RedisBloomFilter } from "./bloom.js";
 
 /** Options of `new PenetrationGuard()`. */

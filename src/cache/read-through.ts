@@ -2,13 +2,13 @@
 // process (single-flight), one across processes (a lock; the others wait for the value), TTL jitter, negative
 // caching, optional stale-while-revalidate, and an optional penetration guard in front of it all.
 import { createHash } from "node:crypto";
-import { FlashSaleError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { LUA } from "../core/embedded.generated.js";
-import { TickBatcher } from "../core/batch.js";
-import { resolvePrefix } from "../core/keys.js";
-import { slotOf } from "../core/slot.js";
-import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
-import { MAX_ID_LENGTH, validateId, validateInt, validateOptionalInt } from "../core/validate.js";
+import { FlashSaleError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { LUA } from "../internal/embedded.generated.js";
+import { TickBatcher } from "../internal/batch.js";
+import { resolvePrefix } from "../internal/keys.js";
+import { slotOf } from "../internal/slot.js";
+import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
+import { MAX_ID_LENGTH, validateId, validateInt, validateOptionalInt } from "../internal/validate.js";
 import { SpinLock } from "../lock/spin-lock.js";
 import type { PenetrationGuard } from "./guard.js";
 
@@ -36,6 +36,9 @@ const MISSING = "n";
  * ```
  */
 export class CacheWaitTimeoutError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "CacheWaitTimeoutError";
+
   constructor(
     /** The id whose value never arrived. */
     readonly id: string,

@@ -1,11 +1,11 @@
 // CAPTCHA for the sale gate: the CaptchaVerifier interface (plug in hCaptcha, Turnstile, reCAPTCHA…) and a
 // built-in one whose challenges live in Redis with a TTL and can be answered once.
 import { randomBytes, randomInt } from "node:crypto";
-import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { LUA } from "../core/embedded.generated.js";
-import { entityKeys, resolvePrefix } from "../core/keys.js";
-import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateId, validateInt, validateOptions } from "../core/validate.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { LUA } from "../internal/embedded.generated.js";
+import { entityKeys, resolvePrefix } from "../internal/keys.js";
+import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
+import { validateId, validateInt, validateOptions } from "../internal/validate.js";
 import { renderSvg } from "./svg.js";
 
 const TAKE = new LuaScript("gate/captcha-take", LUA["gate/captcha-take"], 1);

@@ -1,12 +1,12 @@
 // PurchaseTokens: HMAC-signed, short-lived, single-use tokens bound to a sale, a SKU and a user: the hidden,
 // per-user purchase path a buy endpoint requires.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { LUA } from "../core/embedded.generated.js";
-import { entityKeys, resolvePrefix } from "../core/keys.js";
-import { LuaScript, type RedisClient } from "../core/scripts.js";
-import { redisTimeMs } from "../core/time.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { LUA } from "../internal/embedded.generated.js";
+import { entityKeys, resolvePrefix } from "../internal/keys.js";
+import { LuaScript, type RedisClient } from "../internal/scripts.js";
+import { redisTimeMs } from "../internal/time.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 
 const REDEEM = new LuaScript("gate/redeem-token", LUA["gate/redeem-token"], 1);
 

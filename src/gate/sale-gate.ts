@@ -1,9 +1,9 @@
 // SaleGate: who may buy, and when. The sale window on Redis time, an eligibility predicate, a CAPTCHA, and
 // on success a single-use purchase token (the hidden purchase path) that the buy endpoint redeems.
-import { InvalidArgumentError } from "../core/errors.js";
-import { redisTimeMs } from "../core/time.js";
-import type { RedisClient } from "../core/scripts.js";
-import { validateId, validateOptionalInt, validateInt, validateOptions } from "../core/validate.js";
+import { InvalidArgumentError } from "../errors.js";
+import { redisTimeMs } from "../internal/time.js";
+import type { RedisClient } from "../internal/scripts.js";
+import { validateId, validateOptionalInt, validateInt, validateOptions } from "../internal/validate.js";
 import type { CaptchaResponse, CaptchaVerifier } from "./captcha.js";
 import type { PurchaseTokens, RedeemResult } from "./purchase-tokens.js";
 

@@ -1,5 +1,5 @@
 // The lock module's faults: a wait that ran out, and a lock lost while its holder was still working.
-import { FlashSaleError } from "../core/errors.js";
+import { FlashSaleError } from "../errors.js";
 
 /**
  * `acquire` waited `acquireTimeoutMs` and the lock stayed taken. For `QuorumLock`, `cause` is a
@@ -17,6 +17,9 @@ import { FlashSaleError } from "../core/errors.js";
  * ```
  */
 export class LockTimeoutError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "LockTimeoutError";
+
   constructor(
     /** The resource that could not be locked. */
     readonly resource: string,
@@ -44,6 +47,9 @@ export class LockTimeoutError extends FlashSaleError {
  * ```
  */
 export class LockLostError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "LockLostError";
+
   constructor(
     /** The resource whose lock was lost. */
     readonly resource: string,

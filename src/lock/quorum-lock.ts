@@ -1,10 +1,10 @@
 // QuorumLock: Redlock over several independent Redis nodes, through the `redlock` package, with the same
 // acquire / tryAcquire / using and handle as SpinLock (minus fencing: independent nodes share no counter).
 import Redlock, { ExecutionError, ResourceLockedError, type Lock, type RedlockClientShape } from "redlock";
-import { InvalidArgumentError, RedisUnavailableError } from "../core/errors.js";
-import { entityKeys, resolvePrefix } from "../core/keys.js";
-import { toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
+import { InvalidArgumentError, RedisUnavailableError } from "../errors.js";
+import { entityKeys, resolvePrefix } from "../internal/keys.js";
+import { toRedisError, type RedisClient } from "../internal/scripts.js";
+import { validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { LockTimeoutError } from "./errors.js";
 import { MAX_LOCK_MS } from "./spin-lock.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";

@@ -1,13 +1,14 @@
 // SpinLock: an owner-checked lock on one Redis (standalone, Sentinel or Cluster) with fencing tokens,
 // release wake-ups for waiters, and `using` with auto-extension.
 import { randomUUID } from "node:crypto";
-import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { LUA } from "../core/embedded.generated.js";
-import { resolvePrefix } from "../core/keys.js";
-import { TickBatcher, type Pending } from "../core/batch.js";
-import { LuaScript, RedisCommandError, type RedisClient } from "../core/scripts.js";
-import { slotOf } from "../core/slot.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { LUA } from "../internal/embedded.generated.js";
+import { resolvePrefix } from "../internal/keys.js";
+import { TickBatcher, type Pending } from "../internal/batch.js";
+import { LuaScript, type RedisClient } from "../internal/scripts.js";
+import { RedisCommandError } from "../errors.js";
+import { slotOf } from "../internal/slot.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { LockTimeoutError } from "./errors.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
 import { holdWhile } from "./using.js";
@@ -264,7 +265,7 @@ export class SpinLock implements Locker<number> {
    */
   keys(resource: string): SpinLockKeys {
     validateId("resource", resource);
-    // The hash tag of entityKeys (core/keys.ts), built inline: this runs on every attempt.
+    // The hash tag of entityKeys (internal/keys.ts), built inline: this runs on every attempt.
     const tag = `{${this.prefix}:${resource}}`;
     return {
       lock: `${tag}:lock`,

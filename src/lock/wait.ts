@@ -1,5 +1,5 @@
 // Waiting between lock attempts: a jittered delay that ends early on a wake-up and at once on abort.
-import { InvalidArgumentError } from "../core/errors.js";
+import { InvalidArgumentError } from "../errors.js";
 
 /** The reason an aborted signal carries, or a standard AbortError when it carries none. */
 export function abortReason(signal: AbortSignal): unknown {

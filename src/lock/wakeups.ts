@@ -1,6 +1,6 @@
 // Release wake-ups: waiters of one SpinLock instance, woken by a release in this process at once and, when
 // the user gave a subscriber connection, by the release channel's PUBLISH from any process.
-import type { RedisClient } from "../core/scripts.js";
+import type { RedisClient } from "../internal/scripts.js";
 
 /** A registered waiter: `woken` resolves when a release wakes it; `cancel` unregisters it. */
 export interface Waiter {

@@ -1,7 +1,7 @@
 // The relay's retry schedule: p-retry's exponential backoff formula, computed here so that the next attempt
 // can be stored as `now() + delay` by the database (the relay never sleeps through a retry in memory).
-import { InvalidArgumentError } from "../core/errors.js";
-import { validateInt } from "../core/validate.js";
+import { InvalidArgumentError } from "../errors.js";
+import { validateInt } from "../internal/validate.js";
 
 /**
  * Retry backoff, with the meaning and formula of p-retry's options: the delay after the n-th failed attempt

@@ -1,9 +1,9 @@
 // PostgresInbox: the message-process table. A consumer records each message it applies in the same
 // transaction as the message's effect, so a redelivered message is recognised and applied once.
-import { InvalidArgumentError } from "../core/errors.js";
-import { SQL } from "../core/embedded.generated.js";
-import { runMigration, sqlRows, type SqlClient } from "../core/sql.js";
-import { validateId, validateInt } from "../core/validate.js";
+import { InvalidArgumentError } from "../errors.js";
+import { SQL } from "../internal/embedded.generated.js";
+import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
+import { validateId, validateInt } from "../internal/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { validateMessageId } from "./types.js";

@@ -1,5 +1,5 @@
 // flash-sale-kit/outbox: the transactional outbox and inbox on PostgreSQL, a relay with retries and
-// dead-lettering, Redis Streams and RabbitMQ transports, and orders with delayed cancellation.
+// dead-lettering, Redis Streams and RabbitMQ transports.
 export {
   transaction,
   type TransactionSource,
@@ -47,7 +47,6 @@ export {
   type StreamEntry,
   type ConsumerRound,
 } from "./redis-stream-consumer.js";
-export { readStockEvent } from "./stock-events.js";
 export {
   RabbitMqPublisher,
   readRabbitMessage,
@@ -55,16 +54,4 @@ export {
   type ConfirmChannelLike,
   type AmqpMessageLike,
 } from "./rabbitmq-publisher.js";
-export {
-  PostgresOrders,
-  ordersSchema,
-  type PostgresOrdersOptions,
-  type Order,
-  type OrderStatus,
-  type CreateOrderInput,
-  type CreateOrderResult,
-  type PayResult,
-  type CancelResult,
-  type PaymentTimeoutPayload,
-} from "./orders.js";
 export { MAX_MESSAGE_ID_LENGTH, type OutboxMessage } from "./types.js";

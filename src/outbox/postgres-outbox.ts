@@ -1,10 +1,10 @@
 // PostgresOutbox: the message-send table. Messages are written in the caller's business transaction, so a
 // message exists if and only if that transaction committed; OutboxRelay delivers them afterwards.
 import { createHash, randomUUID } from "node:crypto";
-import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { SQL } from "../core/embedded.generated.js";
-import { runMigration, sqlRows, type SqlClient } from "../core/sql.js";
-import { validateInt, validateOptions } from "../core/validate.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { SQL } from "../internal/embedded.generated.js";
+import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
+import { validateInt, validateOptions } from "../internal/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { payloadJson, validateMessageId, validateTopic, type OutboxMessage } from "./types.js";

@@ -1,7 +1,7 @@
 // RabbitMqPublisher: an OutboxRelay transport to RabbitMQ that resolves only once the broker confirms the
 // message (publisher confirms), on an amqplib ConfirmChannel the user creates; amqplib is not imported.
-import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { validateInt, validateOptions } from "../core/validate.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { validateInt, validateOptions } from "../internal/validate.js";
 import { payloadJson, type OutboxMessage } from "./types.js";
 import type { StreamedMessage } from "./redis-stream-publisher.js";
 

@@ -1,11 +1,11 @@
 // RedisStreamConsumer: reads Redis Streams through a consumer group, at least once. An entry is acknowledged
 // only after its handler resolved (after the handler's transaction committed); entries left pending by a
 // failed or dead consumer are reclaimed (XAUTOCLAIM) and, after maxDeliveries, dead-lettered.
-import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { LUA } from "../core/embedded.generated.js";
-import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
-import { slotOf } from "../core/slot.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { LUA } from "../internal/embedded.generated.js";
+import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
+import { slotOf } from "../internal/slot.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { errorText, sleep } from "./types.js";
 
 const RECLAIM = new LuaScript("outbox/reclaim", LUA["outbox/reclaim"], 2);

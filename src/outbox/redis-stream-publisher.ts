@@ -1,8 +1,8 @@
 // RedisStreamPublisher: an OutboxRelay transport that appends each message to a Redis Stream (XADD).
-import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { entityKeys, resolvePrefix } from "../core/keys.js";
-import { toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateOptionalInt, validateOptions } from "../core/validate.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { entityKeys, resolvePrefix } from "../internal/keys.js";
+import { toRedisError, type RedisClient } from "../internal/scripts.js";
+import { validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { payloadJson, type OutboxMessage } from "./types.js";
 import type { StreamEntry } from "./redis-stream-consumer.js";
 

@@ -1,8 +1,8 @@
 // OutboxRelay: delivers outbox rows at least once. Claims due rows with FOR UPDATE SKIP LOCKED (so several
 // relays share the work), publishes, marks sent; failures are retried on the database clock, then dead.
 import { randomUUID } from "node:crypto";
-import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../core/errors.js";
-import { validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
+import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../errors.js";
+import { validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { resolveBackoff, retryDelayMs, type RelayBackoffOptions } from "./backoff.js";
 import type { OutboxRecord, PostgresOutbox } from "./postgres-outbox.js";
 import { isPool } from "./transaction.js";

@@ -1,5 +1,5 @@
 // Table names the outbox module accepts, and how its shipped SQL is rewritten to use them.
-import { InvalidArgumentError } from "../core/errors.js";
+import { InvalidArgumentError } from "../errors.js";
 
 const PART = "[a-z_][a-z0-9_]{0,50}";
 const TABLE_RE = new RegExp(`^(?:${PART}\\.)?${PART}$`);

@@ -1,8 +1,8 @@
 // transaction(db, fn): one database transaction on whatever client the user has (pg.Pool, pg.Client,
 // pg.PoolClient, PGlite), recognised by shape so that pg stays an optional peer dependency.
 import { AsyncLocalStorage } from "node:async_hooks";
-import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../core/errors.js";
-import type { SqlClient } from "../core/sql.js";
+import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../errors.js";
+import type { SqlClient } from "../internal/sql.js";
 
 /** A `pg.Pool`-like client: hands out connections with `connect()` and takes them back with `release()`. */
 export interface PoolLike extends SqlClient {

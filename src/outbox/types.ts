@@ -1,6 +1,6 @@
 // Shapes shared by the outbox module: the message a relay hands to a transport, and input validation.
-import { InvalidArgumentError } from "../core/errors.js";
-import { validateId } from "../core/validate.js";
+import { InvalidArgumentError } from "../errors.js";
+import { validateId } from "../internal/validate.js";
 
 /**
  * The longest outbox message id (and inbox message id) accepted.

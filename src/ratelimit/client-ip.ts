@@ -1,8 +1,8 @@
 // The client's address behind reverse proxies, trusting only the hops the operator names, and the key an
 // address is limited under (IPv6 by its /64, since one host usually holds the whole /64).
 import { BlockList, isIP } from "node:net";
-import { InvalidArgumentError } from "../core/errors.js";
-import { validateOptions } from "../core/validate.js";
+import { InvalidArgumentError } from "../errors.js";
+import { validateOptions } from "../internal/validate.js";
 
 /**
  * What `clientIp` reads from a request: Node's `IncomingMessage`, an Express `Request` and a Fastify

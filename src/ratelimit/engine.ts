@@ -1,9 +1,10 @@
 // The bucket engine behind TokenBucket and RateLimits: runs lua/ratelimit/take.lua and refund.lua, and
 // coalesces the takes that arrive in one tick on one client into one script call (one per slot on Cluster).
-import { LUA } from "../core/embedded.generated.js";
-import { UnexpectedReplyError } from "../core/errors.js";
-import { TickBatcher, type Pending as CorePending } from "../core/batch.js";
-import { LuaScript, RedisCommandError, type RedisClient } from "../core/scripts.js";
+import { LUA } from "../internal/embedded.generated.js";
+import { UnexpectedReplyError } from "../errors.js";
+import { TickBatcher, type Pending as CorePending } from "../internal/batch.js";
+import { LuaScript, type RedisClient } from "../internal/scripts.js";
+import { RedisCommandError } from "../errors.js";
 
 /** One bucket touched by a take: its key and settings, and the tokens to take (0 reads without writing). */
 export interface BucketItem {

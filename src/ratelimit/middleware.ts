@@ -1,8 +1,8 @@
 // HTTP middleware over RateLimits: a Fastify plugin (and onRequest hook) and an Express middleware that
 // answer 429 with RateLimit-Policy / RateLimit / Retry-After headers, and fail open or closed when Redis is
 // down or slow. Fastify and Express are never imported: the request and reply are typed by their shape.
-import { FlashSaleError, InvalidArgumentError } from "../core/errors.js";
-import { validateInt, validateOptions } from "../core/validate.js";
+import { FlashSaleError, InvalidArgumentError } from "../errors.js";
+import { validateInt, validateOptions } from "../internal/validate.js";
 import type { LimitState, RateLimits, RateLimitsResult } from "./rate-limits.js";
 
 /** Options shared by `fastifyRateLimit`, `fastifyRateLimitHook` and `expressRateLimit`. */
@@ -50,6 +50,9 @@ export interface RateLimitMiddlewareOptions<Req> {
  * ```
  */
 export class RateLimitTimeoutError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "RateLimitTimeoutError";
+
   constructor(timeoutMs: number) {
     super("RATE_LIMIT_TIMEOUT", `the rate limiter did not answer within ${timeoutMs} ms`);
   }

@@ -1,9 +1,9 @@
 // RateLimits: several token buckets (per user, per IP, per API…) checked as one decision, where a request
 // refused by any limit consumes nothing from the others.
-import { InvalidArgumentError } from "../core/errors.js";
-import type { RedisClient } from "../core/scripts.js";
-import { validateInt } from "../core/validate.js";
-import { isCluster, slotOf } from "../core/slot.js";
+import { InvalidArgumentError } from "../errors.js";
+import type { RedisClient } from "../internal/scripts.js";
+import { validateInt } from "../internal/validate.js";
+import { isCluster, slotOf } from "../internal/slot.js";
 import {
   outcome,
   refund,

@@ -1,9 +1,9 @@
 // TokenBucket: a token bucket per key, refilled continuously on Redis TIME, taken in one Lua call.
-import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { resolvePrefix } from "../core/keys.js";
-import { toRedisError, type RedisClient } from "../core/scripts.js";
-import { validateId, validateInt, validateOptions } from "../core/validate.js";
-import { slotOf } from "../core/slot.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { resolvePrefix } from "../internal/keys.js";
+import { toRedisError, type RedisClient } from "../internal/scripts.js";
+import { validateId, validateInt, validateOptions } from "../internal/validate.js";
+import { slotOf } from "../internal/slot.js";
 import { takeGroup, type BucketItem } from "./engine.js";
 
 /** Options of `new TokenBucket()`. */

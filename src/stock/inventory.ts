@@ -1,11 +1,11 @@
 // Inventory: atomic stock reservation in Redis. Each operation is one Lua script on the SKU's hash slot.
 import { randomUUID } from "node:crypto";
-import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { LUA } from "../core/embedded.generated.js";
-import { entityKeys, resolvePrefix } from "../core/keys.js";
-import { LuaScript, toRedisError, type RedisClient } from "../core/scripts.js";
-import { TickBatcher, type Pending } from "../core/batch.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../core/validate.js";
+import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { LUA } from "../internal/embedded.generated.js";
+import { entityKeys, resolvePrefix } from "../internal/keys.js";
+import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
+import { TickBatcher, type Pending } from "../internal/batch.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import {
   checkReserveArgs,
   checkStockArgs,

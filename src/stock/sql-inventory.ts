@@ -1,10 +1,10 @@
 // SqlInventory: the seed's database path, `UPDATE … SET stock = stock - q WHERE … AND stock >= q`, with a
 // per-user row and a unique reservation id, behind the same results as Inventory.
 import { randomUUID } from "node:crypto";
-import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { SQL } from "../core/embedded.generated.js";
-import { runMigration, sqlRows, type SqlClient } from "../core/sql.js";
-import { validateId, validateInt, validateOptions } from "../core/validate.js";
+import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { SQL } from "../internal/embedded.generated.js";
+import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
+import { validateId, validateInt, validateOptions } from "../internal/validate.js";
 import {
   checkReserveArgs,
   checkStockArgs,

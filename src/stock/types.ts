@@ -1,6 +1,6 @@
 // Shared shapes of the stock module: options, results and the validation both inventories apply.
-import { InvalidArgumentError } from "../core/errors.js";
-import { validateId, validateInt, validateOptionalInt } from "../core/validate.js";
+import { InvalidArgumentError } from "../errors.js";
+import { validateId, validateInt, validateOptionalInt } from "../internal/validate.js";
 
 /**
  * The stock level meaning "no limit" (the seed's `-1`): reservations always succeed on stock, but the

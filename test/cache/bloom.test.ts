@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { BloomFilter } from "bloom-filters";
 import { optimalFilterSize, optimalHashes } from "bloom-filters/dist/formulas.js";
-import { ConflictError, InvalidArgumentError } from "../../src/core/errors.js";
+import { ConflictError, InvalidArgumentError } from "../../src/errors.js";
 import { RedisBloomFilter } from "../../src/cache/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 

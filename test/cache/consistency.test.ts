@@ -5,7 +5,7 @@
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PenetrationGuard, ReadThroughCache, RedisBloomFilter } from "../../src/cache/index.js";
-import { ConflictError, InvalidArgumentError } from "../../src/core/errors.js";
+import { ConflictError, InvalidArgumentError } from "../../src/errors.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 
 let srv: PrivateRedis;

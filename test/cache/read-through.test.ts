@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
+import { InvalidArgumentError, RedisUnavailableError } from "../../src/errors.js";
 import {
   CacheWaitTimeoutError,
   PenetrationGuard,

@@ -3,8 +3,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { LUA } from "../../src/core/embedded.generated.js";
-import { LuaScript } from "../../src/core/scripts.js";
+import { LUA } from "../../src/internal/embedded.generated.js";
+import { LuaScript } from "../../src/internal/scripts.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 
 let srv: PrivateRedis;

@@ -1,23 +1,18 @@
 // core: key naming, id validation, the error hierarchy, the script registry, Redis time, SQL splitting.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
+import { entityKeys, resolvePrefix } from "../../src/internal/keys.js";
 import {
-  entityKeys,
   FlashSaleError,
   InvalidArgumentError,
-  LuaScript,
-  redisTimeMs,
   RedisCommandError,
   RedisUnavailableError,
-  resolvePrefix,
-  runSqlScript,
-  splitSqlStatements,
-  type SqlClient,
-  TickBatcher,
-  validateId,
-  validateOptions,
-  validateInt,
-} from "../../src/core/index.js";
+} from "../../src/errors.js";
+import { LuaScript } from "../../src/internal/scripts.js";
+import { redisTimeMs } from "../../src/internal/time.js";
+import { runSqlScript, splitSqlStatements, type SqlClient } from "../../src/internal/sql.js";
+import { TickBatcher } from "../../src/internal/batch.js";
+import { validateId, validateOptions, validateInt } from "../../src/internal/validate.js";
 import { startRedis, type PrivateRedis } from "../support/redis.js";
 
 let srv: PrivateRedis;

@@ -2,7 +2,7 @@
 // other-sale tokens are refused, and a refusal writes nothing.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Redis } from "ioredis";
-import { InvalidArgumentError } from "../../src/core/index.js";
+import { InvalidArgumentError } from "../../src/errors.js";
 import { PurchaseTokens } from "../../src/gate/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 

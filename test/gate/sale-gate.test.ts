@@ -2,7 +2,7 @@
 // levels), CAPTCHA, and the purchase token from admission to a single redemption.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Redis } from "ioredis";
-import { redisTimeMs } from "../../src/core/index.js";
+import { redisTimeMs } from "../../src/internal/time.js";
 import { PurchaseTokens, RedisCaptcha, SaleGate, type CaptchaVerifier } from "../../src/gate/index.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 

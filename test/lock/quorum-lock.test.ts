@@ -2,7 +2,7 @@
 // ownership, using, and what happens when one node, then two, go down.
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import type { Redis } from "ioredis";
-import { InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
+import { InvalidArgumentError, RedisUnavailableError } from "../../src/errors.js";
 import { LockLostError, LockTimeoutError, QuorumLock, type LockHandle } from "../../src/lock/index.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 

@@ -1,7 +1,7 @@
 // Each lock script on its own, through plain EVAL: replies, what it writes, and what it leaves alone.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { LUA } from "../../src/core/embedded.generated.js";
+import { LUA } from "../../src/internal/embedded.generated.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 
 let srv: PrivateRedis;

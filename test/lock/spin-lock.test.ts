@@ -1,8 +1,8 @@
 // SpinLock on a private standalone redis-server: ownership, fencing, waiting, timeouts, abort, wake-ups.
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from "vitest";
 import type { Redis } from "ioredis";
-import { InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
-import { RedisCommandError } from "../../src/core/scripts.js";
+import { InvalidArgumentError, RedisUnavailableError } from "../../src/errors.js";
+import { RedisCommandError } from "../../src/errors.js";
 import { LockLostError, LockTimeoutError, SpinLock, type LockHandle } from "../../src/lock/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 

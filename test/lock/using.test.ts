@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { LUA } from "../../src/core/embedded.generated.js";
+import { LUA } from "../../src/internal/embedded.generated.js";
 import { LockLostError, SpinLock } from "../../src/lock/index.js";
 import { extensionLeadMs } from "../../src/lock/using.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";

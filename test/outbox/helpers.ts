@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
-import type { SqlClient } from "../../src/core/sql.js";
+import type { SqlClient } from "../../src/internal/sql.js";
 import { startPostgres, type PrivateDatabase } from "../support/postgres.js";
 
 export interface Backend {

@@ -3,17 +3,16 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InvalidArgumentError } from "../../src/core/errors.js";
-import type { SqlClient } from "../../src/core/sql.js";
+import { InvalidArgumentError } from "../../src/errors.js";
+import type { SqlClient } from "../../src/internal/sql.js";
 import {
   OutboxRelay,
   PostgresInbox,
-  PostgresOrders,
   PostgresOutbox,
   RedisStreamConsumer,
-  readStockEvent,
   transaction,
 } from "../../src/outbox/index.js";
+import { PostgresOrders, readStockEvent } from "../../src/orders/index.js";
 import { Inventory, SqlInventory, type StockStore } from "../../src/stock/index.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 import { BACKENDS, count, sleep, tableName, until, type Backend } from "./helpers.js";

@@ -2,17 +2,17 @@
 // if and only if its transaction committed; an inbox applies each message once.
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DatabaseError, InvalidArgumentError } from "../../src/core/errors.js";
-import type { SqlClient } from "../../src/core/sql.js";
-import { splitSqlStatements } from "../../src/core/sql.js";
+import { DatabaseError, InvalidArgumentError } from "../../src/errors.js";
+import type { SqlClient } from "../../src/internal/sql.js";
+import { splitSqlStatements } from "../../src/internal/sql.js";
 import {
   PostgresInbox,
   PostgresOutbox,
   inboxSchema,
   outboxSchema,
-  ordersSchema,
   transaction,
 } from "../../src/outbox/index.js";
+import { ordersSchema } from "../../src/orders/index.js";
 import { SqlInventory } from "../../src/stock/index.js";
 import { BACKENDS, count, tableName, type Backend } from "./helpers.js";
 

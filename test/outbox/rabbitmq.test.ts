@@ -3,8 +3,8 @@
 import { randomBytes } from "node:crypto";
 import amqp from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InvalidArgumentError, UnexpectedReplyError } from "../../src/core/errors.js";
-import type { SqlClient } from "../../src/core/sql.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../../src/errors.js";
+import type { SqlClient } from "../../src/internal/sql.js";
 import {
   OutboxRelay,
   PostgresInbox,

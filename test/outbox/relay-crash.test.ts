@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SqlClient } from "../../src/core/sql.js";
+import type { SqlClient } from "../../src/internal/sql.js";
 import {
   OutboxRelay,
   PostgresInbox,

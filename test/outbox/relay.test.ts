@@ -4,8 +4,8 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { InvalidArgumentError } from "../../src/core/errors.js";
-import type { SqlClient } from "../../src/core/sql.js";
+import { InvalidArgumentError } from "../../src/errors.js";
+import type { SqlClient } from "../../src/internal/sql.js";
 import {
   DEFAULT_RELAY_BACKOFF,
   OutboxRelay,

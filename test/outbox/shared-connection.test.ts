@@ -5,15 +5,10 @@
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InvalidArgumentError } from "../../src/core/errors.js";
-import type { SqlClient } from "../../src/core/sql.js";
-import {
-  OutboxRelay,
-  PostgresInbox,
-  PostgresOrders,
-  PostgresOutbox,
-  transaction,
-} from "../../src/outbox/index.js";
+import { InvalidArgumentError } from "../../src/errors.js";
+import type { SqlClient } from "../../src/internal/sql.js";
+import { OutboxRelay, PostgresInbox, PostgresOutbox, transaction } from "../../src/outbox/index.js";
+import { PostgresOrders } from "../../src/orders/index.js";
 import { SqlInventory } from "../../src/stock/index.js";
 import { BACKENDS, sleep, tableName, until, type Backend } from "./helpers.js";
 

@@ -2,15 +2,15 @@
 // spread over several nodes, reclaim and dead letters in each stream's own slot.
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InvalidArgumentError } from "../../src/core/errors.js";
+import { InvalidArgumentError } from "../../src/errors.js";
 import {
   RedisStreamConsumer,
   RedisStreamPublisher,
   defaultDeadLetterStream,
-  readStockEvent,
   readStreamedMessage,
   type StreamEntry,
 } from "../../src/outbox/index.js";
+import { readStockEvent } from "../../src/orders/index.js";
 import { Inventory } from "../../src/stock/index.js";
 import { startCluster, type LocalCluster } from "../support/cluster.js";
 import { randomPrefix } from "../support/redis.js";

@@ -3,9 +3,9 @@
 // maxDeliveries, Inventory's event streams, and a consumer killed mid-handler.
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InvalidArgumentError, UnexpectedReplyError } from "../../src/core/errors.js";
-import { RedisCommandError } from "../../src/core/scripts.js";
-import type { SqlClient } from "../../src/core/sql.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../../src/errors.js";
+import { RedisCommandError } from "../../src/errors.js";
+import type { SqlClient } from "../../src/internal/sql.js";
 import {
   OutboxRelay,
   PostgresInbox,
@@ -13,11 +13,11 @@ import {
   RedisStreamConsumer,
   RedisStreamPublisher,
   defaultDeadLetterStream,
-  readStockEvent,
   readStreamedMessage,
   transaction,
   type StreamEntry,
 } from "../../src/outbox/index.js";
+import { readStockEvent } from "../../src/orders/index.js";
 import { Inventory } from "../../src/stock/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 import { BACKENDS, count, fixture, kill, sleep, tableName, until, type Backend } from "./helpers.js";

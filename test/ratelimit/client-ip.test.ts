@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { BlockList } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { InvalidArgumentError } from "../../src/core/index.js";
+import { InvalidArgumentError } from "../../src/errors.js";
 import { RateLimits, TokenBucket, clientIp, expressRateLimit, ipKey } from "../../src/ratelimit/index.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Cluster } from "ioredis";
 import { RateLimits, TokenBucket } from "../../src/ratelimit/index.js";
-import { keySlot } from "../../src/core/slot.js";
+import { keySlot } from "../../src/internal/slot.js";
 import { startCluster, type LocalCluster } from "../support/cluster.js";
 import { randomPrefix } from "../support/redis.js";
 import { rateLimitsContract, threeLimits } from "./contract.js";

@@ -1,7 +1,7 @@
 // RateLimits on standalone Redis: every limit decided in one script, so a refusal writes nothing at all.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { InvalidArgumentError } from "../../src/core/index.js";
+import { InvalidArgumentError } from "../../src/errors.js";
 import { RateLimits, TokenBucket } from "../../src/ratelimit/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 import { rateLimitsContract, threeLimits } from "./contract.js";

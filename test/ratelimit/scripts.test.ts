@@ -2,7 +2,7 @@
 // the stored state and the refund.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { LUA } from "../../src/core/embedded.generated.js";
+import { LUA } from "../../src/internal/embedded.generated.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 
 let srv: PrivateRedis;

@@ -1,12 +1,8 @@
 // TokenBucket on a private redis-server: refill on Redis time, all-or-nothing takes, idle expiry, batching.
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Redis } from "ioredis";
-import {
-  InvalidArgumentError,
-  RedisCommandError,
-  RedisUnavailableError,
-  redisTimeMs,
-} from "../../src/core/index.js";
+import { InvalidArgumentError, RedisCommandError, RedisUnavailableError } from "../../src/errors.js";
+import { redisTimeMs } from "../../src/internal/time.js";
 import { TokenBucket } from "../../src/ratelimit/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 

@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { InvalidArgumentError, ConflictError } from "../../src/core/errors.js";
+import { InvalidArgumentError, ConflictError } from "../../src/errors.js";
 import { UNLIMITED, type StockStore } from "../../src/stock/index.js";
 
 export interface ContractOptions {

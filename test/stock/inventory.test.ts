@@ -2,8 +2,8 @@
 // stream, SCRIPT FLUSH, keyspace-level "changes nothing", a closed connection).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { FlashSaleError, InvalidArgumentError, RedisUnavailableError } from "../../src/core/errors.js";
-import { RedisCommandError } from "../../src/core/scripts.js";
+import { FlashSaleError, InvalidArgumentError, RedisUnavailableError } from "../../src/errors.js";
+import { RedisCommandError } from "../../src/errors.js";
 import { Inventory, MAX_HOLD_MS } from "../../src/stock/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 import { stockContract } from "./contract.js";

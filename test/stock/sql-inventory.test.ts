@@ -2,8 +2,8 @@
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { InvalidArgumentError, DatabaseError } from "../../src/core/errors.js";
-import { splitSqlStatements } from "../../src/core/sql.js";
+import { InvalidArgumentError, DatabaseError } from "../../src/errors.js";
+import { splitSqlStatements } from "../../src/internal/sql.js";
 import { MAX_QUANTITY, SqlInventory, UNLIMITED, sqlInventorySchema } from "../../src/stock/index.js";
 import { startPostgres, type PrivateDatabase } from "../support/postgres.js";
 import { stockContract } from "./contract.js";

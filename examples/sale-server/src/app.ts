@@ -4,16 +4,11 @@
 // (worker.ts) from the stock event stream; unpaid orders are cancelled by the delayed outbox message.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import {
-  ConflictError,
-  FlashSaleError,
-  InvalidArgumentError,
-  redisTimeMs,
-  sqlRows,
-  validateId,
-  validateInt,
-  validateOptionalInt,
-} from "flash-sale-kit/core";
+import { ConflictError, FlashSaleError, InvalidArgumentError } from "flash-sale-kit";
+// TEMPORARY: library internals, to be replaced by Fastify schemas (issue 11).
+import { redisTimeMs } from "../../../src/internal/time.js";
+import { sqlRows } from "../../../src/internal/sql.js";
+import { validateId, validateInt, validateOptionalInt } from "../../../src/internal/validate.js";
 import { PurchaseTokens, RedisCaptcha, SaleGate, type Challenge } from "flash-sale-kit/gate";
 import { clientIp, fastifyRateLimitHook, ipKey, RateLimits, TokenBucket } from "flash-sale-kit/ratelimit";
 import { Inventory, MAX_QUANTITY, UNLIMITED } from "flash-sale-kit/stock";

@@ -3,7 +3,8 @@
 // plus a negative cache), so unknown ids never reach the database and a hot key never stampedes it.
 import type { Redis } from "ioredis";
 import { PenetrationGuard, ReadThroughCache, RedisBloomFilter } from "flash-sale-kit/cache";
-import { sqlRows, type SqlClient } from "flash-sale-kit/core";
+import type { SqlClient } from "flash-sale-kit";
+import { sqlRows } from "../../../src/internal/sql.js";
 
 export interface Product {
   readonly sku: string;

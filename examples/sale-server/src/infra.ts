@@ -4,7 +4,7 @@ import { PGlite } from "@electric-sql/pglite";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { RedisMemoryServer } from "redis-memory-server";
-import type { SqlClient } from "flash-sale-kit/core";
+import type { SqlClient } from "flash-sale-kit";
 
 export interface Infra {
   /** Commands (scripts, reads, writes). */

@@ -6,14 +6,13 @@ import { hostname } from "node:os";
 import {
   OutboxRelay,
   PostgresInbox,
-  PostgresOrders,
   PostgresOutbox,
   RedisStreamConsumer,
-  readStockEvent,
   transaction,
   type TransactionSource,
 } from "flash-sale-kit/outbox";
-import { redisTimeMs } from "flash-sale-kit/core";
+import { PostgresOrders, readStockEvent } from "flash-sale-kit/orders";
+import { redisTimeMs } from "../../../src/internal/time.js";
 import type { Inventory } from "flash-sale-kit/stock";
 import type { Redis } from "ioredis";
 

@@ -3,7 +3,7 @@
 // routing come from ioredis.
 import { createHash } from "node:crypto";
 import type { Cluster, Redis } from "ioredis";
-import { FlashSaleError, RedisUnavailableError, UnexpectedReplyError } from "./errors.js";
+import { FlashSaleError, RedisCommandError, RedisUnavailableError, UnexpectedReplyError } from "../errors.js";
 
 /** An ioredis client: standalone (or Sentinel) `Redis`, or `Cluster`. */
 export type RedisClient = Redis | Cluster;
@@ -11,21 +11,6 @@ export type RedisClient = Redis | Cluster;
 /** An argument a script accepts. */
 export type ScriptArg = string | number | Buffer;
 type CustomCommand = (...args: ScriptArg[]) => Promise<unknown>;
-
-/**
- * A Redis error that is a reply from the server (a script error, WRONGTYPE, READONLY, OOM…) rather than a
- * lost connection.
- *
- * @example
- * ```ts
- * // thrown when a key the library owns was overwritten with another type
- * ```
- */
-export class RedisCommandError extends FlashSaleError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super("REDIS_COMMAND_ERROR", message, options);
-  }
-}
 
 /**
  * Turns anything ioredis rejects with into a {@link FlashSaleError}: replies from the server become

@@ -1,5 +1,5 @@
 // The minimal SQL client the database adapters take, so pg.Pool, pg.Client, pg.PoolClient and PGlite all fit.
-import { DatabaseError, FlashSaleError } from "./errors.js";
+import { DatabaseError, FlashSaleError } from "../errors.js";
 
 /**
  * Anything with `query(sql, params)` resolving to `{ rows }`: `pg.Pool`, `pg.Client`, a checked-out

@@ -1,5 +1,5 @@
 // Input validation shared by every module: ids that end up inside Redis keys, quantities, durations.
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError } from "../errors.js";
 
 /**
  * The longest id (SKU, user, reservation, lock resource, limiter key) the library accepts.

@@ -1,7 +1,7 @@
 // Reading the reservation events that Inventory appends to each SKU's stream.
-import { UnexpectedReplyError } from "../core/errors.js";
+import { UnexpectedReplyError } from "../errors.js";
 import type { StockEvent } from "../stock/inventory.js";
-import type { StreamEntry } from "./redis-stream-consumer.js";
+import type { StreamEntry } from "../outbox/redis-stream-consumer.js";
 
 const TYPES = new Set(["reserved", "confirmed", "released"]);
 

@@ -2,15 +2,15 @@
 // enqueues a delayed `payment-timeout` outbox message in the same transaction; when it comes due, an unpaid
 // order is cancelled and its reservation released. Paying is the mirror: the order is marked paid, then
 // the reservation confirmed. Both are `UPDATE … WHERE status = 'pending'`, so exactly one of them wins.
-import { InvalidArgumentError, UnexpectedReplyError } from "../core/errors.js";
-import { SQL } from "../core/embedded.generated.js";
-import { runMigration, sqlRows, type SqlClient } from "../core/sql.js";
-import { validateId, validateInt } from "../core/validate.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { SQL } from "../internal/embedded.generated.js";
+import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
+import { validateId, validateInt } from "../internal/validate.js";
 import { MAX_QUANTITY, type StockStore } from "../stock/types.js";
-import type { PostgresOutbox } from "./postgres-outbox.js";
-import { checkTableName, rewriteTable } from "./sql-names.js";
-import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
-import { validateTopic, type OutboxMessage } from "./types.js";
+import type { PostgresOutbox } from "../outbox/postgres-outbox.js";
+import { checkTableName, rewriteTable } from "../outbox/sql-names.js";
+import { checkSqlClient, checkTransactionClient, ownStatements } from "../outbox/transaction.js";
+import { validateTopic, type OutboxMessage } from "../outbox/types.js";
 
 /** Options of `new PostgresOrders()`. */
 export interface PostgresOrdersOptions {
@@ -113,7 +113,7 @@ export interface PaymentTimeoutPayload {
  * ```
  */
 export function ordersSchema(table = "fsk_orders"): string {
-  return rewriteTable(SQL["outbox/orders"], "fsk_orders", checkTableName("table", table));
+  return rewriteTable(SQL["orders/orders"], "fsk_orders", checkTableName("table", table));
 }
 
 interface OrderRow {

@@ -1,7 +1,7 @@
 // Redis TIME as epoch milliseconds: the one clock every time decision of the library uses.
 import type { RedisClient } from "./scripts.js";
 import { toRedisError } from "./scripts.js";
-import { UnexpectedReplyError } from "./errors.js";
+import { UnexpectedReplyError } from "../errors.js";
 
 /**
  * The Redis server's clock in epoch milliseconds (`TIME`). On a Cluster the first master answers; sale

@@ -1,6 +1,9 @@
 // The error hierarchy: every error the library throws is a FlashSaleError with a stable `code`.
 // Expected outcomes (sold out, rate limited) are returned as data and never thrown.
 
+// Every copy of the package (ESM and CJS builds, two versions) shares this registered symbol.
+const KINDS = Symbol.for("flash-sale-kit.error-kinds");
+
 /**
  * Base class of every error thrown by flash-sale-kit. `code` is stable across versions; `cause` carries the
  * underlying error (a Redis or PostgreSQL error) when there is one.
@@ -22,6 +25,30 @@ export class FlashSaleError extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.name = new.target.name;
+    // The names of this error's classes, so that `instanceof` holds across copies of the package.
+    const kinds: string[] = [];
+    for (let c: unknown = new.target; typeof c === "function" && c !== Error; c = Object.getPrototypeOf(c)) {
+      kinds.push((c as { readonly kind?: string }).kind ?? "");
+    }
+    Object.defineProperty(this, KINDS, { value: kinds, enumerable: false });
+  }
+
+  /**
+   * The class's stable name, matched by `instanceof` across copies of the package (a process that loads both
+   * the ESM and the CJS build gets two copies of every class).
+   */
+  static readonly kind: string = "FlashSaleError";
+
+  /**
+   * `err instanceof SomeFlashSaleError` holds for an error made by any copy of the package: the ESM and the
+   * CJS builds loaded in one process, or two installed versions.
+   */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    if (typeof value !== "object" || value === null) return false;
+    const kinds = (value as { readonly [KINDS]?: unknown })[KINDS];
+    const kind = (this as { readonly kind?: unknown }).kind;
+    return Array.isArray(kinds) && typeof kind === "string" && kinds.includes(kind);
   }
 }
 
@@ -35,6 +62,9 @@ export class FlashSaleError extends Error {
  * ```
  */
 export class InvalidArgumentError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "InvalidArgumentError";
+
   /** The name of the argument or option that was rejected. */
   readonly argument: string;
 
@@ -56,6 +86,9 @@ export class InvalidArgumentError extends FlashSaleError {
  * ```
  */
 export class RedisUnavailableError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "RedisUnavailableError";
+
   constructor(message: string, options?: { cause?: unknown }) {
     super("REDIS_UNAVAILABLE", message, options);
   }
@@ -71,6 +104,9 @@ export class RedisUnavailableError extends FlashSaleError {
  * ```
  */
 export class UnexpectedReplyError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "UnexpectedReplyError";
+
   constructor(message: string, options?: { cause?: unknown }) {
     super("UNEXPECTED_REPLY", message, options);
   }
@@ -88,6 +124,9 @@ export class UnexpectedReplyError extends FlashSaleError {
  * ```
  */
 export class ConflictError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "ConflictError";
+
   constructor(code: string, message: string) {
     super(code, message);
   }
@@ -102,7 +141,28 @@ export class ConflictError extends FlashSaleError {
  * ```
  */
 export class DatabaseError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "DatabaseError";
+
   constructor(message: string, options?: { cause?: unknown }) {
     super("DATABASE_ERROR", message, options);
+  }
+}
+
+/**
+ * A Redis error that is a reply from the server (a script error, WRONGTYPE, READONLY, OOM…) rather than a
+ * lost connection.
+ *
+ * @example
+ * ```ts
+ * // thrown when a key the library owns was overwritten with another type
+ * ```
+ */
+export class RedisCommandError extends FlashSaleError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "RedisCommandError";
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("REDIS_COMMAND_ERROR", message, options);
   }
 }
