@@ -43,7 +43,7 @@ export class FlashSaleError extends Error {
    * `err instanceof SomeFlashSaleError` holds for an error made by any copy of the package: the ESM and the
    * CJS builds loaded in one process, or two installed versions.
    */
-  static [Symbol.hasInstance](value: unknown): boolean {
+  static override [Symbol.hasInstance](value: unknown): boolean {
     if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
     if (typeof value !== "object" || value === null) return false;
     const kinds = (value as { readonly [KINDS]?: unknown })[KINDS];

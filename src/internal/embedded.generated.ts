@@ -29,6 +29,38 @@ export const LUA = {
   "stock/set-stock": "-- stock/set-stock: create a SKU or adjust a live one without losing its reservations.\n-- KEYS: [1] stock hash\n-- ARGV: [1] quantity (total units, -1 = unlimited), [2] perUserLimit, [3] startsAt ms or '', [4] endsAt ms\n--       or '', [5] holdMs (0 = holds never expire), [6] restock pub/sub channel, [7] sku\n-- Returns: {0, available} on success; {1, committed} when quantity is below the units already held plus\n--          confirmed (nothing written).\nlocal rcall = redis.call\nlocal quantity = tonumber(ARGV[1])\nlocal s = rcall('HMGET', KEYS[1], 'held', 'confirmed')\nlocal held = tonumber(s[1] or '0')\nlocal confirmed = tonumber(s[2] or '0')\nif quantity ~= -1 and quantity < held + confirmed then\n  return { 1, held + confirmed }\nend\nlocal available = -1\nif quantity ~= -1 then available = quantity - held - confirmed end\nrcall('HSET', KEYS[1], 'initial', quantity, 'available', available, 'held', held, 'confirmed', confirmed,\n  'limit', ARGV[2], 'hold', ARGV[5])\nif ARGV[3] == '' then rcall('HDEL', KEYS[1], 'starts') else rcall('HSET', KEYS[1], 'starts', ARGV[3]) end\nif ARGV[4] == '' then rcall('HDEL', KEYS[1], 'ends') else rcall('HSET', KEYS[1], 'ends', ARGV[4]) end\nif available ~= 0 then rcall('PUBLISH', ARGV[6], ARGV[7]) end\nreturn { 0, available }\n",
 } as const;
 
+/**
+ * How many of a script's arguments are keys, read from the `-- KEYS:` line of its header: the highest
+ * `[n]` when every entry is a plain index, `"variadic"` when the line names a range (`[1..n]`, `[3..]`)
+ * or a per-item pattern (`[2i+1]`), so each call says. @internal
+ */
+export const LUA_KEYS = {
+  "cache/bloom-add": "variadic",
+  "cache/bloom-begin": 2,
+  "cache/bloom-build": "variadic",
+  "cache/bloom-check": "variadic",
+  "cache/bloom-clear": "variadic",
+  "cache/bloom-commit": "variadic",
+  "cache/bloom-init": 1,
+  "cache/cache-invalidate": 2,
+  "cache/cache-set": 2,
+  "gate/captcha-take": 1,
+  "gate/redeem-token": 1,
+  "lock/acquire": "variadic",
+  "lock/extend": 1,
+  "lock/release": "variadic",
+  "outbox/dead-letter": 2,
+  "outbox/keep": 1,
+  "outbox/reclaim": 2,
+  "ratelimit/refund": "variadic",
+  "ratelimit/take": "variadic",
+  "stock/confirm": 3,
+  "stock/expire-holds": 3,
+  "stock/release": 3,
+  "stock/reserve": 3,
+  "stock/set-stock": 1,
+} as const;
+
 /** SQL files by path under sql/, without the extension. @internal */
 export const SQL = {
   "orders/orders": "-- flash-sale-kit PostgresOrders table for PostgreSQL 13+ (and PGlite). The table and its indexes are renamed after\n-- the configured table name (indexes: <name>_<suffix>). Safe to run again.\n-- An order is created pending from a stock reservation; exactly one of `pay` (pending -> paid) and the\n-- payment timeout (pending -> cancelled) changes it, because both are `UPDATE … WHERE status = 'pending'`.\n\nCREATE TABLE IF NOT EXISTS fsk_orders (\n  id             text PRIMARY KEY,\n  sku            text NOT NULL,\n  user_id        text NOT NULL,\n  quantity       integer NOT NULL CHECK (quantity >= 1),\n  reservation_id text NOT NULL,\n  status         text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'paid', 'cancelled')),\n  created_at     timestamptz NOT NULL DEFAULT now(),\n  payment_due_at timestamptz NOT NULL,\n  paid_at        timestamptz,\n  cancelled_at   timestamptz,\n  cancel_reason  text,\n  UNIQUE (sku, reservation_id)\n);\n\nCREATE INDEX IF NOT EXISTS fsk_orders_user ON fsk_orders (user_id, created_at);\nCREATE INDEX IF NOT EXISTS fsk_orders_pending ON fsk_orders (payment_due_at) WHERE status = 'pending';\n",

@@ -2,6 +2,7 @@
 // client under a versioned name, so EVALSHA with a NOSCRIPT fallback, keyPrefix, pipelines and Cluster
 // routing come from ioredis.
 import { createHash } from "node:crypto";
+import { LUA, LUA_KEYS } from "./embedded.generated.js";
 import type { Cluster, Redis } from "ioredis";
 import { FlashSaleError, RedisCommandError, RedisUnavailableError, UnexpectedReplyError } from "../errors.js";
 
@@ -42,7 +43,7 @@ export function toRedisError(err: unknown): FlashSaleError {
  * await getOrZero.run(redis, ["{fsk:a}:n"], []);
  * ```
  */
-export class LuaScript {
+export class LuaScript<R = unknown> {
   /** The ioredis command name: the script's path plus the first 10 hex digits of its SHA-1. */
   readonly command: string;
   /** SHA-1 of the source, as `SCRIPT LOAD` reports it. */
@@ -56,6 +57,11 @@ export class LuaScript {
     readonly lua: string,
     /** How many of a call's arguments are keys, or `"variadic"` when each call says. */
     readonly numberOfKeys: number | "variadic",
+    /**
+     * Turns the raw reply into the script's typed result, throwing {@link UnexpectedReplyError} (see
+     * {@link replyError}) when the reply does not have the declared shape.
+     */
+    private readonly decode: (reply: unknown) => R = (reply) => reply as R,
   ) {
     this.sha = createHash("sha1").update(lua).digest("hex");
     this.command = `fsk_${path.replace(/[^A-Za-z0-9]/g, "_")}_${this.sha.slice(0, 10)}`;
@@ -87,18 +93,76 @@ export class LuaScript {
    * Runs the script (EVALSHA, falling back to EVAL after `SCRIPT FLUSH` or on a new node). Every key must
    * be passed in `keys`; rejections are wrapped by {@link toRedisError}.
    */
-  async run(client: RedisClient, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> {
+  async run(client: RedisClient, keys: readonly string[], args: readonly ScriptArg[]): Promise<R> {
     const variadic = this.numberOfKeys === "variadic";
     if (!variadic && keys.length !== this.numberOfKeys) {
       throw new UnexpectedReplyError(
         `script ${this.path} takes ${this.numberOfKeys} keys, got ${keys.length}`,
       );
     }
+    let reply: unknown;
     try {
       const command = this.commandOf(client);
-      return await (variadic ? command(keys.length, ...keys, ...args) : command(...keys, ...args));
+      reply = await (variadic ? command(keys.length, ...keys, ...args) : command(...keys, ...args));
     } catch (err) {
       throw toRedisError(err);
     }
+    return this.decode(reply);
   }
+
+  /** Decodes a reply of this script obtained some other way (a pipeline, a MULTI). */
+  decodeReply(reply: unknown): R {
+    return this.decode(reply);
+  }
+}
+
+/** The name of an embedded script: its path under `lua/` without the extension. */
+export type ScriptName = keyof typeof LUA;
+
+/**
+ * The embedded script `name` (from `lua/<name>.lua`), with the key count its header declares and a decoder
+ * that types its reply. Create it once at module level.
+ *
+ * @example
+ * ```ts
+ * const EXTEND = defineScript("lock/extend", (r) => replyInt("lock/extend", r));
+ * ```
+ */
+export function defineScript<R>(name: ScriptName, decode: (reply: unknown) => R): LuaScript<R> {
+  return new LuaScript<R>(name, LUA[name], LUA_KEYS[name], decode);
+}
+
+/** The error a decoder throws for a reply that does not have the script's declared shape. */
+export function replyError(script: string, reply: unknown, expected: string): UnexpectedReplyError {
+  let shown: string;
+  try {
+    shown = JSON.stringify(reply) ?? String(reply);
+  } catch {
+    shown = String(reply);
+  }
+  if (shown.length > 200) shown = `${shown.slice(0, 200)}…`;
+  return new UnexpectedReplyError(`script ${script} replied ${shown}, expected ${expected}`);
+}
+
+/** A reply that must be a safe integer. */
+export function replyInt(script: string, reply: unknown): number {
+  if (typeof reply === "number" && Number.isSafeInteger(reply)) return reply;
+  throw replyError(script, reply, "an integer");
+}
+
+/** A reply that must be an array of safe integers (of `length` when given). */
+export function replyInts(script: string, reply: unknown, length?: number): number[] {
+  if (
+    Array.isArray(reply) &&
+    (length === undefined || reply.length === length) &&
+    reply.every((v) => typeof v === "number" && Number.isSafeInteger(v))
+  )
+    return reply as number[];
+  throw replyError(script, reply, length === undefined ? "an array of integers" : `${length} integers`);
+}
+
+/** A reply that must be an array (its items checked by the caller). */
+export function replyArray(script: string, reply: unknown): unknown[] {
+  if (Array.isArray(reply)) return reply;
+  throw replyError(script, reply, "an array");
 }

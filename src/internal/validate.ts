@@ -51,12 +51,48 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 export function validateOptions(
   name: string,
   value: unknown,
-  { required = false }: { readonly required?: boolean } = {},
+  { required = false, known }: { readonly required?: boolean; readonly known?: readonly string[] } = {},
 ): asserts value is object | undefined {
   if (value === undefined && !required) return;
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new InvalidArgumentError(name, "must be an object");
   }
+  if (known !== undefined) checkKnownKeys(name, value, known);
+}
+
+/**
+ * Refuses keys of an options object that are not in `known`, so that a misspelled option
+ * (`perUserLimt: 5`) is an error instead of a silent default. Keys whose value is `undefined` are
+ * ignored, as they are when an option is read.
+ *
+ * @example
+ * ```ts
+ * checkKnownKeys("options", { perUserLimt: 5 }, ["perUserLimit"]); // throws InvalidArgumentError
+ * ```
+ */
+export function checkKnownKeys(name: string, value: object, known: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key) || (value as Record<string, unknown>)[key] === undefined) continue;
+    const near = known.find((k) => k.toLowerCase() === key.toLowerCase() || similar(k, key));
+    throw new InvalidArgumentError(
+      `${name}.${key}`,
+      `is not a known option${near === undefined ? "" : ` (did you mean ${near}?)`}; known: ${known.join(", ")}`,
+    );
+  }
+}
+
+// Edit distance of at most 2, for the "did you mean" hint.
+function similar(a: string, b: string): boolean {
+  if (Math.abs(a.length - b.length) > 2) return false;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]! <= 2;
 }
 
 /**
