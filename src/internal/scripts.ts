@@ -105,7 +105,16 @@ export class LuaScript<R = unknown> {
       const command = this.commandOf(client);
       reply = await (variadic ? command(keys.length, ...keys, ...args) : command(...keys, ...args));
     } catch (err) {
-      throw toRedisError(err);
+      if (!isNoScript(err)) throw toRedisError(err);
+      // ioredis resends a script as EVAL only when no other call of it went out since the cache was
+      // emptied (SCRIPT FLUSH, a restart, a failover, a node that joined a cluster); with calls in flight
+      // the resend is EVALSHA again and fails for good. NOSCRIPT means nothing ran: EVAL is safe, and it
+      // loads the script for the calls that follow.
+      try {
+        reply = await client.eval(this.lua, keys.length, ...keys, ...args);
+      } catch (evalErr) {
+        throw toRedisError(evalErr);
+      }
     }
     return this.decode(reply);
   }
@@ -114,6 +123,10 @@ export class LuaScript<R = unknown> {
   decodeReply(reply: unknown): R {
     return this.decode(reply);
   }
+}
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith("NOSCRIPT");
 }
 
 /** The name of an embedded script: its path under `lua/` without the extension. */
