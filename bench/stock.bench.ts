@@ -1,9 +1,9 @@
-// Inventory.reserve next to a raw EVALSHA of the seed's check-and-decrement script, and SqlInventory.reserve
+// Inventory.reserve next to a raw EVALSHA of the seed's check-and-decrement script, and PostgresInventory.reserve
 // next to the seed's bare `UPDATE … WHERE stock >= 1`, each pair at the same concurrency, never sold out.
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { Inventory, MAX_QUANTITY, SqlInventory } from "../src/stock/index.js";
+import { Inventory, MAX_QUANTITY, PostgresInventory } from "../src/stock/index.js";
 import { compare, ratio, table, type BenchContext, type BenchSection } from "./lib.js";
 
 // The seed article's Lua check-and-decrement, verbatim in behaviour.
@@ -54,7 +54,7 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
   await redis.del(seedKey);
   await redis.quit();
 
-  // PostgreSQL: a private database, the seed's hot-row UPDATE next to SqlInventory.reserve.
+  // PostgreSQL: a private database, the seed's hot-row UPDATE next to PostgresInventory.reserve.
   const dbName = `fsk_bench_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: ctx.databaseUrl });
   await admin.connect();
@@ -63,7 +63,7 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
   url.pathname = `/${dbName}`;
   const pool = new pg.Pool({ connectionString: url.toString(), max: 16 });
   pool.on("error", () => {}); // the DROP … WITH (FORCE) below ends idle connections
-  const stock = new SqlInventory(pool);
+  const stock = new PostgresInventory(pool);
   await stock.migrate();
   await pool.query("CREATE TABLE product (id int PRIMARY KEY, stock int NOT NULL)");
   await pool.query("INSERT INTO product VALUES (1, 1000000000)");
@@ -75,7 +75,7 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
       fn: () => pool.query("UPDATE product SET stock = stock - 1 WHERE id = 1 AND stock >= 1"),
     },
     {
-      name: "SqlInventory.reserve",
+      name: "PostgresInventory.reserve",
       concurrency: 16,
       fn: (i) => stock.reserve("sku", { userId: `u${i % 50_000}`, reservationId: `r${i}` }),
     },
@@ -85,9 +85,9 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
   await admin.end();
 
   const r = ratio(redisRows, "Inventory.reserve", "raw EVALSHA (seed script)");
-  const s = ratio(sqlRows, "SqlInventory.reserve", "bare UPDATE … WHERE stock >= 1");
+  const s = ratio(sqlRows, "PostgresInventory.reserve", "bare UPDATE … WHERE stock >= 1");
   return {
-    title: "stock: Inventory.reserve and SqlInventory.reserve",
+    title: "stock: Inventory.reserve and PostgresInventory.reserve",
     body: `Both through one ioredis connection (Redis) or a 16-connection \`pg.Pool\` (PostgreSQL), stock never
 runs out. \`Inventory.reserve\` does the window check, idempotency lookup, per-user limit, check-and-decrement,
 reservation record, hold index and a stream event in its one script; the seed's script only decrements.
@@ -100,7 +100,7 @@ Goal: at least 0.8x the raw script. Measured: **${r.toFixed(2)}x**.
 
 ${table(sqlRows, "bare UPDATE … WHERE stock >= 1")}
 
-\`SqlInventory.reserve\` runs one PL/pgSQL call (reservation row, per-user row, the same conditional UPDATE)
+\`PostgresInventory.reserve\` runs one PL/pgSQL call (reservation row, per-user row, the same conditional UPDATE)
 against the bare hot-row UPDATE: **${s.toFixed(2)}x**.`,
   };
 }

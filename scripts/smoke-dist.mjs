@@ -6,7 +6,7 @@ const require = createRequire(import.meta.url);
 const expected = {
   "flash-sale-kit": [
     "Inventory",
-    "SqlInventory",
+    "PostgresInventory",
     "SpinLock",
     "QuorumLock",
     "RedisBloomFilter",
@@ -16,7 +16,7 @@ const expected = {
     "FlashSaleError",
     "UNLIMITED",
   ],
-  "flash-sale-kit/stock": ["Inventory", "SqlInventory", "UNLIMITED"],
+  "flash-sale-kit/stock": ["Inventory", "PostgresInventory", "UNLIMITED"],
   "flash-sale-kit/lock": ["SpinLock", "QuorumLock", "LockTimeoutError", "LockLostError"],
   "flash-sale-kit/cache": ["RedisBloomFilter", "PenetrationGuard", "ReadThroughCache"],
   "flash-sale-kit/ratelimit": ["TokenBucket", "RateLimits", "clientIp"],

@@ -1,4 +1,4 @@
--- flash-sale-kit SqlInventory schema for PostgreSQL 13+ (and PGlite). Every `fsk_` name is rewritten to the
+-- flash-sale-kit PostgresInventory schema for PostgreSQL 13+ (and PGlite). Every `fsk_` name is rewritten to the
 -- configured table prefix. Safe to run again: tables are created if missing, functions replaced.
 -- Lock order everywhere: reservation row, then the user's row, then the SKU's stock row.
 

@@ -14,7 +14,7 @@ import { validateTopic, type OutboxMessage } from "../outbox/types.js";
 
 /** Options of `new PostgresOrders()`. */
 export interface PostgresOrdersOptions {
-  /** Where the reservations live: an `Inventory` (Redis) or a `SqlInventory`. */
+  /** Where the reservations live: an `Inventory` (Redis) or a `PostgresInventory`. */
   readonly stock: StockStore;
   /** The outbox that carries the delayed payment-timeout messages. */
   readonly outbox: PostgresOutbox;
@@ -185,7 +185,7 @@ export class PostgresOrders {
     }
     const s = options.stock as Partial<StockStore> | undefined;
     if (!s || typeof s.confirm !== "function" || typeof s.release !== "function") {
-      throw new InvalidArgumentError("stock", "must be a StockStore (Inventory or SqlInventory)");
+      throw new InvalidArgumentError("stock", "must be a StockStore (Inventory or PostgresInventory)");
     }
     if (!options.outbox || typeof options.outbox.enqueue !== "function") {
       throw new InvalidArgumentError("outbox", "must be a PostgresOutbox");

@@ -1,13 +1,11 @@
-// flash-sale-kit/stock: atomic stock reservation in Redis (Inventory) and in PostgreSQL (SqlInventory).
+// flash-sale-kit/stock: atomic stock reservation in Redis (Inventory) and in PostgreSQL (PostgresInventory).
+export { Inventory, type InventoryOptions, type StockEvent, type ReservationInfo } from "./inventory.js";
+export { type HoldSweeper, type HoldSweeperOptions } from "./hold-sweeper.js";
 export {
-  Inventory,
-  type InventoryOptions,
-  type HoldSweeper,
-  type HoldSweeperOptions,
-  type StockEvent,
-  type ReservationInfo,
-} from "./inventory.js";
-export { SqlInventory, sqlInventorySchema, type SqlInventoryOptions } from "./sql-inventory.js";
+  PostgresInventory,
+  postgresInventorySchema,
+  type PostgresInventoryOptions,
+} from "./postgres-inventory.js";
 export {
   UNLIMITED,
   MAX_QUANTITY,

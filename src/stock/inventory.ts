@@ -1,12 +1,15 @@
 // Inventory: atomic stock reservation in Redis. Each operation is one Lua script on the SKU's hash slot.
 import { randomUUID } from "node:crypto";
 import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import { LUA } from "../internal/embedded.generated.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
-import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
+import { toRedisError, type RedisClient } from "../internal/scripts.js";
 import { TickBatcher, type Pending } from "../internal/batch.js";
 import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import { startHoldSweeper, type HoldSweeper, type HoldSweeperOptions } from "./hold-sweeper.js";
+import { CONFIRM, EXPIRE, RELEASE, RESERVE, SET_STOCK } from "./scripts.js";
+import { SoldOutFlags, type FlagToken } from "./sold-out-flags.js";
 import {
+  checkExpireArgs,
   checkReserveArgs,
   checkStockArgs,
   RESERVE_REJECTIONS,
@@ -20,12 +23,6 @@ import {
   type StockOptions,
   type StockStore,
 } from "./types.js";
-
-const SET_STOCK = new LuaScript("stock/set-stock", LUA["stock/set-stock"], 1);
-const RESERVE = new LuaScript("stock/reserve", LUA["stock/reserve"], 3);
-const CONFIRM = new LuaScript("stock/confirm", LUA["stock/confirm"], 3);
-const RELEASE = new LuaScript("stock/release", LUA["stock/release"], 3);
-const EXPIRE = new LuaScript("stock/expire-holds", LUA["stock/expire-holds"], 3);
 
 /** Options of `new Inventory()`. */
 export interface InventoryOptions {
@@ -62,44 +59,17 @@ export interface InventoryOptions {
   readonly batch?: boolean;
 }
 
+const KNOWN_OPTIONS = ["prefix", "eventsMaxLen", "soldOutCacheMs", "subscriber", "batch"];
+
 /** The most reservations one script call carries. */
 const MAX_BATCH = 32;
-
-/** Per subscriber connection: how many Inventories listen on each restock channel. */
-const subscriptions = new WeakMap<RedisClient, Map<string, number>>();
 
 interface ReserveItem {
   readonly reservationId: string;
   readonly userId: string;
   readonly quantity: number;
-  /** The SKU's restock count when the call was made (see `restocks`). */
-  readonly generation: number;
-  /** The instance's epoch when the call was made (see `epoch`). */
-  readonly epoch: number;
-}
-
-/** Options of `startHoldSweeper`. */
-export interface HoldSweeperOptions {
-  /** The SKUs to sweep, or a function returning them (called on each round). */
-  readonly skus: readonly string[] | (() => readonly string[] | Promise<readonly string[]>);
-  /**
-   * Pause between rounds.
-   * @default 1000
-   */
-  readonly intervalMs?: number;
-  /**
-   * Most holds released per SKU per call; a round repeats the call while it returns a full batch.
-   * @default 100
-   */
-  readonly limit?: number;
-  /** Called with errors of a round (Redis down…); the sweeper keeps going. */
-  readonly onError?: (err: unknown) => void;
-}
-
-/** A running hold sweeper. */
-export interface HoldSweeper {
-  /** Stops the loop and resolves once the round in flight (if any) has finished. */
-  stop(): Promise<void>;
+  /** The sold-out flags' state when the call was made: its reply may raise a flag only if it is unchanged. */
+  readonly token: FlagToken;
 }
 
 /** A stored reservation, as `Inventory.reservation` reads it. */
@@ -155,101 +125,31 @@ export class Inventory implements StockStore {
   private readonly maxLen: string;
   private readonly keyCache = new Map<string, string[]>();
   private readonly channel: string;
-  private readonly subscriber: RedisClient | undefined;
-  private closed = false;
-  private readonly soldOutMs: number;
-  /** SKU → `performance.now()` until which it is known sold out. */
-  private readonly soldOut = new Map<string, number>();
-  /**
-   * SKU → how many restocks this instance has heard of. A SOLD_OUT reply sets the flag only if no restock
-   * arrived while it was in flight: the restock message comes on another connection and can overtake it.
-   */
-  private readonly restocks = new Map<string, number>();
-  /**
-   * Bumped whenever restocks may have been missed or forgotten (the subscriber's connection dropped or came
-   * back, the `restocks` map was cleared): a SOLD_OUT reply made in an older epoch raises no flag.
-   */
-  private epoch = 0;
-  /** With a subscriber: whether it is subscribed now. Flags go up only while it is (no restock is missed). */
-  private listening = false;
-  private readonly onSubscriberDown = (): void => {
-    this.listening = false;
-    this.forgetFlags();
-  };
-  private readonly onSubscriberReady = (): void => {
-    this.listen();
-  };
+  private readonly flags: SoldOutFlags;
   private readonly batcher: TickBatcher<string, ReserveItem, ReserveResult> | undefined;
-  private readonly onRestock = (channel: string, sku: string): void => {
-    if (channel === this.channel) this.restocked(sku);
-  };
-
-  /** Stock came back (or may have): drop the flag and let no older SOLD_OUT reply raise it again. */
-  private restocked(sku: string): void {
-    this.soldOut.delete(sku);
-    if (this.restocks.size >= 10_000) {
-      this.restocks.clear();
-      this.forgetFlags(); // the cleared counts could match an older reply's again
-    }
-    this.restocks.set(sku, (this.restocks.get(sku) ?? 0) + 1);
-  }
-
-  /** Drops every flag and keeps the replies in flight from raising one. */
-  private forgetFlags(): void {
-    this.epoch++;
-    this.soldOut.clear();
-  }
-
-  /** (Re)subscribes; flags may go up again once the subscription is confirmed. */
-  private listen(): void {
-    const sub = this.subscriber;
-    if (sub === undefined || this.closed) return;
-    // SUBSCRIBE again is harmless (ioredis also resubscribes on reconnect); its reply confirms the channel.
-    // A failed subscription only means no flags, so every call asks Redis; never an unhandled rejection.
-    sub.subscribe(this.channel).then(
-      () => {
-        if (this.closed || (sub as { status?: string }).status !== "ready") return;
-        this.forgetFlags(); // restocks published before the subscription took hold were missed
-        this.listening = true;
-      },
-      () => undefined,
-    );
-  }
 
   constructor(
     private readonly redis: RedisClient,
     options: InventoryOptions = {},
   ) {
-    validateOptions("options", options);
+    validateOptions("options", options, { known: KNOWN_OPTIONS });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
     this.prefix = resolvePrefix(options.prefix);
     validateOptionalInt("eventsMaxLen", options.eventsMaxLen, { min: 1 });
     this.maxLen = options.eventsMaxLen === undefined ? "" : String(options.eventsMaxLen);
-    this.soldOutMs = options.soldOutCacheMs ?? 1000;
-    validateInt("soldOutCacheMs", this.soldOutMs, { min: 0, max: 3_600_000 });
-    this.channel = `${this.prefix}:restock`;
+    const soldOutMs = options.soldOutCacheMs ?? 1000;
+    validateInt("soldOutCacheMs", soldOutMs, { min: 0, max: 3_600_000 });
+    if (options.batch !== undefined && typeof options.batch !== "boolean") {
+      throw new InvalidArgumentError("batch", "must be a boolean");
+    }
+    this.flags = new SoldOutFlags(`${this.prefix}:restock`, options.subscriber, soldOutMs);
+    this.channel = this.flags.channel;
     this.batcher =
       options.batch === false
         ? undefined
         : new TickBatcher((sku, batch) => this.sendReserves(sku, batch), MAX_BATCH);
-    const sub = options.subscriber;
-    this.subscriber = sub;
-    if (sub !== undefined) {
-      if (sub === null || typeof sub !== "object" || typeof sub.subscribe !== "function") {
-        throw new InvalidArgumentError("subscriber", "must be an ioredis Redis or Cluster client");
-      }
-      sub.on("message", this.onRestock);
-      sub.on("close", this.onSubscriberDown);
-      sub.on("end", this.onSubscriberDown);
-      sub.on("ready", this.onSubscriberReady);
-      // Counted per connection and channel: several Inventories may share a subscriber.
-      let channels = subscriptions.get(sub);
-      if (channels === undefined) subscriptions.set(sub, (channels = new Map()));
-      channels.set(this.channel, (channels.get(this.channel) ?? 0) + 1);
-      this.listen();
-    }
   }
 
   /**
@@ -261,21 +161,7 @@ export class Inventory implements StockStore {
    * ```
    */
   async close(): Promise<void> {
-    const sub = this.subscriber;
-    if (sub === undefined || this.closed) return;
-    this.closed = true;
-    this.listening = false;
-    sub.off("message", this.onRestock);
-    sub.off("close", this.onSubscriberDown);
-    sub.off("end", this.onSubscriberDown);
-    sub.off("ready", this.onSubscriberReady);
-    const channels = subscriptions.get(sub);
-    const n = (channels?.get(this.channel) ?? 1) - 1;
-    if (n > 0) channels?.set(this.channel, n);
-    else {
-      channels?.delete(this.channel);
-      await sub.unsubscribe(this.channel).catch(() => undefined);
-    }
+    await this.flags.close();
   }
 
   /**
@@ -320,15 +206,14 @@ export class Inventory implements StockStore {
    * ```
    */
   async setStock(sku: string, quantity: number, options: StockOptions = {}): Promise<void> {
-    validateOptions("options", options);
     const o = checkStockArgs(sku, quantity, options);
     const reply = await SET_STOCK.run(
       this.redis,
       [this.keys(sku).stock],
       [quantity, o.perUserLimit, o.startsAt ?? "", o.endsAt ?? "", o.holdMs ?? 0, this.channel, sku],
     );
-    this.restocked(sku);
-    const [code, value] = pair(reply, "stock/set-stock");
+    this.flags.restocked(sku);
+    const { code, value } = reply;
     if (code === 1) {
       throw new ConflictError(
         "STOCK_BELOW_COMMITTED",
@@ -350,19 +235,14 @@ export class Inventory implements StockStore {
    */
   async reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
     const quantity = checkReserveArgs(sku, options);
-    if (options.reservationId === undefined && this.soldOut.size > 0) {
-      const until = this.soldOut.get(sku);
-      if (until !== undefined) {
-        if (performance.now() < until) return { ok: false, reason: "SOLD_OUT" };
-        this.soldOut.delete(sku);
-      }
+    if (options.reservationId === undefined && this.flags.isSoldOut(sku)) {
+      return { ok: false, reason: "SOLD_OUT" };
     }
     const item = {
       reservationId: options.reservationId ?? randomUUID(),
       userId: options.userId,
       quantity,
-      generation: this.restocks.get(sku) ?? 0,
-      epoch: this.epoch,
+      token: this.flags.token(sku),
     };
     if (this.batcher !== undefined) return this.batcher.submit(sku, item);
     const [result] = await this.runReserves(sku, [item]);
@@ -389,12 +269,14 @@ export class Inventory implements StockStore {
     const args: (string | number)[] = [sku, this.maxLen];
     for (const it of items) args.push(it.reservationId, it.userId, it.quantity);
     const reply = await RESERVE.run(this.redis, this.keyList(sku), args);
-    if (!Array.isArray(reply) || reply.length !== 2 * items.length) {
-      throw new UnexpectedReplyError("stock/reserve returned an unexpected reply");
+    if (reply.length !== 2 * items.length) {
+      throw new UnexpectedReplyError(
+        `stock/reserve replied ${reply.length} integers for ${items.length} reservations`,
+      );
     }
     return items.map((it, i) => {
-      const code = Number(reply[2 * i]);
-      const remaining = Number(reply[2 * i + 1]);
+      const code = reply[2 * i]!;
+      const remaining = reply[2 * i + 1]!;
       if (code === ReserveCode.OK || code === ReserveCode.REPLAY) {
         return { ok: true, reservationId: it.reservationId, remaining };
       }
@@ -406,16 +288,7 @@ export class Inventory implements StockStore {
       }
       const reason = RESERVE_REJECTIONS[code];
       if (reason === undefined) return new UnexpectedReplyError(`stock/reserve returned code ${code}`);
-      if (
-        reason === "SOLD_OUT" &&
-        remaining === 0 &&
-        this.soldOutMs > 0 &&
-        (this.subscriber === undefined || this.listening) &&
-        this.epoch === it.epoch &&
-        (this.restocks.get(sku) ?? 0) === it.generation
-      ) {
-        this.soldOut.set(sku, performance.now() + this.soldOutMs);
-      }
+      if (reason === "SOLD_OUT" && remaining === 0) this.flags.raise(sku, it.token);
       return { ok: false, reason };
     });
   }
@@ -441,11 +314,10 @@ export class Inventory implements StockStore {
     ]);
     if (code === 0) return { ok: true };
     if (code === 1) {
-      this.restocked(sku); // an expired hold may just have been given back
+      this.flags.restocked(sku); // an expired hold may just have been given back
       return { ok: false, reason: "RELEASED" };
     }
-    if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
-    throw new UnexpectedReplyError(`stock/confirm returned ${String(code)}`);
+    return { ok: false, reason: "UNKNOWN_RESERVATION" };
   }
 
   /**
@@ -467,12 +339,11 @@ export class Inventory implements StockStore {
       this.channel,
     ]);
     if (code === 0) {
-      this.restocked(sku);
+      this.flags.restocked(sku);
       return { ok: true };
     }
     if (code === 1) return { ok: false, reason: "CONFIRMED" };
-    if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
-    throw new UnexpectedReplyError(`stock/release returned ${String(code)}`);
+    return { ok: false, reason: "UNKNOWN_RESERVATION" };
   }
 
   /**
@@ -484,13 +355,9 @@ export class Inventory implements StockStore {
    * ```
    */
   async expireHolds(sku: string, options: ExpireOptions = {}): Promise<number> {
-    validateOptions("options", options);
-    validateId("sku", sku);
-    const limit = options.limit ?? 100;
-    validateInt("limit", limit, { min: 1, max: 100_000 });
+    const limit = checkExpireArgs(sku, options);
     const n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen, this.channel]);
-    if (typeof n !== "number") throw new UnexpectedReplyError("stock/expire-holds returned no count");
-    if (n > 0) this.restocked(sku);
+    if (n > 0) this.flags.restocked(sku);
     return n;
   }
 
@@ -506,52 +373,7 @@ export class Inventory implements StockStore {
    * ```
    */
   startHoldSweeper(options: HoldSweeperOptions): HoldSweeper {
-    validateOptions("options", options, { required: true });
-    const intervalMs = options.intervalMs ?? 1000;
-    const limit = options.limit ?? 100;
-    validateInt("intervalMs", intervalMs, { min: 1 });
-    validateInt("limit", limit, { min: 1, max: 100_000 });
-    if (!Array.isArray(options.skus) && typeof options.skus !== "function") {
-      throw new InvalidArgumentError("skus", "must be an array of SKUs or a function returning one");
-    }
-    let stopped = false;
-    let timer: NodeJS.Timeout | undefined;
-    let round: Promise<void> = Promise.resolve();
-
-    const report = (err: unknown): void => {
-      try {
-        options.onError?.(err);
-      } catch {
-        // an onError that throws must not kill the loop
-      }
-    };
-    const sweep = async (): Promise<void> => {
-      const skus = typeof options.skus === "function" ? await options.skus() : options.skus;
-      if (!Array.isArray(skus)) throw new InvalidArgumentError("skus", "must return an array of SKUs");
-      // One failing SKU (a bad id, a node down) is reported and skipped: the others are still swept.
-      for (const sku of skus) {
-        try {
-          while (!stopped && (await this.expireHolds(sku, { limit })) === limit);
-        } catch (err) {
-          report(err);
-        }
-      }
-    };
-    const schedule = (): void => {
-      if (stopped) return;
-      timer = setTimeout(() => {
-        round = sweep().catch(report).finally(schedule);
-      }, intervalMs);
-      timer.unref();
-    };
-    schedule();
-    return {
-      stop: async () => {
-        stopped = true;
-        if (timer) clearTimeout(timer);
-        await round;
-      },
-    };
+    return startHoldSweeper((sku, limit) => this.expireHolds(sku, { limit }), options);
   }
 
   /**
@@ -645,12 +467,4 @@ export class Inventory implements StockStore {
       throw toRedisError(err);
     }
   }
-}
-
-/** Reads a `{code, value}` script reply. */
-function pair(reply: unknown, script: string): [number, number] {
-  if (Array.isArray(reply) && typeof reply[0] === "number" && typeof reply[1] === "number") {
-    return [reply[0], reply[1]];
-  }
-  throw new UnexpectedReplyError(`${script} returned an unexpected reply`);
 }

@@ -1,6 +1,6 @@
 // Shared shapes of the stock module: options, results and the validation both inventories apply.
 import { InvalidArgumentError } from "../errors.js";
-import { validateId, validateInt, validateOptionalInt } from "../internal/validate.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 
 /**
  * The stock level meaning "no limit" (the seed's `-1`): reservations always succeed on stock, but the
@@ -93,7 +93,7 @@ export interface ExpireOptions {
 }
 
 /**
- * What `Inventory` (Redis) and `SqlInventory` (PostgreSQL) both offer, so the order pipeline and the
+ * What `Inventory` (Redis) and `PostgresInventory` (PostgreSQL) both offer, so the order pipeline and the
  * example server can take either.
  *
  * @example
@@ -138,6 +138,7 @@ export function checkStockArgs(
   quantity: number,
   options: StockOptions,
 ): Required<Pick<StockOptions, "perUserLimit">> & StockOptions {
+  validateOptions("options", options, { known: ["perUserLimit", "startsAt", "endsAt", "holdMs"] });
   validateId("sku", sku);
   validateInt("quantity", quantity, { min: UNLIMITED, max: MAX_QUANTITY });
   const perUserLimit = options.perUserLimit === undefined ? 1 : options.perUserLimit;
@@ -156,11 +157,21 @@ export function checkReserveArgs(sku: string, options: ReserveOptions): number {
   validateId("sku", sku);
   if (typeof options !== "object" || options === null)
     throw new InvalidArgumentError("options", "must be an object with a userId");
+  validateOptions("options", options, { known: ["userId", "quantity", "reservationId"] });
   validateId("userId", options.userId);
   const quantity = options.quantity === undefined ? 1 : options.quantity;
   validateInt("quantity", quantity, { min: 1, max: MAX_QUANTITY });
   if (options.reservationId !== undefined) validateId("reservationId", options.reservationId);
   return quantity;
+}
+
+/** Validates `expireHolds` arguments; returns the limit. @internal */
+export function checkExpireArgs(sku: string, options: ExpireOptions): number {
+  validateOptions("options", options, { known: ["limit"] });
+  validateId("sku", sku);
+  const limit = options.limit ?? 100;
+  validateInt("limit", limit, { min: 1, max: 100_000 });
+  return limit;
 }
 
 /** The reasons, indexed by the scripts' reserve codes 2..6. @internal */

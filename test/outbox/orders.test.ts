@@ -1,5 +1,5 @@
 // PostgresOrders: delayed cancellation through the outbox, and payment racing the timeout. Runs with
-// Inventory (Redis) on the machine's PostgreSQL, and with SqlInventory on PGlite.
+// Inventory (Redis) on the machine's PostgreSQL, and with PostgresInventory on PGlite.
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +13,7 @@ import {
   transaction,
 } from "../../src/outbox/index.js";
 import { PostgresOrders, readStockEvent } from "../../src/orders/index.js";
-import { Inventory, SqlInventory, type StockStore } from "../../src/stock/index.js";
+import { Inventory, PostgresInventory, type StockStore } from "../../src/stock/index.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 import { BACKENDS, count, sleep, tableName, until, type Backend } from "./helpers.js";
 
@@ -45,10 +45,10 @@ const SETUPS = [
     },
   },
   {
-    name: "SqlInventory and orders on PGlite",
+    name: "PostgresInventory and orders on PGlite",
     async start(): Promise<Setup> {
       const b = await BACKENDS[1]!.start();
-      const stock = new SqlInventory(b.db, { tablePrefix: "st_" });
+      const stock = new PostgresInventory(b.db, { tablePrefix: "st_" });
       await stock.migrate();
       return {
         name: this.name,

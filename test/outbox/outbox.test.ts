@@ -13,7 +13,7 @@ import {
   transaction,
 } from "../../src/outbox/index.js";
 import { ordersSchema } from "../../src/orders/index.js";
-import { SqlInventory } from "../../src/stock/index.js";
+import { PostgresInventory } from "../../src/stock/index.js";
 import { BACKENDS, count, tableName, type Backend } from "./helpers.js";
 
 describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
@@ -307,7 +307,7 @@ describe("migrate() run by two processes at the same moment", () => {
           [b.db, other].flatMap((db) => [
             new PostgresOutbox(db, { table: ob }).migrate(),
             new PostgresInbox(db, { table: ib }).migrate(),
-            new SqlInventory(db, { tablePrefix: `${od}_` }).migrate(),
+            new PostgresInventory(db, { tablePrefix: `${od}_` }).migrate(),
           ]),
         );
         for (const r of results) if (r.status === "rejected") failures.push(String(r.reason));

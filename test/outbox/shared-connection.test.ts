@@ -9,7 +9,7 @@ import { InvalidArgumentError } from "../../src/errors.js";
 import type { SqlClient } from "../../src/internal/sql.js";
 import { OutboxRelay, PostgresInbox, PostgresOutbox, transaction } from "../../src/outbox/index.js";
 import { PostgresOrders } from "../../src/orders/index.js";
-import { SqlInventory } from "../../src/stock/index.js";
+import { PostgresInventory } from "../../src/stock/index.js";
 import { BACKENDS, sleep, tableName, until, type Backend } from "./helpers.js";
 
 interface Shared {
@@ -171,7 +171,7 @@ describe.each(CONNECTIONS)("outbox sharing $name with business transactions", (c
     const outbox = new PostgresOutbox(conn, { table: tableName("ob") });
     await outbox.migrate();
     const orders = new PostgresOrders(conn, {
-      stock: new SqlInventory(s.other, { tablePrefix: "unused_" }),
+      stock: new PostgresInventory(s.other, { tablePrefix: "unused_" }),
       outbox,
       table: tableName("ord"),
     });

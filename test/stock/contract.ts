@@ -1,4 +1,4 @@
-// The behaviour every StockStore (Inventory on Redis and on Cluster, SqlInventory on PostgreSQL and PGlite)
+// The behaviour every StockStore (Inventory on Redis and on Cluster, PostgresInventory on PostgreSQL and PGlite)
 // must show. Each backend's test file calls `stockContract` with its own setup.
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";

@@ -1,21 +1,21 @@
-// Differential: Inventory (Redis, batched and unbatched) and SqlInventory (PostgreSQL), driven by the same
+// Differential: Inventory (Redis, batched and unbatched) and PostgresInventory (PostgreSQL), driven by the same
 // seeded random operations (setStock with windows and holds, batches of reserves, confirm, release, expire),
 // give the same answer to every call and the same snapshot after each one.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { Inventory, SqlInventory, type StockStore } from "../../src/stock/index.js";
+import { Inventory, PostgresInventory, type StockStore } from "../../src/stock/index.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 import { startPostgres, type PrivateDatabase } from "../support/postgres.js";
 
 let srv: PrivateRedis;
 let redis: Redis;
 let db: PrivateDatabase;
-let sql: SqlInventory;
+let sql: PostgresInventory;
 beforeAll(async () => {
   srv = await startRedis();
   redis = srv.client();
   db = await startPostgres(4);
-  sql = new SqlInventory(db.pool);
+  sql = new PostgresInventory(db.pool);
   await sql.migrate();
 });
 afterAll(async () => {
@@ -108,7 +108,7 @@ async function run(store: StockStore, sku: string, ops: Op[], concurrent: boolea
   return log;
 }
 
-describe("Inventory vs SqlInventory", () => {
+describe("Inventory vs PostgresInventory", () => {
   it("same answers for the same random operations (batched Redis, unbatched Redis, SQL)", async () => {
     for (let seed = 1; seed <= 40; seed++) {
       const ops = genOps(seed);

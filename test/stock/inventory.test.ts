@@ -215,6 +215,28 @@ describe("Inventory (standalone Redis)", () => {
     expect(() => new Inventory(redis, { prefix: "a{b" })).toThrow(InvalidArgumentError);
     expect(() => new Inventory({} as never)).toThrow(InvalidArgumentError);
     expect(() => new Inventory(redis, { eventsMaxLen: 0 })).toThrow(InvalidArgumentError);
+    expect(() => new Inventory(redis, { batch: "yes" as never })).toThrow(InvalidArgumentError);
+  });
+
+  it("refuses unknown option keys everywhere, before anything is written", async () => {
+    const prefix = randomPrefix();
+    const inv = new Inventory(redis, { prefix });
+    await inv.setStock("s", 2, { holdMs: 60_000 });
+    const before = await keyspace(redis, `*${prefix}*`);
+    const typo = { perUserLimt: 5 } as never;
+    expect(() => new Inventory(redis, { prefix, soldOutCacheMS: 5 } as never)).toThrow(/soldOutCacheMs/);
+    await expect(inv.setStock("s", 3, typo)).rejects.toThrow(/did you mean perUserLimit/);
+    await expect(inv.reserve("s", { userId: "u", quantiy: 2 } as never)).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+    await expect(inv.expireHolds("s", { limt: 5 } as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(() => inv.startHoldSweeper({ skus: ["s"], interval: 5 } as never)).toThrow(InvalidArgumentError);
+    expect(() => inv.startHoldSweeper({ skus: ["s"], onError: 5 } as never)).toThrow(InvalidArgumentError);
+    expect(() => inv.startHoldSweeper({ skus: ["s"], intervalMs: -1 })).toThrow(InvalidArgumentError);
+    expect(() => inv.startHoldSweeper({ skus: ["s"], intervalMs: Number.NaN })).toThrow(InvalidArgumentError);
+    // undefined values are ignored, as when an option is read
+    await inv.setStock("s", 2, { holdMs: 60_000, perUserLimit: undefined });
+    expect(await keyspace(redis, `*${prefix}*`)).toEqual(before);
   });
 
   it("throws RedisUnavailableError on a closed connection", async () => {

@@ -1,10 +1,15 @@
-// SqlInventory on the machine's PostgreSQL (a private database) and on PGlite: the shared contract.
+// PostgresInventory on the machine's PostgreSQL (a private database) and on PGlite: the shared contract.
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidArgumentError, DatabaseError } from "../../src/errors.js";
 import { splitSqlStatements } from "../../src/internal/sql.js";
-import { MAX_QUANTITY, SqlInventory, UNLIMITED, sqlInventorySchema } from "../../src/stock/index.js";
+import {
+  MAX_QUANTITY,
+  PostgresInventory,
+  UNLIMITED,
+  postgresInventorySchema,
+} from "../../src/stock/index.js";
 import { startPostgres, type PrivateDatabase } from "../support/postgres.js";
 import { stockContract } from "./contract.js";
 
@@ -19,12 +24,12 @@ async function until(check: () => Promise<boolean>, what: string): Promise<void>
   }
 }
 
-describe("SqlInventory (PostgreSQL)", () => {
+describe("PostgresInventory (PostgreSQL)", () => {
   let db: PrivateDatabase;
-  let stock: SqlInventory;
+  let stock: PostgresInventory;
   beforeAll(async () => {
     db = await startPostgres(20);
-    stock = new SqlInventory(db.pool);
+    stock = new PostgresInventory(db.pool);
     await stock.migrate();
     await stock.migrate(); // idempotent
   });
@@ -33,7 +38,10 @@ describe("SqlInventory (PostgreSQL)", () => {
   stockContract({ store: () => stock, propertyRuns: 25 });
 
   it("uses a custom table prefix", async () => {
-    const s = new SqlInventory(db.pool, { tablePrefix: "shop_" });
+    expect(() => new PostgresInventory(db.pool, { tablePrefx: "shop_" } as never)).toThrow(
+      /did you mean tablePrefix/,
+    );
+    const s = new PostgresInventory(db.pool, { tablePrefix: "shop_" });
     await s.migrate();
     await s.setStock("a", 2);
     expect((await s.reserve("a", { userId: "u" })).ok).toBe(true);
@@ -42,7 +50,7 @@ describe("SqlInventory (PostgreSQL)", () => {
   });
 
   it("expiring holds while the same users reserve again never deadlocks, and the books balance", async () => {
-    const s = new SqlInventory(db.pool);
+    const s = new PostgresInventory(db.pool);
     const sku = `dl-${Date.now()}`;
     await s.setStock(sku, 1000, { perUserLimit: 2, holdMs: 30 });
     const users = Array.from({ length: 40 }, (_, i) => `u${i}`);
@@ -110,17 +118,17 @@ describe("SqlInventory (PostgreSQL)", () => {
   });
 
   it("wraps driver failures in DatabaseError", async () => {
-    const s = new SqlInventory(db.pool, { tablePrefix: "missing_" });
+    const s = new PostgresInventory(db.pool, { tablePrefix: "missing_" });
     await expect(s.snapshot("a")).rejects.toBeInstanceOf(DatabaseError);
   });
 });
 
-describe("SqlInventory (PGlite)", () => {
+describe("PostgresInventory (PGlite)", () => {
   let pg: PGlite;
-  let stock: SqlInventory;
+  let stock: PostgresInventory;
   beforeAll(async () => {
     pg = new PGlite();
-    stock = new SqlInventory(pg);
+    stock = new PostgresInventory(pg);
     await stock.migrate();
   });
   afterAll(async () => pg?.close());
@@ -131,10 +139,10 @@ describe("SqlInventory (PGlite)", () => {
 
 describe("schema", () => {
   it("splits into statements and rejects a bad prefix", () => {
-    const statements = splitSqlStatements(sqlInventorySchema());
+    const statements = splitSqlStatements(postgresInventorySchema());
     expect(statements.length).toBeGreaterThan(8);
     expect(statements.every((s) => !s.endsWith(";"))).toBe(true);
-    expect(() => sqlInventorySchema("Bad-Prefix")).toThrow(InvalidArgumentError);
-    expect(() => new SqlInventory({} as never)).toThrow(InvalidArgumentError);
+    expect(() => postgresInventorySchema("Bad-Prefix")).toThrow(InvalidArgumentError);
+    expect(() => new PostgresInventory({} as never)).toThrow(InvalidArgumentError);
   });
 });

@@ -1,11 +1,12 @@
-// SqlInventory: the seed's database path, `UPDATE … SET stock = stock - q WHERE … AND stock >= q`, with a
+// PostgresInventory: the seed's database path, `UPDATE … SET stock = stock - q WHERE … AND stock >= q`, with a
 // per-user row and a unique reservation id, behind the same results as Inventory.
 import { randomUUID } from "node:crypto";
 import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
 import { SQL } from "../internal/embedded.generated.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
-import { validateId, validateInt, validateOptions } from "../internal/validate.js";
+import { validateId, validateOptions } from "../internal/validate.js";
 import {
+  checkExpireArgs,
   checkReserveArgs,
   checkStockArgs,
   RESERVE_REJECTIONS,
@@ -20,8 +21,8 @@ import {
   type StockStore,
 } from "./types.js";
 
-/** Options of `new SqlInventory()`. */
-export interface SqlInventoryOptions {
+/** Options of `new PostgresInventory()`. */
+export interface PostgresInventoryOptions {
   /**
    * Prefix of every table and function the schema creates (`<prefix>stock`, `<prefix>reserve`, …).
    * Lower-case letters, digits and underscores.
@@ -33,15 +34,15 @@ export interface SqlInventoryOptions {
 const PREFIX_RE = /^[a-z_][a-z0-9_]{0,40}$/;
 
 /**
- * The schema (tables and PL/pgSQL functions) of {@link SqlInventory} for a table prefix. Run it with your
- * migration tool, or call {@link SqlInventory.migrate}.
+ * The schema (tables and PL/pgSQL functions) of {@link PostgresInventory} for a table prefix. Run it with your
+ * migration tool, or call {@link PostgresInventory.migrate}.
  *
  * @example
  * ```ts
- * await fs.writeFile("migrations/001_stock.sql", sqlInventorySchema("shop_"));
+ * await fs.writeFile("migrations/001_stock.sql", postgresInventorySchema("shop_"));
  * ```
  */
-export function sqlInventorySchema(tablePrefix = "fsk_"): string {
+export function postgresInventorySchema(tablePrefix = "fsk_"): string {
   if (!PREFIX_RE.test(tablePrefix)) {
     throw new InvalidArgumentError("tablePrefix", "must match /^[a-z_][a-z0-9_]{0,40}$/");
   }
@@ -59,22 +60,22 @@ export function sqlInventorySchema(tablePrefix = "fsk_"): string {
  * @example
  * ```ts
  * import pg from "pg";
- * import { SqlInventory } from "flash-sale-kit/stock";
+ * import { PostgresInventory } from "flash-sale-kit/stock";
  *
- * const stock = new SqlInventory(new pg.Pool({ connectionString: process.env.DATABASE_URL }));
+ * const stock = new PostgresInventory(new pg.Pool({ connectionString: process.env.DATABASE_URL }));
  * await stock.migrate();
  * await stock.setStock("iphone-17", 100);
  * const r = await stock.reserve("iphone-17", { userId: "u42" });
  * ```
  */
-export class SqlInventory implements StockStore {
+export class PostgresInventory implements StockStore {
   private readonly p: string;
 
   constructor(
     private readonly db: SqlClient,
-    options: SqlInventoryOptions = {},
+    options: PostgresInventoryOptions = {},
   ) {
-    validateOptions("options", options);
+    validateOptions("options", options, { known: ["tablePrefix"] });
     if (db === null || typeof db !== "object" || typeof db.query !== "function") {
       throw new InvalidArgumentError("db", "must have a query(sql, params) method");
     }
@@ -92,7 +93,7 @@ export class SqlInventory implements StockStore {
    * ```
    */
   async migrate(): Promise<void> {
-    await runMigration(this.db, sqlInventorySchema(this.p));
+    await runMigration(this.db, postgresInventorySchema(this.p));
   }
 
   /**
@@ -104,7 +105,6 @@ export class SqlInventory implements StockStore {
    * ```
    */
   async setStock(sku: string, quantity: number, options: StockOptions = {}): Promise<void> {
-    validateOptions("options", options);
     const o = checkStockArgs(sku, quantity, options);
     const [row] = await sqlRows<{ code: number; available: number }>(
       this.db,
@@ -198,10 +198,7 @@ export class SqlInventory implements StockStore {
    * ```
    */
   async expireHolds(sku: string, options: ExpireOptions = {}): Promise<number> {
-    validateOptions("options", options);
-    validateId("sku", sku);
-    const limit = options.limit ?? 100;
-    validateInt("limit", limit, { min: 1, max: 100_000 });
+    const limit = checkExpireArgs(sku, options);
     return this.scalar(`SELECT ${this.p}expire_holds($1, $2) AS code`, [sku, limit]);
   }
 

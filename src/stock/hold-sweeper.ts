@@ -1,0 +1,89 @@
+// The hold sweeper: a background loop that gives expired holds back, SKU by SKU.
+import { InvalidArgumentError } from "../errors.js";
+import { validateInt, validateOptions } from "../internal/validate.js";
+
+/** Options of `startHoldSweeper`. */
+export interface HoldSweeperOptions {
+  /** The SKUs to sweep, or a function returning them (called on each round). */
+  readonly skus: readonly string[] | (() => readonly string[] | Promise<readonly string[]>);
+  /**
+   * Pause between rounds.
+   * @default 1000
+   */
+  readonly intervalMs?: number;
+  /**
+   * Most holds released per SKU per call; a round repeats the call while it returns a full batch.
+   * @default 100
+   */
+  readonly limit?: number;
+  /** Called with errors of a round (Redis down…); the sweeper keeps going. */
+  readonly onError?: (err: unknown) => void;
+}
+
+/** A running hold sweeper. */
+export interface HoldSweeper {
+  /** Stops the loop and resolves once the round in flight (if any) has finished. */
+  stop(): Promise<void>;
+}
+
+const KNOWN = ["skus", "intervalMs", "limit", "onError"];
+
+/**
+ * Starts the loop behind `Inventory.startHoldSweeper`: every `intervalMs`, `expire(sku, limit)` for each SKU
+ * until it returns less than a full batch. The timer is unref'd. @internal
+ */
+export function startHoldSweeper(
+  expire: (sku: string, limit: number) => Promise<number>,
+  options: HoldSweeperOptions,
+): HoldSweeper {
+  validateOptions("options", options, { required: true, known: KNOWN });
+  const intervalMs = options.intervalMs ?? 1000;
+  const limit = options.limit ?? 100;
+  validateInt("intervalMs", intervalMs, { min: 1 });
+  validateInt("limit", limit, { min: 1, max: 100_000 });
+  if (!Array.isArray(options.skus) && typeof options.skus !== "function") {
+    throw new InvalidArgumentError("skus", "must be an array of SKUs or a function returning one");
+  }
+  if (options.onError !== undefined && typeof options.onError !== "function") {
+    throw new InvalidArgumentError("onError", "must be a function");
+  }
+  const { skus, onError } = options;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let round: Promise<void> = Promise.resolve();
+
+  const report = (err: unknown): void => {
+    try {
+      onError?.(err);
+    } catch {
+      // an onError that throws must not kill the loop
+    }
+  };
+  const sweep = async (): Promise<void> => {
+    const list = typeof skus === "function" ? await skus() : skus;
+    if (!Array.isArray(list)) throw new InvalidArgumentError("skus", "must return an array of SKUs");
+    // One failing SKU (a bad id, a node down) is reported and skipped: the others are still swept.
+    for (const sku of list) {
+      try {
+        while (!stopped && (await expire(sku, limit)) === limit);
+      } catch (err) {
+        report(err);
+      }
+    }
+  };
+  const schedule = (): void => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      round = sweep().catch(report).finally(schedule);
+    }, intervalMs);
+    timer.unref();
+  };
+  schedule();
+  return {
+    stop: async () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await round;
+    },
+  };
+}
