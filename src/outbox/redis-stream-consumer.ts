@@ -6,7 +6,9 @@ import { LUA } from "../internal/embedded.generated.js";
 import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
 import { slotOf } from "../internal/slot.js";
 import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
-import { errorText, sleep } from "./types.js";
+import { validateRedisClient } from "../internal/client.js";
+import { PollingLoop } from "../internal/loop.js";
+import { errorText } from "./types.js";
 
 const RECLAIM = new LuaScript("outbox/reclaim", LUA["outbox/reclaim"], 2);
 const DEAD_LETTER = new LuaScript("outbox/dead-letter", LUA["outbox/dead-letter"], 2);
@@ -190,20 +192,14 @@ export class RedisStreamConsumer {
   private readonly groups = new Set<string>();
   private readonly cursors = new Map<string, string>();
   private readonly lastReclaim = new Map<string, number>();
-  private loop: Promise<void> | null = null;
-  private stopped: Promise<void> | null = null;
-  private stopping = false;
-  private readonly sleeper: { wake?: () => void } = {};
-  private readonly inflight = new Set<Promise<unknown>>();
+  private readonly loop: PollingLoop;
 
   constructor(
     private readonly redis: RedisClient,
     options: RedisStreamConsumerOptions,
   ) {
     validateOptions("options", options, { required: true });
-    if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
-      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
-    }
+    validateRedisClient("redis", redis);
     if (!Array.isArray(options.streams) && typeof options.streams !== "function") {
       throw new InvalidArgumentError(
         "streams",
@@ -240,6 +236,11 @@ export class RedisStreamConsumer {
     this.onError = options.onError ?? (() => {});
     // Streams known now get their dead-letter keys checked now; those a function returns, every round.
     if (Array.isArray(this.streams)) for (const stream of this.streams) this.deadKeyOf(stream);
+    this.loop = new PollingLoop({
+      round: async () => (await this.runOnce()).delivered > 0,
+      intervalMs: this.pollIntervalMs,
+      onError: (err) => this.report(err),
+    });
   }
 
   /**
@@ -268,7 +269,7 @@ export class RedisStreamConsumer {
 
   /** Whether the background loop is running. */
   get running(): boolean {
-    return this.loop !== null;
+    return this.loop.running;
   }
 
   /**
@@ -279,14 +280,8 @@ export class RedisStreamConsumer {
    * const { delivered, acked } = await consumer.runOnce();
    * ```
    */
-  async runOnce(): Promise<ConsumerRound> {
-    const round = this.round();
-    this.inflight.add(round);
-    try {
-      return await round;
-    } finally {
-      this.inflight.delete(round);
-    }
+  runOnce(): Promise<ConsumerRound> {
+    return this.loop.track(this.round());
   }
 
   /**
@@ -298,12 +293,8 @@ export class RedisStreamConsumer {
    * await consumer.start();
    * ```
    */
-  async start(): Promise<void> {
-    // A stop still draining its round: let it finish, then start afresh (else this start would be lost).
-    if (this.stopped) await this.stopped;
-    if (this.loop) return;
-    this.stopping = false;
-    this.loop = this.run();
+  start(): Promise<void> {
+    return this.loop.start();
   }
 
   /**
@@ -314,35 +305,8 @@ export class RedisStreamConsumer {
    * await consumer.stop();
    * ```
    */
-  async stop(): Promise<void> {
-    if (this.stopped) return this.stopped;
-    this.stopping = true;
-    this.sleeper.wake?.();
-    this.stopped = (async () => {
-      const loop = this.loop;
-      if (loop) await loop;
-      await Promise.allSettled([...this.inflight]);
-      this.loop = null;
-    })();
-    try {
-      await this.stopped;
-    } finally {
-      this.stopped = null;
-    }
-  }
-
-  private async run(): Promise<void> {
-    while (!this.stopping) {
-      let busy = false;
-      try {
-        const r = await this.runOnce();
-        busy = r.delivered > 0;
-      } catch (err) {
-        this.report(err);
-      }
-      if (this.stopping) break;
-      if (!busy) await sleep(this.pollIntervalMs, this.sleeper);
-    }
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async round(): Promise<ConsumerRound> {

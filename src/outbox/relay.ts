@@ -3,10 +3,11 @@
 import { randomUUID } from "node:crypto";
 import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../errors.js";
 import { validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import { PollingLoop } from "../internal/loop.js";
 import { resolveBackoff, retryDelayMs, type RelayBackoffOptions } from "./backoff.js";
 import type { OutboxRecord, PostgresOutbox } from "./postgres-outbox.js";
 import { isPool } from "./transaction.js";
-import { errorText, sleep, validateTopic, type OutboxMessage } from "./types.js";
+import { errorText, validateTopic, type OutboxMessage } from "./types.js";
 
 /** A `pg.Client` (not a pool: LISTEN needs one dedicated connection) to receive NOTIFY on. */
 export interface PgListenClient {
@@ -151,14 +152,7 @@ export class OutboxRelay {
   private readonly listenClient: ListenClient | undefined;
   private readonly onError: (err: unknown) => void;
 
-  private loop: Promise<void> | null = null;
-  private starting: Promise<void> | null = null;
-  private stopped: Promise<void> | null = null;
-  private stopping = false;
-  private nudged = false;
-  private readonly sleeper: { wake?: () => void } = {};
-  private readonly inflight = new Set<Promise<unknown>>();
-  private unlisten: (() => Promise<void>) | null = null;
+  private readonly loop: PollingLoop;
   private lastCleanup = 0;
 
   constructor(
@@ -220,11 +214,22 @@ export class OutboxRelay {
     }
     this.listenClient = options.listen;
     this.onError = options.onError ?? (() => {});
+    const listenClient = this.listenClient;
+    this.loop = new PollingLoop({
+      round: async () => {
+        const r = await this.runOnce();
+        await this.cleanup();
+        return r.claimed >= this.batchSize;
+      },
+      intervalMs: this.pollIntervalMs,
+      onError: this.onError,
+      setup: listenClient && (() => this.subscribe(listenClient)),
+    });
   }
 
   /** Whether the background loop is running. */
   get running(): boolean {
-    return this.loop !== null;
+    return this.loop.running;
   }
 
   /**
@@ -236,14 +241,8 @@ export class OutboxRelay {
    * const { sent, retried, dead } = await relay.runOnce();
    * ```
    */
-  async runOnce(): Promise<RelayRound> {
-    const round = this.round();
-    this.inflight.add(round);
-    try {
-      return await round;
-    } finally {
-      this.inflight.delete(round);
-    }
+  runOnce(): Promise<RelayRound> {
+    return this.loop.track(this.round());
   }
 
   private async round(): Promise<RelayRound> {
@@ -356,36 +355,8 @@ export class OutboxRelay {
    * await relay.start();
    * ```
    */
-  async start(): Promise<void> {
-    // A stop still draining its round: let it finish, then start afresh (else this start would be lost).
-    if (this.stopped) await this.stopped;
-    if (this.loop) return;
-    if (this.starting) return this.starting;
-    this.stopping = false;
-    this.starting = (async () => {
-      if (this.listenClient) {
-        let unlisten: () => Promise<void>;
-        try {
-          unlisten = await this.subscribe(this.listenClient);
-        } catch (err) {
-          if (err instanceof FlashSaleError) throw err;
-          const message = err instanceof Error ? err.message : String(err);
-          throw new DatabaseError(`LISTEN failed: ${message}`, { cause: err });
-        }
-        if (this.stopping) {
-          // stop() was called while LISTEN was being set up: undo it, start nothing.
-          await unlisten().catch((err: unknown) => this.report(err));
-          return;
-        }
-        this.unlisten = unlisten;
-      }
-      this.loop = this.run();
-    })();
-    try {
-      await this.starting;
-    } finally {
-      this.starting = null;
-    }
+  start(): Promise<void> {
+    return this.loop.start();
   }
 
   /**
@@ -397,25 +368,8 @@ export class OutboxRelay {
    * process.on("SIGTERM", () => void relay.stop());
    * ```
    */
-  async stop(): Promise<void> {
-    if (this.stopped) return this.stopped;
-    this.stopping = true;
-    this.stopped = (async () => {
-      await this.starting?.catch(() => undefined);
-      this.sleeper.wake?.();
-      const loop = this.loop;
-      if (loop) await loop;
-      await Promise.allSettled([...this.inflight]);
-      const unlisten = this.unlisten;
-      this.unlisten = null;
-      this.loop = null;
-      if (unlisten) await unlisten().catch((err: unknown) => this.report(err));
-    })();
-    try {
-      await this.stopped;
-    } finally {
-      this.stopped = null;
-    }
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /**
@@ -442,22 +396,6 @@ export class OutboxRelay {
     return this.outbox.retryDead(id);
   }
 
-  private async run(): Promise<void> {
-    while (!this.stopping) {
-      let full = false;
-      this.nudged = false;
-      try {
-        const r = await this.runOnce();
-        full = r.claimed >= this.batchSize;
-        await this.cleanup();
-      } catch (err) {
-        this.report(err);
-      }
-      if (this.stopping) break;
-      if (!full && !this.nudged) await sleep(this.pollIntervalMs, this.sleeper);
-    }
-  }
-
   private async cleanup(): Promise<void> {
     if (this.retentionMs === undefined) return;
     const now = performance.now();
@@ -465,18 +403,28 @@ export class OutboxRelay {
     this.lastCleanup = now;
     const limit = 1000;
     while (
-      !this.stopping &&
+      !this.loop.stopping &&
       (await this.outbox.deleteSent({ olderThanMs: this.retentionMs, limit })) === limit
     );
   }
 
   private nudge = (topic?: string): void => {
     if (this.topics && topic && !this.topics.includes(topic)) return;
-    this.nudged = true;
-    this.sleeper.wake?.();
+    this.loop.wake();
   };
 
+  /** LISTENs on the outbox's channel; resolves to the UNLISTEN. */
   private async subscribe(client: ListenClient): Promise<() => Promise<void>> {
+    try {
+      return await this.listenOn(client);
+    } catch (err) {
+      if (err instanceof FlashSaleError) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      throw new DatabaseError(`LISTEN failed: ${message}`, { cause: err });
+    }
+  }
+
+  private async listenOn(client: ListenClient): Promise<() => Promise<void>> {
     const channel = this.outbox.channel;
     if ("listen" in client && typeof client.listen === "function") {
       return client.listen(channel, (payload) => this.nudge(payload));
@@ -496,13 +444,5 @@ export class OutboxRelay {
       pgClient.removeListener("notification", listener);
       await pgClient.query(`UNLISTEN "${channel}"`);
     };
-  }
-
-  private report(err: unknown): void {
-    try {
-      this.onError(err);
-    } catch {
-      // an onError that throws must not kill the loop
-    }
   }
 }

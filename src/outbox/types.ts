@@ -76,17 +76,3 @@ export function errorText(err: unknown, max = 2000): string {
   text = text.replace(/\u0000/g, "\ufffd");
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
-
-/** A Promise that resolves after `ms`, or at once when `signal` fires. @internal */
-export function sleep(ms: number, signal?: { wake?: () => void }): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    timer.unref?.();
-    function done(): void {
-      clearTimeout(timer);
-      if (signal) signal.wake = undefined;
-      resolve();
-    }
-    if (signal) signal.wake = done;
-  });
-}
