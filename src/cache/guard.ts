@@ -3,7 +3,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
 import { toRedisError, type RedisClient } from "../internal/scripts.js";
-import { validateId, validateOptionalInt } from "../internal/validate.js";
+import { validateId, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import type { RedisBloomFilter } from "./bloom.js";
 
 /** Options of `new PenetrationGuard()`. */
@@ -60,9 +60,10 @@ export class PenetrationGuard {
   private readonly part: string;
 
   constructor(options: PenetrationGuardOptions) {
-    if (options === null || typeof options !== "object") {
-      throw new InvalidArgumentError("options", "must be an object with filter and redis");
-    }
+    validateOptions("options", options, {
+      required: true,
+      known: ["filter", "redis", "negativeTtlMs", "prefix", "name"],
+    });
     const { filter, redis } = options;
     if (filter === null || typeof filter !== "object" || typeof filter.mightContain !== "function") {
       throw new InvalidArgumentError("filter", "must be a RedisBloomFilter");

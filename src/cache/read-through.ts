@@ -1,161 +1,37 @@
 // ReadThroughCache: a cache in Redis in front of a slow source that cannot break down: one load per id per
 // process (single-flight), one across processes (a lock; the others wait for the value), TTL jitter, negative
 // caching, optional stale-while-revalidate, and an optional penetration guard in front of it all.
-import { createHash } from "node:crypto";
-import { FlashSaleError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import { LUA } from "../internal/embedded.generated.js";
+import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
 import { TickBatcher } from "../internal/batch.js";
 import { resolvePrefix } from "../internal/keys.js";
 import { slotOf } from "../internal/slot.js";
-import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
-import { MAX_ID_LENGTH, validateId, validateInt, validateOptionalInt } from "../internal/validate.js";
+import { toRedisError, type RedisClient } from "../internal/scripts.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { SpinLock } from "../lock/spin-lock.js";
+import { INVALIDATE, MISSING, decodeEntry, encodeValue, jsonSerializer } from "./entry.js";
 import type { PenetrationGuard } from "./guard.js";
-
-const SET = new LuaScript("cache/cache-set", LUA["cache/cache-set"], 2);
-const INVALIDATE = new LuaScript("cache/cache-invalidate", LUA["cache/cache-invalidate"], 2);
+import { Loader } from "./loader.js";
+import type { CacheKeys, CacheSerializer, ReadThroughCacheOptions } from "./read-through-types.js";
 
 /** How long an id's generation outlives its last invalidation: longer than any load may take. */
 const GENERATION_TTL_MS = 3_600_000;
-// An entry is one byte of kind, then the serialized value: "v…" a value, "n" known missing.
-const VALUE = "v";
-const MISSING = "n";
-
-/**
- * `get` waited `waitTimeoutMs` for another process's load of `id` (which still holds the loader lock) and
- * gave up. Nothing was loaded by this process; the database was spared.
- *
- * @example
- * ```ts
- * try {
- *   return await products.get(id);
- * } catch (err) {
- *   if (err instanceof CacheWaitTimeoutError) return reply.code(503).header("Retry-After", "1").send();
- *   throw err;
- * }
- * ```
- */
-export class CacheWaitTimeoutError extends FlashSaleError {
-  /** The class's stable name, matched by `instanceof` across copies of the package. */
-  static override readonly kind: string = "CacheWaitTimeoutError";
-
-  constructor(
-    /** The id whose value never arrived. */
-    readonly id: string,
-    /** How long `get` waited, in ms. */
-    readonly waitedMs: number,
-  ) {
-    super("CACHE_WAIT_TIMEOUT", `another process is still loading ${id} after ${waitedMs} ms`);
-  }
-}
-
-/** A held loader lock: what `ReadThroughCache` needs of a `LockHandle`. */
-export interface CacheLockHandle {
-  /** Epoch ms (this process's clock) before which the lock is surely still held. */
-  readonly expiresAt: number;
-  /** Renews the lock for its TTL; `false` when it was lost. */
-  extend(): Promise<boolean>;
-  /** Releases the lock if still owned. */
-  release(): Promise<boolean>;
-}
-
-/** The loader lock: what `ReadThroughCache` needs of a lock. `SpinLock` and `QuorumLock` both fit. */
-export interface CacheLock {
-  /** One attempt: a handle, or `null` when another owner holds the lock. */
-  tryAcquire(resource: string): Promise<CacheLockHandle | null>;
-}
-
-/** Turns values into strings for Redis and back. */
-export interface CacheSerializer<V> {
-  serialize(value: V): string;
-  deserialize(text: string): V;
-}
-
-/** Options of `new ReadThroughCache()`. All durations are integer milliseconds. */
-export interface ReadThroughCacheOptions<V> {
-  /** Where entries (and, by default, the loader lock) live. */
-  readonly redis: RedisClient;
-  /**
-   * Reads one id from the source of truth; `undefined` or `null` means it does not exist (negative-cached).
-   * Runs at most once at a time per id across every process sharing the cache.
-   */
-  readonly load: (id: string) => Promise<V | null | undefined>;
-  /** How long a loaded value is served before it is loaded again. */
-  readonly ttlMs: number;
-  /**
-   * A random 0…jitterMs is added to each value's TTL, so keys filled together do not expire together.
-   * @default ttlMs / 10
-   */
-  readonly jitterMs?: number;
-  /**
-   * How long "does not exist" is remembered.
-   * @default the guard's negativeTtlMs, else 60000
-   */
-  readonly negativeTtlMs?: number;
-  /** Checked before anything else: ids its filter rejects reach neither Redis's cache keys nor `load`. */
-  readonly guard?: PenetrationGuard;
-  /**
-   * The cross-process loader lock.
-   * @default a SpinLock on `redis` with the cache's prefix, ttl `lockTtlMs`, extended while a load runs
-   */
-  readonly lock?: CacheLock;
-  /**
-   * TTL of the default lock: how long a crashed loader holds up the others before one of them takes over.
-   * Extended every third of it while the load runs. Ignored when `lock` is given.
-   * @default 5000
-   */
-  readonly lockTtlMs?: number;
-  /**
-   * How long a `get` waits for another process's load before throwing {@link CacheWaitTimeoutError}. Keep it
-   * above the lock's TTL so that a crashed loader is replaced before waiters give up.
-   * @default 10000
-   */
-  readonly waitTimeoutMs?: number;
-  /**
-   * Pause between looks at the entry (and attempts at the lock) while another process loads.
-   * @default 20
-   */
-  readonly pollIntervalMs?: number;
-  /**
-   * Serve a value up to this long past its TTL while one background load refreshes it (0: off). The key
-   * lives `ttlMs + jitter + staleWhileRevalidateMs`; reads in its last `staleWhileRevalidateMs` trigger the
-   * refresh (judged by the key's PTTL, the server's clock). Hits then cost a `GET` and a `PTTL` in one round
-   * trip.
-   * @default 0
-   */
-  readonly staleWhileRevalidateMs?: number;
-  /** @default JSON */
-  readonly serializer?: CacheSerializer<V>;
-  /**
-   * Names the cache's keys, so caches of different things (products, users) never share entries.
-   * @default "cache"
-   */
-  readonly name?: string;
-  /**
-   * First part of the entry keys' hash tag: `{<prefix>:<id>}:c:<name>`.
-   * @default "fsk"
-   */
-  readonly prefix?: string;
-  /** Receives errors of background work (stale refreshes, lock releases) that no caller awaits. */
-  readonly onError?: (err: unknown) => void;
-}
-
-/** The keys of one id. */
-export interface CacheKeys {
-  /** String: the entry (a value or the missing marker), with its TTL. */
-  readonly entry: string;
-  /** Integer: bumped by `invalidate`, so a load in flight cannot store what it read before. */
-  readonly generation: string;
-  /** The loader lock's resource name. */
-  readonly lockResource: string;
-}
-
-const jsonSerializer: CacheSerializer<never> = {
-  serialize: (value) => JSON.stringify(value),
-  deserialize: (text) => JSON.parse(text) as never,
-};
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const OPTION_KEYS = [
+  "redis",
+  "load",
+  "ttlMs",
+  "jitterMs",
+  "negativeTtlMs",
+  "guard",
+  "lock",
+  "lockTtlMs",
+  "waitTimeoutMs",
+  "pollIntervalMs",
+  "staleWhileRevalidateMs",
+  "serializer",
+  "name",
+  "prefix",
+  "onError",
+] as const;
 
 /**
  * A read-through cache in Redis that cannot break down (cache stampede) and cannot be penetrated:
@@ -195,27 +71,21 @@ export class ReadThroughCache<V> {
   readonly staleWhileRevalidateMs: number;
 
   private readonly redis: RedisClient;
-  private readonly loadFn: (id: string) => Promise<V | null | undefined>;
   private readonly guard: PenetrationGuard | undefined;
-  private readonly lock: CacheLock;
-  private readonly ownLock: SpinLock | undefined;
   private readonly serializer: CacheSerializer<V>;
   private readonly prefix: string;
-  private readonly waitTimeoutMs: number;
-  private readonly pollIntervalMs: number;
-  private readonly onError: (err: unknown) => void;
-  private readonly flights = new Map<string, Promise<V | undefined>>();
-  private readonly refreshing = new Set<string>();
+  private readonly loader: Loader<V>;
 
   constructor(options: ReadThroughCacheOptions<V>) {
-    if (options === null || typeof options !== "object") {
-      throw new InvalidArgumentError("options", "must be an object with redis, load and ttlMs");
-    }
-    const { redis, load, guard, lock } = options;
+    validateOptions("options", options, { required: true, known: OPTION_KEYS });
+    const { redis, load, guard, lock, onError } = options;
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
     if (typeof load !== "function") throw new InvalidArgumentError("load", "must be a function");
+    if (onError !== undefined && typeof onError !== "function") {
+      throw new InvalidArgumentError("onError", "must be a function");
+    }
     validateInt("ttlMs", options.ttlMs, { min: 1 });
     validateOptionalInt("jitterMs", options.jitterMs, { min: 0 });
     validateOptionalInt("negativeTtlMs", options.negativeTtlMs, { min: 1 });
@@ -240,7 +110,6 @@ export class ReadThroughCache<V> {
     if (name.includes(":")) throw new InvalidArgumentError("name", "must not contain ':'");
 
     this.redis = redis;
-    this.loadFn = load;
     this.name = name;
     this.prefix = resolvePrefix(options.prefix);
     this.ttlMs = options.ttlMs;
@@ -248,20 +117,29 @@ export class ReadThroughCache<V> {
     this.guard = guard;
     this.negativeTtlMs = options.negativeTtlMs ?? guard?.negativeTtlMs ?? 60_000;
     this.staleWhileRevalidateMs = options.staleWhileRevalidateMs ?? 0;
-    this.waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
-    this.pollIntervalMs = options.pollIntervalMs ?? 20;
     this.serializer = serializer;
-    this.onError = options.onError ?? (() => {});
-    if (lock === undefined) {
-      this.ownLock = new SpinLock(redis, {
-        prefix: this.prefix,
-        ttlMs: options.lockTtlMs ?? 5_000,
-        acquireTimeoutMs: 0,
-      });
-      this.lock = this.ownLock;
-    } else {
-      this.lock = lock;
-    }
+    const ownLock =
+      lock === undefined
+        ? new SpinLock(redis, { prefix: this.prefix, ttlMs: options.lockTtlMs ?? 5_000, acquireTimeoutMs: 0 })
+        : undefined;
+    this.loader = new Loader<V>({
+      redis,
+      name,
+      lock: lock ?? ownLock!,
+      ownLock,
+      load,
+      guard,
+      staleWhileRevalidateMs: this.staleWhileRevalidateMs,
+      waitTimeoutMs: options.waitTimeoutMs ?? 10_000,
+      pollIntervalMs: options.pollIntervalMs ?? 20,
+      onError: onError ?? (() => {}),
+      entryKey: (id) => this.entryKey(id),
+      decode: (id, raw) => decodeEntry(this.serializer, id, raw),
+      encode: (value) =>
+        value === undefined || value === null
+          ? { entry: MISSING, ttlMs: this.negativeTtlMs }
+          : { entry: encodeValue(this.serializer, value), ttlMs: this.valueTtl() },
+    });
   }
 
   /**
@@ -274,17 +152,7 @@ export class ReadThroughCache<V> {
    */
   keys(id: string): CacheKeys {
     validateId("id", id);
-    const entry = this.entryKey(id);
-    const resource = `cache:${this.name}:${id}`;
-    return {
-      entry,
-      generation: `${entry}:gen`,
-      // Lock resources share the id length cap; a very long id is locked under its digest instead.
-      lockResource:
-        resource.length <= MAX_ID_LENGTH
-          ? resource
-          : `cache:${this.name}:#${createHash("sha256").update(id).digest("hex")}`,
-    };
+    return this.loader.keys(id);
   }
 
   /** Hits of one tick share one MGET per slot (one slot per id on a Cluster; all of them on standalone). */
@@ -297,6 +165,11 @@ export class ReadThroughCache<V> {
 
   private entryKey(id: string): string {
     return `{${this.prefix}:${id}}:c:${this.name}`;
+  }
+
+  /** A value's TTL: `ttlMs`, a random jitter, and the stale window. */
+  private valueTtl(): number {
+    return this.ttlMs + Math.floor(Math.random() * (this.jitterMs + 1)) + this.staleWhileRevalidateMs;
   }
 
   /**
@@ -338,141 +211,11 @@ export class ReadThroughCache<V> {
     } catch (err) {
       throw toRedisError(err);
     }
-    if (raw !== null) {
-      if (pttl >= 0 && pttl <= this.staleWhileRevalidateMs && raw !== MISSING) this.refreshInBackground(id);
-      return this.decode(id, raw);
+    if (raw === null) return this.loader.miss(id);
+    if (pttl >= 0 && pttl <= this.staleWhileRevalidateMs && raw !== MISSING) {
+      this.loader.refreshInBackground(id);
     }
-    let flight = this.flights.get(id);
-    if (flight === undefined) {
-      const mine: Promise<V | undefined> = this.fill(id).finally(() => {
-        if (this.flights.get(id) === mine) this.flights.delete(id);
-      });
-      flight = mine;
-      this.flights.set(id, flight);
-    }
-    return flight;
-  }
-
-  private decode(id: string, raw: string): V | undefined {
-    if (raw === MISSING) return undefined;
-    if (raw[0] !== VALUE) throw new UnexpectedReplyError(`cache entry of ${id} is not one this cache wrote`);
-    try {
-      return this.serializer.deserialize(raw.slice(1));
-    } catch (err) {
-      throw new UnexpectedReplyError(`cache entry of ${id} could not be deserialized`, { cause: err });
-    }
-  }
-
-  /** A miss: load under the lock, or wait for the process that holds it. */
-  private async fill(id: string): Promise<V | undefined> {
-    if (this.guard !== undefined && (await this.guard.isRememberedMissing(id))) return undefined;
-    const keys = this.keys(id);
-    const started = Date.now();
-    for (;;) {
-      const handle = await this.lock.tryAcquire(keys.lockResource);
-      if (handle !== null) return this.loadHeld(id, keys, handle, false);
-      if (Date.now() - started >= this.waitTimeoutMs) {
-        throw new CacheWaitTimeoutError(id, Date.now() - started);
-      }
-      await sleep(this.pollIntervalMs * (0.5 + Math.random()));
-      let raw: string | null;
-      try {
-        raw = await this.redis.get(keys.entry);
-      } catch (err) {
-        throw toRedisError(err);
-      }
-      if (raw !== null) return this.decode(id, raw);
-    }
-  }
-
-  /**
-   * Loads and stores `id` while holding the loader lock. `refresh`: a stale-while-revalidate refresh (skip
-   * if another process refreshed meanwhile) rather than a miss (skip if another process filled meanwhile).
-   */
-  private async loadHeld(
-    id: string,
-    keys: CacheKeys,
-    handle: CacheLockHandle,
-    refresh: boolean,
-  ): Promise<V | undefined> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let holding = true;
-    const keepAlive = () => {
-      const left = handle.expiresAt - Date.now();
-      timer = setTimeout(
-        () => {
-          handle.extend().then(
-            (ok) => {
-              if (ok && holding) keepAlive();
-            },
-            (err) => {
-              this.onError(err);
-              if (holding) keepAlive();
-            },
-          );
-        },
-        Math.max(5, Math.floor(left / 3)),
-      );
-      timer.unref?.();
-    };
-    try {
-      // Double check, under the lock: the previous holder may have stored it since our GET.
-      let raw: string | null;
-      let gen: string | null;
-      let pttl = -1;
-      try {
-        if (refresh) {
-          const replies = await this.redis.multi().pttl(keys.entry).get(keys.generation).exec();
-          pttl = Number(replies?.[0]?.[1] ?? -2);
-          gen = (replies?.[1]?.[1] as string | null) ?? null;
-          raw = null;
-          if (pttl > this.staleWhileRevalidateMs) return undefined; // refreshed by someone else
-        } else {
-          const both = await this.redis.mget(keys.entry, keys.generation);
-          raw = both[0] ?? null;
-          gen = both[1] ?? null;
-        }
-      } catch (err) {
-        throw toRedisError(err);
-      }
-      if (raw != null) return this.decode(id, raw);
-      keepAlive();
-      const value = await this.loadFn(id);
-      const missing = value === undefined || value === null;
-      const entry = missing ? MISSING : VALUE + this.serializer.serialize(value);
-      const ttl = missing
-        ? this.negativeTtlMs
-        : this.ttlMs + Math.floor(Math.random() * (this.jitterMs + 1)) + this.staleWhileRevalidateMs;
-      // Stored only if no invalidate ran since we read the generation; the caller gets what was read anyway.
-      await SET.run(this.redis, [keys.entry, keys.generation], [gen ?? "", entry, ttl]);
-      return missing ? undefined : value;
-    } finally {
-      holding = false;
-      if (timer !== undefined) clearTimeout(timer);
-      this.release(handle, keys.lockResource);
-    }
-  }
-
-  private release(handle: CacheLockHandle, resource: string): void {
-    handle
-      .release()
-      .then(() => {
-        // SpinLock keeps a fencing counter per resource forever; the cache never uses fences, and one counter
-        // per id ever loaded would litter Redis, so the default lock's counter goes with the lock.
-        if (this.ownLock !== undefined) return this.redis.del(this.ownLock.keys(resource).fence);
-      }, this.onError)
-      .catch(this.onError);
-  }
-
-  private refreshInBackground(id: string): void {
-    if (this.refreshing.has(id) || this.flights.has(id)) return;
-    this.refreshing.add(id);
-    const keys = this.keys(id);
-    this.lock
-      .tryAcquire(keys.lockResource)
-      .then((handle) => (handle === null ? undefined : this.loadHeld(id, keys, handle, true)))
-      .catch(this.onError)
-      .finally(() => this.refreshing.delete(id));
+    return decodeEntry(this.serializer, id, raw);
   }
 
   /**
@@ -492,7 +235,7 @@ export class ReadThroughCache<V> {
     await INVALIDATE.run(this.redis, [keys.entry, keys.generation], [GENERATION_TTL_MS]);
     // A load of this process already running may have read the source before the change: a get from now
     // on must not join it, but start its own.
-    this.flights.delete(id);
+    this.loader.forget(id);
   }
 
   /**
@@ -525,7 +268,7 @@ export class ReadThroughCache<V> {
       }
       let encoded: string;
       try {
-        encoded = VALUE + this.serializer.serialize(value);
+        encoded = encodeValue(this.serializer, value);
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
         throw new InvalidArgumentError("entries", `value of ${id} could not be serialized: ${why}`);
@@ -542,8 +285,7 @@ export class ReadThroughCache<V> {
       // writes them back to back, so this is pipelined on the wire all the same.
       await Promise.all(
         list.slice(i, i + batch).flatMap(([id, encoded]) => {
-          const ttl =
-            this.ttlMs + Math.floor(Math.random() * (this.jitterMs + 1)) + this.staleWhileRevalidateMs;
+          const ttl = this.valueTtl();
           const keys = this.keys(id);
           // Stored with a new generation, so a load that read the source before the value existed cannot
           // overwrite it with a "missing" marker when it finishes.

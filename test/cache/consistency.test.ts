@@ -24,48 +24,72 @@ async function commandCalls(command: string): Promise<number> {
   return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
 }
 
+/** A promise and its resolver: a test waits for an event instead of sleeping. */
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 describe("ReadThroughCache", () => {
   it("a get that starts after invalidate() resolved gets the new value, not a load begun before", async () => {
     let version = 1;
+    const loads: { seen: number; release: () => void }[] = [];
+    const firstRead = deferred();
     const cache = new ReadThroughCache<{ v: number }>({
       redis,
       prefix: randomPrefix(),
       ttlMs: 60_000,
       load: async () => {
         const seen = version;
-        await sleep(150);
+        const gate = deferred();
+        loads.push({ seen, release: gate.resolve });
+        firstRead.resolve();
+        if (seen === 1) await gate.promise; // held until the change is done
         return { v: seen };
       },
     });
-    const before = cache.get("x"); // reads version 1, still loading
-    await sleep(30);
+    const before = cache.get("x");
+    await firstRead.promise; // the first load has read version 1 and is still running
     version = 2;
     await cache.invalidate("x");
-    const after = await cache.get("x");
-    expect(await before).toEqual({ v: 1 }); // overlapped the change: either answer is right
-    expect(after).toEqual({ v: 2 });
-    expect(await cache.get("x")).toEqual({ v: 2 }); // and that is what is stored
+    const after = cache.get("x"); // must not join the load that read version 1
+    loads[0]!.release(); // that load ends; its store is refused, and it releases the loader lock
+    expect(await after).toEqual({ v: 2 });
+    expect(loads.map((l) => l.seen)).toEqual([1, 2]);
+    // The first caller gets what its load read; that load did not store it over the new value.
+    expect(await before).toEqual({ v: 1 });
+    expect(await cache.get("x")).toEqual({ v: 2 });
+    expect(await redis.get(cache.keys("x").entry)).toBe('v{"v":2}');
+    expect(loads).toHaveLength(2);
   });
 
   it("prewarm wins over a load that read the source before the item existed", async () => {
     const rows = new Map<string, { price: number }>();
+    const read = deferred();
+    const release = deferred();
+    let loads = 0;
     const cache = new ReadThroughCache<{ price: number }>({
       redis,
       prefix: randomPrefix(),
       ttlMs: 60_000,
       negativeTtlMs: 60_000,
       load: async (id) => {
+        loads++;
         const row = rows.get(id);
-        await sleep(120);
+        read.resolve();
+        await release.promise;
         return row;
       },
     });
     const early = cache.get("sku"); // a visitor before the product exists
-    await sleep(30);
+    await read.promise;
     rows.set("sku", { price: 5 });
     await cache.prewarm([["sku", { price: 5 }]]);
+    release.resolve();
     expect(await early).toBeUndefined();
     expect(await cache.get("sku")).toEqual({ price: 5 }); // not the early load's "missing" marker
+    expect(loads).toBe(1);
   });
 
   it('refuses a name with \':\' ("products:gen" would be the generation key of "products")', () => {
@@ -140,8 +164,10 @@ describe("RedisBloomFilter", () => {
       await redis.del(k.meta, k.pending, ...k.segments); // a Redis restarted empty, or deleted for good
       await writer.add("x");
       await writer.add("y"); // the same version and add counts as before
-      const deadline = Date.now() + 5_000;
-      while (reader.mightContainLocal("x") !== true && Date.now() < deadline) await sleep(10);
+      // Polled with a deadline: the reader's timer picks up x, and y with the next tick.
+      const both = () => reader.mightContainLocal("x") === true && reader.mightContainLocal("y") === true;
+      const deadline = Date.now() + 10_000;
+      while (!both() && Date.now() < deadline) await sleep(10);
       expect([reader.mightContainLocal("x"), reader.mightContainLocal("y")]).toEqual([true, true]);
     } finally {
       reader.close();
@@ -172,17 +198,32 @@ describe("RedisBloomFilter", () => {
   });
 
   it("close() stays closed: checks answer from the last copy without restarting the timer", async () => {
-    const f = new RedisBloomFilter(srv.client(), "m", {
-      ...shape(randomPrefix()),
+    const prefix = randomPrefix();
+    const f = new RedisBloomFilter(srv.client({ connectionName: "closed-mirror" }), "m", {
+      ...shape(prefix),
       mirror: { refreshIntervalMs: 20 },
     });
     await f.refresh();
     f.close();
-    const before = await commandCalls("hmget");
     expect(f.mightContainLocal("x")).toBe(false);
     expect(await f.mightContain("x")).toBe(false);
-    await sleep(200);
-    expect(await commandCalls("hmget")).toBe(before);
+    // A witness with the same interval keeps refreshing: once it has asked 5 times, a running timer of the
+    // closed mirror would have asked too, and its connection's last command would be that HMGET.
+    const witness = new RedisBloomFilter(srv.client(), "m", {
+      ...shape(prefix),
+      mirror: { refreshIntervalMs: 20 },
+    });
+    const before = await commandCalls("hmget");
+    await witness.refresh();
+    const deadline = Date.now() + 10_000;
+    while ((await commandCalls("hmget")) < before + 5 && Date.now() < deadline) await sleep(10);
+    witness.close();
+    expect(await commandCalls("hmget")).toBeGreaterThanOrEqual(before + 5);
+    const clients = await redis.client("LIST");
+    const closed = String(clients)
+      .split("\n")
+      .find((line) => line.includes("name=closed-mirror"));
+    expect(closed).toMatch(/ cmd=exec /); // its last command is still the reload of refresh()
     await f.refresh(); // starts it again
     f.close();
   });
@@ -210,17 +251,21 @@ describe("RedisBloomFilter", () => {
     const a = new RedisBloomFilter(srv.client(), "f", shape(prefix));
     const b = new RedisBloomFilter(srv.client(), "f", shape(prefix));
     await a.addMany(["sku-1", "sku-2"]);
+    const started = deferred();
+    const resume = deferred();
     async function* slow() {
+      started.resolve(); // read only after the rebuild began
       yield "sku-1";
-      await sleep(100);
+      await resume.promise;
       yield "sku-2";
     }
     const running = a.rebuild(slow()); // a legitimate rebuild elsewhere
-    await sleep(30);
+    await started.promise;
     await expect(b.rebuild(null as never)).rejects.toThrow(InvalidArgumentError);
     await expect(b.rebuild("sku-3" as Iterable<string>)).rejects.toThrow(/not a string/);
     await expect(b.addMany(null as never)).rejects.toThrow(InvalidArgumentError);
     await expect(b.addMany("abc" as Iterable<string>)).rejects.toThrow(InvalidArgumentError);
+    resume.resolve();
     expect(await running).toMatchObject({ ok: true, items: 2 });
     expect(await a.mightContainMany(["sku-1", "sku-2", "s", "a"])).toEqual([true, true, false, false]);
   });

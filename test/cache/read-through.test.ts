@@ -9,6 +9,7 @@ import {
   CacheWaitTimeoutError,
   PenetrationGuard,
   ReadThroughCache,
+  type PenetrationGuardOptions,
   RedisBloomFilter,
   type ReadThroughCacheOptions,
 } from "../../src/cache/index.js";
@@ -169,6 +170,9 @@ describe("ReadThroughCache basics", () => {
     expect(arg({ serializer: { serialize: JSON.stringify } })).toBe("serializer");
     expect(arg({ name: "a b" })).toBe("name");
     expect(arg({ waitTimeoutMs: 0 })).toBe("waitTimeoutMs");
+    expect(arg({ ttlMS: 1000 })).toBe("options.ttlMS"); // a misspelled option is no silent default
+    expect(arg({ staleWhileRevalidateMs: Number.NaN })).toBe("staleWhileRevalidateMs");
+    expect(arg({ onError: "log" })).toBe("onError");
     expect(arg({})).toBe("none");
   });
 
@@ -434,6 +438,9 @@ describe("ReadThroughCache with a PenetrationGuard (penetration)", () => {
     expect(() => new PenetrationGuard({ filter: {} as RedisBloomFilter, redis })).toThrow(
       InvalidArgumentError,
     );
+    expect(
+      () => new PenetrationGuard({ filter, redis, negativeTTLMs: 5 } as unknown as PenetrationGuardOptions),
+    ).toThrow(/negativeTTLMs is not a known option \(did you mean negativeTtlMs\?\)/);
     expect(guard.negativeKey("x")).toBe(`{${prefix}:x}:miss:products`);
     expect(await redis.keys(`*${prefix}*`)).toEqual([]);
     filter.close();
