@@ -5,6 +5,7 @@ import { entityKeys, resolvePrefix } from "../internal/keys.js";
 import { TickBatcher, type Pending } from "../internal/batch.js";
 import type { RedisClient } from "../internal/scripts.js";
 import { validateId, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import { validateRedisClient } from "../internal/client.js";
 import { BloomMirror } from "./bloom-mirror.js";
 import { rebuildFilter, type RebuildResult } from "./bloom-rebuild.js";
 import { ADD, CHECK, CLEAR, INIT } from "./bloom-scripts.js";
@@ -82,9 +83,7 @@ export class RedisBloomFilter {
     options: RedisBloomFilterOptions,
   ) {
     validateOptions("options", options, { required: true, known: OPTION_KEYS });
-    if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
-      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
-    }
+    validateRedisClient("redis", redis);
     validateId("name", name);
     const size = bloomSize(options.capacity, options.errorRate, options.bitsPerKey);
     validateOptionalInt("rebuildLeaseMs", options.rebuildLeaseMs, { min: 100 });

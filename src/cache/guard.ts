@@ -4,6 +4,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
 import { toRedisError, type RedisClient } from "../internal/scripts.js";
 import { validateId, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import { validateRedisClient } from "../internal/client.js";
 import type { RedisBloomFilter } from "./bloom.js";
 
 /** Options of `new PenetrationGuard()`. */
@@ -68,9 +69,7 @@ export class PenetrationGuard {
     if (filter === null || typeof filter !== "object" || typeof filter.mightContain !== "function") {
       throw new InvalidArgumentError("filter", "must be a RedisBloomFilter");
     }
-    if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
-      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
-    }
+    validateRedisClient("redis", redis);
     validateOptionalInt("negativeTtlMs", options.negativeTtlMs, { min: 1 });
     const name = options.name ?? filter.name;
     validateId("name", name);

@@ -50,7 +50,9 @@ export interface CacheLock {
 
 /** Turns values into strings for Redis and back. */
 export interface CacheSerializer<V> {
+  /** The text stored in Redis for `value`. */
   serialize(value: V): string;
+  /** The value `text` was made from by `serialize`. */
   deserialize(text: string): V;
 }
 

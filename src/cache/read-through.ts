@@ -7,6 +7,7 @@ import { resolvePrefix } from "../internal/keys.js";
 import { slotOf } from "../internal/slot.js";
 import { toRedisError, type RedisClient } from "../internal/scripts.js";
 import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import { validateRedisClient } from "../internal/client.js";
 import { SpinLock } from "../lock/spin-lock.js";
 import { INVALIDATE, MISSING, decodeEntry, encodeValue, jsonSerializer } from "./entry.js";
 import type { PenetrationGuard } from "./guard.js";
@@ -79,9 +80,7 @@ export class ReadThroughCache<V> {
   constructor(options: ReadThroughCacheOptions<V>) {
     validateOptions("options", options, { required: true, known: OPTION_KEYS });
     const { redis, load, guard, lock, onError } = options;
-    if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
-      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
-    }
+    validateRedisClient("redis", redis);
     if (typeof load !== "function") throw new InvalidArgumentError("load", "must be a function");
     if (onError !== undefined && typeof onError !== "function") {
       throw new InvalidArgumentError("onError", "must be a function");
