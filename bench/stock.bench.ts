@@ -1,12 +1,12 @@
-// Inventory.reserve next to a raw EVALSHA of the seed's check-and-decrement script, and PostgresInventory.reserve
-// next to the seed's bare `UPDATE … WHERE stock >= 1`, each pair at the same concurrency, never sold out.
+// Inventory.reserve next to a raw EVALSHA of a plain Lua check-and-decrement script, and PostgresInventory.reserve
+// next to a bare `UPDATE … WHERE stock >= 1`, each pair at the same concurrency, never sold out.
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { Inventory, MAX_QUANTITY, PostgresInventory } from "../src/stock/index.js";
 import { compare, ratio, table, type BenchContext, type BenchSection } from "./lib.js";
 
-// The seed article's Lua check-and-decrement, verbatim in behaviour.
+// A plain Lua check-and-decrement of one counter, the usual textbook flash-sale script.
 const SEED_LUA = `if (redis.call('exists', KEYS[1]) == 1) then
   local stock = tonumber(redis.call('get', KEYS[1]));
   if (stock == -1) then return 1; end;
@@ -29,7 +29,7 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
 
   const redisRows = await compare(ctx, [
     {
-      name: "raw EVALSHA (seed script)",
+      name: "plain Lua decrement, EVALSHA",
       concurrency,
       setup: async () => void (await redis.set(seedKey, 1_000_000_000)),
       fn: () => redis.evalsha(sha, 1, seedKey),
@@ -54,7 +54,7 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
   await redis.del(seedKey);
   await redis.quit();
 
-  // PostgreSQL: a private database, the seed's hot-row UPDATE next to PostgresInventory.reserve.
+  // PostgreSQL: a private database, a bare hot-row UPDATE next to PostgresInventory.reserve.
   const dbName = `fsk_bench_${randomBytes(4).toString("hex")}`;
   const admin = new pg.Client({ connectionString: ctx.databaseUrl });
   await admin.connect();
@@ -84,17 +84,17 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
   await admin.query(`DROP DATABASE ${dbName} WITH (FORCE)`);
   await admin.end();
 
-  const r = ratio(redisRows, "Inventory.reserve", "raw EVALSHA (seed script)");
+  const r = ratio(redisRows, "Inventory.reserve", "plain Lua decrement, EVALSHA");
   const s = ratio(sqlRows, "PostgresInventory.reserve", "bare UPDATE … WHERE stock >= 1");
   return {
     title: "stock: Inventory.reserve and PostgresInventory.reserve",
     body: `Both through one ioredis connection (Redis) or a 16-connection \`pg.Pool\` (PostgreSQL), stock never
 runs out. \`Inventory.reserve\` does the window check, idempotency lookup, per-user limit, check-and-decrement,
-reservation record, hold index and a stream event in its one script; the seed's script only decrements.
+reservation record, hold index and a stream event in its one script; the plain script only checks and decrements one counter.
 Calls for one SKU that arrive in the same tick share one script call (\`batch\`, on by default; each is still
 applied atomically, in order, with its own result); the \`batch: false\` row sends one script call each.
 
-${table(redisRows, "raw EVALSHA (seed script)")}
+${table(redisRows, "plain Lua decrement, EVALSHA")}
 
 Goal: at least 0.8x the raw script. Measured: **${r.toFixed(2)}x**.
 
