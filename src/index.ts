@@ -48,6 +48,7 @@ export {
   type Locker,
   QuorumLock,
   type QuorumLockOptions,
+  type QuorumLockKeys,
 } from "./lock/index.js";
 export {
   RedisBloomFilter,

@@ -61,6 +61,23 @@ export function validateOptions(
 }
 
 /**
+ * The keys of an options type, for `validateOptions(…, { known })`, spelled as an object literal so that the
+ * compiler checks the list against the type both ways: a key missing from it, or one the type does not
+ * have, fails to compile.
+ *
+ * @example
+ * ```ts
+ * const KNOWN = optionKeys<{ readonly ttlMs?: number; readonly prefix?: string }>({ ttlMs: 1, prefix: 1 });
+ * validateOptions("options", options, { known: KNOWN }); // ["ttlMs", "prefix"]
+ * ```
+ */
+export function optionKeys<T extends object>(keys: {
+  readonly [K in keyof T & string]-?: 1;
+}): readonly string[] {
+  return Object.freeze(Object.keys(keys));
+}
+
+/**
  * Refuses keys of an options object that are not in `known`, so that a misspelled option
  * (`perUserLimt: 5`) is an error instead of a silent default. Keys whose value is `undefined` are
  * ignored, as they are when an option is read.

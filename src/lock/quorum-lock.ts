@@ -6,9 +6,9 @@ import { entityKeys, resolvePrefix } from "../internal/keys.js";
 import { toRedisError, type RedisClient } from "../internal/scripts.js";
 import { validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { LockTimeoutError } from "./errors.js";
-import { MAX_LOCK_MS } from "./spin-lock.js";
+import { lockTimings, MAX_LOCK_MS, TIMING_OPTIONS } from "./timings.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
-import { holdWhile } from "./using.js";
+import { ACQUIRE_OPTIONS, using } from "./using.js";
 import { abortable, jittered, pause, validateSignal } from "./wait.js";
 
 /** Options of `new QuorumLock()`. All durations are integer milliseconds. */
@@ -45,6 +45,12 @@ export interface QuorumLockOptions {
    * @default 0.01
    */
   readonly driftFactor?: number;
+}
+
+/** The key of one resource's lock; it has the same name on every node. */
+export interface QuorumLockKeys {
+  /** String: the owner's token, with the lock's TTL (on each node that granted it). */
+  readonly lock: string;
 }
 
 /** Each node wrapped so that a command unanswered after `ms` rejects (the node votes against). */
@@ -175,7 +181,9 @@ export class QuorumLock implements Locker<undefined> {
   private readonly redlock: Redlock;
 
   constructor(clients: readonly RedisClient[], options: QuorumLockOptions = {}) {
-    validateOptions("options", options);
+    validateOptions("options", options, {
+      known: [...TIMING_OPTIONS, "requestTimeoutMs", "driftFactor"],
+    });
     if (!Array.isArray(clients) || clients.length === 0) {
       throw new InvalidArgumentError("clients", "must be a non-empty array of ioredis clients");
     }
@@ -193,12 +201,11 @@ export class QuorumLock implements Locker<undefined> {
       throw new InvalidArgumentError("clients", "must be an odd number of independent nodes (1, 3, 5…)");
     }
     this.prefix = resolvePrefix(options.prefix);
-    validateOptionalInt("ttlMs", options.ttlMs, { min: 1, max: MAX_LOCK_MS });
-    validateOptionalInt("retryDelayMs", options.retryDelayMs, { min: 1, max: MAX_LOCK_MS });
-    validateOptionalInt("acquireTimeoutMs", options.acquireTimeoutMs, { min: 0, max: MAX_LOCK_MS });
-    this.ttlMs = options.ttlMs ?? 10_000;
-    this.retryDelayMs = options.retryDelayMs ?? 50;
-    this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
+    ({
+      ttlMs: this.ttlMs,
+      retryDelayMs: this.retryDelayMs,
+      acquireTimeoutMs: this.acquireTimeoutMs,
+    } = lockTimings(options));
     validateOptionalInt("requestTimeoutMs", options.requestTimeoutMs, { min: 1, max: this.ttlMs - 1 });
     const drift = options.driftFactor ?? 0.01;
     if (typeof drift !== "number" || !(drift >= 0 && drift < 0.5)) {
@@ -212,9 +219,16 @@ export class QuorumLock implements Locker<undefined> {
     );
   }
 
-  /** The key a resource's lock has on every node. */
-  key(resource: string): string {
-    return entityKeys(this.prefix, resource, "resource").key("lock");
+  /**
+   * The key of a resource's lock, the same on every node: useful to inspect a lock.
+   *
+   * @example
+   * ```ts
+   * await Promise.all(nodes.map((n) => n.pttl(lock.keys("nightly-report").lock))); // -2 where it is free
+   * ```
+   */
+  keys(resource: string): QuorumLockKeys {
+    return { lock: entityKeys(this.prefix, resource, "resource").key("lock") };
   }
 
   /**
@@ -228,7 +242,7 @@ export class QuorumLock implements Locker<undefined> {
    * ```
    */
   async tryAcquire(resource: string): Promise<LockHandle<undefined> | null> {
-    const { handle, unavailable } = await this.attempt(resource, this.key(resource));
+    const { handle, unavailable } = await this.attempt(resource, this.keys(resource).lock);
     if (unavailable !== null) throw unavailable;
     return handle;
   }
@@ -245,11 +259,11 @@ export class QuorumLock implements Locker<undefined> {
    * ```
    */
   async acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<undefined>> {
-    validateOptions("options", options);
+    validateOptions("options", options, { known: ACQUIRE_OPTIONS });
     const { signal } = options;
     validateSignal(signal);
     signal?.throwIfAborted();
-    const key = this.key(resource);
+    const key = this.keys(resource).lock;
     const started = Date.now();
     const deadline = started + this.acquireTimeoutMs;
     for (;;) {
@@ -275,22 +289,8 @@ export class QuorumLock implements Locker<undefined> {
    * await lock.using("nightly-report", async (signal) => build(signal), { maxHoldMs: 600_000 });
    * ```
    */
-  async using<T>(
-    resource: string,
-    routine: LockedRoutine<T, undefined>,
-    options: UsingOptions = {},
-  ): Promise<T> {
-    validateOptions("options", options);
-    if (typeof routine !== "function") throw new InvalidArgumentError("routine", "must be a function");
-    validateSignal(options.signal);
-    validateOptionalInt("maxHoldMs", options.maxHoldMs, { min: 1 });
-    const handle = await this.acquire(resource, options);
-    return holdWhile(handle, routine, {
-      ttlMs: this.ttlMs,
-      retryDelayMs: this.retryDelayMs,
-      maxHoldMs: options.maxHoldMs,
-      signal: options.signal,
-    });
+  using<T>(resource: string, routine: LockedRoutine<T, undefined>, options?: UsingOptions): Promise<T> {
+    return using(this, resource, routine, options);
   }
 
   private async attempt(

@@ -1,103 +1,19 @@
 // SpinLock: an owner-checked lock on one Redis (standalone, Sentinel or Cluster) with fencing tokens,
 // release wake-ups for waiters, and `using` with auto-extension.
 import { randomUUID } from "node:crypto";
-import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import { LUA } from "../internal/embedded.generated.js";
+import { InvalidArgumentError, RedisCommandError } from "../errors.js";
+import { validateRedisClient } from "../internal/client.js";
 import { resolvePrefix } from "../internal/keys.js";
-import { TickBatcher, type Pending } from "../internal/batch.js";
-import { LuaScript, type RedisClient } from "../internal/scripts.js";
-import { RedisCommandError } from "../errors.js";
+import type { RedisClient } from "../internal/scripts.js";
 import { slotOf } from "../internal/slot.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import { validateId, validateInt, validateOptions } from "../internal/validate.js";
 import { LockTimeoutError } from "./errors.js";
+import { batchersOf, EXTEND } from "./scripts.js";
+import { lockTimings, MAX_LOCK_MS, TIMING_OPTIONS } from "./timings.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
-import { holdWhile } from "./using.js";
+import { ACQUIRE_OPTIONS, using } from "./using.js";
 import { abortable, jittered, pause, validateSignal, withDeadline } from "./wait.js";
 import { Wakeups } from "./wakeups.js";
-
-const ACQUIRE = new LuaScript("lock/acquire", LUA["lock/acquire"], "variadic");
-const RELEASE = new LuaScript("lock/release", LUA["lock/release"], "variadic");
-
-/** The most locks one acquire or release script call carries. */
-const MAX_BATCH = 32;
-
-interface AcquireItem {
-  readonly keys: SpinLockKeys;
-  readonly token: string;
-  readonly ttlMs: number;
-  readonly waitFlagMs: number;
-}
-
-interface ReleaseItem {
-  readonly keys: SpinLockKeys;
-  readonly token: string;
-}
-
-/**
- * Per client: the acquire and release attempts of one tick, sent as one script call per hash slot (all of
- * them on standalone Redis). Each lock is still decided on its own, in order, with its own answer.
- */
-const batchers = new WeakMap<
-  RedisClient,
-  {
-    readonly acquire: TickBatcher<number, AcquireItem, number>;
-    readonly release: TickBatcher<number, ReleaseItem, number>;
-  }
->();
-
-function batchersOf(redis: RedisClient) {
-  let b = batchers.get(redis);
-  if (b === undefined) {
-    b = {
-      acquire: new TickBatcher<number, AcquireItem, number>(async (_slot, batch) => {
-        const keys: string[] = [];
-        const args: (string | number)[] = [];
-        for (const { item } of batch) {
-          keys.push(item.keys.lock, item.keys.fence, item.keys.waiters);
-          args.push(item.token, item.ttlMs, item.waitFlagMs);
-        }
-        settle("lock/acquire", batch, await ACQUIRE.run(redis, keys, args));
-      }, MAX_BATCH),
-      release: new TickBatcher<number, ReleaseItem, number>(async (_slot, batch) => {
-        const keys: string[] = [];
-        const args: string[] = [];
-        for (const { item } of batch) {
-          keys.push(item.keys.lock, item.keys.waiters);
-          args.push(item.token, item.keys.channel);
-        }
-        settle("lock/release", batch, await RELEASE.run(redis, keys, args));
-      }, MAX_BATCH),
-    };
-    batchers.set(redis, b);
-  }
-  return b;
-}
-
-/** Hands each caller of a batch its integer from the script's reply. */
-function settle<T>(script: string, batch: readonly Pending<T, number>[], reply: unknown): void {
-  if (!Array.isArray(reply) || reply.length !== batch.length) {
-    throw new UnexpectedReplyError(`${script} returned ${String(reply)}`);
-  }
-  batch.forEach((p, i) => {
-    const n: unknown = reply[i];
-    // A fence comes as its decimal text: ioredis's integer decoder rounds the last few below 2^53.
-    const v = typeof n === "string" && /^\d{1,16}$/.test(n) ? Number(n) : n;
-    if (typeof v === "number" && Number.isSafeInteger(v)) p.resolve(v);
-    else p.reject(new UnexpectedReplyError(`${script} returned ${String(n)}`));
-  });
-}
-const EXTEND = new LuaScript("lock/extend", LUA["lock/extend"], 1);
-
-/**
- * The longest `ttlMs`, `retryDelayMs`, `acquireTimeoutMs` (and `requestTimeoutMs`) accepted: the longest a
- * Node timer can wait, since a TTL beyond it could not be extended on time.
- *
- * @example
- * ```ts
- * new SpinLock(redis, { ttlMs: MAX_LOCK_MS }); // about 24.8 days
- * ```
- */
-export const MAX_LOCK_MS = 2_147_483_647;
 
 /** Options of `new SpinLock()`. All durations are integer milliseconds. */
 export interface SpinLockOptions {
@@ -166,10 +82,9 @@ class SpinLockHandle implements LockHandle<number> {
     validateInt("ttlMs", ttlMs, { min: 1, max: MAX_LOCK_MS });
     if (this.released) return false;
     const sentAt = Date.now();
-    const reply = await EXTEND.run(this.redis, [this.keys.lock], [this.token, ttlMs]);
-    if (reply !== 1 && reply !== 0) throw new UnexpectedReplyError(`lock/extend returned ${String(reply)}`);
-    if (reply === 1 && !this.released) this.expiry = sentAt + ttlMs;
-    return reply === 1;
+    const extended = await EXTEND.run(this.redis, [this.keys.lock], [this.token, ttlMs]);
+    if (extended && !this.released) this.expiry = sentAt + ttlMs;
+    return extended;
   }
 
   async release(): Promise<boolean> {
@@ -178,7 +93,6 @@ class SpinLockHandle implements LockHandle<number> {
       keys: this.keys,
       token: this.token,
     });
-    if (reply !== 1 && reply !== 0) throw new UnexpectedReplyError(`lock/release returned ${String(reply)}`);
     this.released = true;
     this.expiry = 0;
     if (reply === 1) this.wakeups.wake(this.keys.channel);
@@ -231,19 +145,18 @@ export class SpinLock implements Locker<number> {
     private readonly redis: RedisClient,
     options: SpinLockOptions = {},
   ) {
-    validateOptions("options", options);
-    checkClient("redis", redis);
+    validateOptions("options", options, { known: [...TIMING_OPTIONS, "subscriber"] });
+    validateRedisClient("redis", redis);
     this.prefix = resolvePrefix(options.prefix);
-    validateOptionalInt("ttlMs", options.ttlMs, { min: 1, max: MAX_LOCK_MS });
-    validateOptionalInt("retryDelayMs", options.retryDelayMs, { min: 1, max: MAX_LOCK_MS });
-    validateOptionalInt("acquireTimeoutMs", options.acquireTimeoutMs, { min: 0, max: MAX_LOCK_MS });
-    this.ttlMs = options.ttlMs ?? 10_000;
-    this.retryDelayMs = options.retryDelayMs ?? 50;
-    this.acquireTimeoutMs = options.acquireTimeoutMs ?? 10_000;
+    ({
+      ttlMs: this.ttlMs,
+      retryDelayMs: this.retryDelayMs,
+      acquireTimeoutMs: this.acquireTimeoutMs,
+    } = lockTimings(options));
     this.waitFlagMs = Math.max(1000, 4 * this.retryDelayMs);
     const { subscriber } = options;
     if (subscriber !== undefined) {
-      checkClient("subscriber", subscriber);
+      validateRedisClient("subscriber", subscriber);
       if (subscriber === redis && !("nodes" in redis)) {
         throw new InvalidArgumentError(
           "subscriber",
@@ -307,7 +220,7 @@ export class SpinLock implements Locker<number> {
    * ```
    */
   async acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<number>> {
-    validateOptions("options", options);
+    validateOptions("options", options, { known: ACQUIRE_OPTIONS });
     const { signal } = options;
     validateSignal(signal);
     signal?.throwIfAborted();
@@ -419,22 +332,8 @@ export class SpinLock implements Locker<number> {
    * }, { maxHoldMs: 60_000 });
    * ```
    */
-  async using<T>(
-    resource: string,
-    routine: LockedRoutine<T, number>,
-    options: UsingOptions = {},
-  ): Promise<T> {
-    validateOptions("options", options);
-    if (typeof routine !== "function") throw new InvalidArgumentError("routine", "must be a function");
-    validateSignal(options.signal);
-    validateOptionalInt("maxHoldMs", options.maxHoldMs, { min: 1 });
-    const handle = await this.acquire(resource, options);
-    return holdWhile(handle, routine, {
-      ttlMs: this.ttlMs,
-      retryDelayMs: this.retryDelayMs,
-      maxHoldMs: options.maxHoldMs,
-      signal: options.signal,
-    });
+  using<T>(resource: string, routine: LockedRoutine<T, number>, options?: UsingOptions): Promise<T> {
+    return using(this, resource, routine, options);
   }
 
   /** One acquire script: the handle, or the holder's remaining TTL (-1: no expiry, -2: gone meanwhile). */
@@ -467,15 +366,5 @@ export class SpinLock implements Locker<number> {
       this.ttlMs,
       this.wakeups,
     );
-  }
-}
-
-function checkClient(name: string, client: unknown): asserts client is RedisClient {
-  if (
-    client === null ||
-    typeof client !== "object" ||
-    typeof (client as RedisClient).defineCommand !== "function"
-  ) {
-    throw new InvalidArgumentError(name, "must be an ioredis Redis or Cluster client");
   }
 }

@@ -1,7 +1,40 @@
 // `using`: run a routine while a held lock is extended in the background, abort its signal when the lock is
 // lost, and release in `finally` once any extension in flight has settled. Shared by SpinLock and QuorumLock.
+import { InvalidArgumentError } from "../errors.js";
+import { validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { LockLostError } from "./errors.js";
-import type { LockHandle, LockedRoutine } from "./types.js";
+import type { AcquireOptions, LockHandle, LockedRoutine, UsingOptions } from "./types.js";
+import { validateSignal } from "./wait.js";
+
+/** The option keys of `acquire`. */
+export const ACQUIRE_OPTIONS = ["signal"] as const;
+
+/**
+ * `using()` of every lock: checks the arguments (before anything is written), acquires as `acquire` does,
+ * and runs `routine` under the handle ({@link holdWhile}).
+ */
+export async function using<T, F extends number | undefined>(
+  lock: {
+    acquire(resource: string, options?: AcquireOptions): Promise<LockHandle<F>>;
+    readonly ttlMs: number;
+    readonly retryDelayMs: number;
+  },
+  resource: string,
+  routine: LockedRoutine<T, F>,
+  options: UsingOptions = {},
+): Promise<T> {
+  validateOptions("options", options, { known: [...ACQUIRE_OPTIONS, "maxHoldMs"] });
+  if (typeof routine !== "function") throw new InvalidArgumentError("routine", "must be a function");
+  validateSignal(options.signal);
+  validateOptionalInt("maxHoldMs", options.maxHoldMs, { min: 1 });
+  const handle = await lock.acquire(resource, { signal: options.signal });
+  return holdWhile(handle, routine, {
+    ttlMs: lock.ttlMs,
+    retryDelayMs: lock.retryDelayMs,
+    maxHoldMs: options.maxHoldMs,
+    signal: options.signal,
+  });
+}
 
 /**
  * How long before expiry `using` extends: a third of the TTL, but at least 100 ms (at most half the TTL), so

@@ -5,7 +5,7 @@
 import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
 import { SQL } from "../internal/embedded.generated.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
-import { validateId, validateInt } from "../internal/validate.js";
+import { optionKeys, validateId, validateInt, validateOptions } from "../internal/validate.js";
 import { MAX_QUANTITY, type StockStore } from "../stock/types.js";
 import type { PostgresOutbox } from "../outbox/postgres-outbox.js";
 import { checkTableName, rewriteTable } from "../outbox/sql-names.js";
@@ -35,6 +35,14 @@ export interface PostgresOrdersOptions {
    */
   readonly topic?: string;
 }
+
+const KNOWN = optionKeys<PostgresOrdersOptions>({
+  stock: 1,
+  outbox: 1,
+  table: 1,
+  paymentTimeoutMs: 1,
+  topic: 1,
+});
 
 /**
  * Where an order stands: `pending` until paid or cancelled; `paid` and `cancelled` are final.
@@ -180,9 +188,7 @@ export class PostgresOrders {
   constructor(db: SqlClient, options: PostgresOrdersOptions) {
     checkSqlClient("db", db);
     this.own = ownStatements("PostgresOrders", db);
-    if (typeof options !== "object" || options === null) {
-      throw new InvalidArgumentError("options", "must be an object with stock and outbox");
-    }
+    validateOptions("options", options, { required: true, known: KNOWN });
     const s = options.stock as Partial<StockStore> | undefined;
     if (!s || typeof s.confirm !== "function" || typeof s.release !== "function") {
       throw new InvalidArgumentError("stock", "must be a StockStore (Inventory or PostgresInventory)");

@@ -1,7 +1,7 @@
 // The relay's retry schedule: p-retry's exponential backoff formula, computed here so that the next attempt
 // can be stored as `now() + delay` by the database (the relay never sleeps through a retry in memory).
 import { InvalidArgumentError } from "../errors.js";
-import { validateInt } from "../internal/validate.js";
+import { optionKeys, validateInt, validateOptions } from "../internal/validate.js";
 
 /**
  * Retry backoff, with the meaning and formula of p-retry's options: the delay after the n-th failed attempt
@@ -32,6 +32,8 @@ export interface RelayBackoffOptions {
   readonly randomize?: boolean;
 }
 
+const KNOWN = optionKeys<RelayBackoffOptions>({ factor: 1, minTimeoutMs: 1, maxTimeoutMs: 1, randomize: 1 });
+
 /**
  * The defaults of {@link RelayBackoffOptions}.
  *
@@ -52,6 +54,7 @@ export function resolveBackoff(options: RelayBackoffOptions = {}): Required<Rela
   if (typeof options !== "object" || options === null) {
     throw new InvalidArgumentError("backoff", "must be an object or a function");
   }
+  validateOptions("backoff", options, { known: KNOWN });
   const o = { ...DEFAULT_RELAY_BACKOFF, ...options };
   if (typeof o.factor !== "number" || !Number.isFinite(o.factor) || o.factor <= 0) {
     throw new InvalidArgumentError("backoff.factor", "must be a finite number above 0");

@@ -3,7 +3,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import { SQL } from "../internal/embedded.generated.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
-import { validateId, validateInt } from "../internal/validate.js";
+import { optionKeys, validateId, validateInt, validateOptions } from "../internal/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { validateMessageId } from "./types.js";
@@ -16,6 +16,8 @@ export interface PostgresInboxOptions {
    */
   readonly table?: string;
 }
+
+const KNOWN = optionKeys<PostgresInboxOptions>({ table: 1 });
 
 /** Which message, for which consumer. */
 export interface InboxMessageRef {
@@ -69,6 +71,7 @@ export class PostgresInbox {
   private readonly own: SqlClient;
 
   constructor(db: SqlClient, options: PostgresInboxOptions = {}) {
+    validateOptions("options", options, { known: KNOWN });
     checkSqlClient("db", db);
     this.own = ownStatements("PostgresInbox", db);
     this.table = checkTableName("table", options.table ?? "fsk_inbox");
@@ -154,7 +157,8 @@ export class PostgresInbox {
    * ```
    */
   async deleteProcessed(options: { readonly olderThanMs: number; readonly limit?: number }): Promise<number> {
-    validateInt("olderThanMs", options?.olderThanMs, { min: 0 });
+    validateOptions("options", options, { required: true, known: ["olderThanMs", "limit"] });
+    validateInt("olderThanMs", options.olderThanMs, { min: 0 });
     const limit = options.limit ?? 1000;
     validateInt("limit", limit, { min: 1, max: 100_000 });
     const [row] = await sqlRows<{ n: number }>(

@@ -4,7 +4,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
 import { SQL } from "../internal/embedded.generated.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
-import { validateInt, validateOptions } from "../internal/validate.js";
+import { optionKeys, validateInt, validateOptions } from "../internal/validate.js";
 import { checkTableName, rewriteTable } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { payloadJson, validateMessageId, validateTopic, type OutboxMessage } from "./types.js";
@@ -25,6 +25,8 @@ export interface PostgresOutboxOptions {
   readonly notify?: boolean;
 }
 
+const KNOWN = optionKeys<PostgresOutboxOptions>({ table: 1, notify: 1 });
+
 /** What to enqueue. */
 export interface EnqueueInput {
   readonly topic: string;
@@ -42,6 +44,15 @@ export interface EnqueueInput {
   /** Deliver no earlier than `now() + delayMs`, by the database's clock. Not with `availableAt`. */
   readonly delayMs?: number;
 }
+
+const ENQUEUE_KEYS = optionKeys<EnqueueInput>({
+  topic: 1,
+  key: 1,
+  payload: 1,
+  id: 1,
+  availableAt: 1,
+  delayMs: 1,
+});
 
 /** The outcome of `enqueue`. */
 export interface EnqueueResult {
@@ -173,7 +184,7 @@ export class PostgresOutbox {
     readonly db: SqlClient,
     options: PostgresOutboxOptions = {},
   ) {
-    validateOptions("options", options);
+    validateOptions("options", options, { known: KNOWN });
     checkSqlClient("db", db);
     this.own = ownStatements("PostgresOutbox", db);
     this.table = checkTableName("table", options.table ?? "fsk_outbox");
@@ -221,9 +232,7 @@ export class PostgresOutbox {
    */
   async enqueue(tx: SqlClient, input: EnqueueInput): Promise<EnqueueResult> {
     checkTransactionClient("tx", tx);
-    if (typeof input !== "object" || input === null) {
-      throw new InvalidArgumentError("input", "must be an object with topic and payload");
-    }
+    validateOptions("input", input, { required: true, known: ENQUEUE_KEYS });
     validateTopic("topic", input.topic);
     const key = input.key ?? null;
     if (key !== null && (typeof key !== "string" || key.length > 1000)) {
@@ -290,7 +299,7 @@ export class PostgresOutbox {
   async listDead<P = unknown>(
     options: { readonly limit?: number; readonly topic?: string } = {},
   ): Promise<OutboxRecord<P>[]> {
-    validateOptions("options", options);
+    validateOptions("options", options, { known: ["limit", "topic"] });
     const limit = options.limit ?? 100;
     validateInt("limit", limit, { min: 1, max: 100_000 });
     if (options.topic !== undefined) validateTopic("topic", options.topic);
@@ -335,7 +344,8 @@ export class PostgresOutbox {
    * ```
    */
   async deleteSent(options: { readonly olderThanMs: number; readonly limit?: number }): Promise<number> {
-    validateInt("olderThanMs", options?.olderThanMs, { min: 0 });
+    validateOptions("options", options, { required: true, known: ["olderThanMs", "limit"] });
+    validateInt("olderThanMs", options.olderThanMs, { min: 0 });
     const limit = options.limit ?? 1000;
     validateInt("limit", limit, { min: 1, max: 100_000 });
     const [row] = await sqlRows<{ n: number }>(

@@ -1,7 +1,7 @@
 // RabbitMqPublisher: an OutboxRelay transport to RabbitMQ that resolves only once the broker confirms the
 // message (publisher confirms), on an amqplib ConfirmChannel the user creates; amqplib is not imported.
 import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import { validateInt, validateOptions } from "../internal/validate.js";
+import { optionKeys, validateInt, validateOptions } from "../internal/validate.js";
 import { payloadJson, type OutboxMessage } from "./types.js";
 import type { StreamedMessage } from "./redis-stream-publisher.js";
 
@@ -36,6 +36,13 @@ export interface RabbitMqPublisherOptions {
    */
   readonly confirmTimeoutMs?: number;
 }
+
+const KNOWN = optionKeys<RabbitMqPublisherOptions>({
+  exchange: 1,
+  routingKey: 1,
+  persistent: 1,
+  confirmTimeoutMs: 1,
+});
 
 /** An AMQP message as amqplib delivers it to a consumer (the fields `readRabbitMessage` reads). */
 export interface AmqpMessageLike {
@@ -77,7 +84,7 @@ export class RabbitMqPublisher {
     private readonly channel: ConfirmChannelLike,
     options: RabbitMqPublisherOptions,
   ) {
-    validateOptions("options", options, { required: true });
+    validateOptions("options", options, { required: true, known: KNOWN });
     if (channel === null || typeof channel !== "object" || typeof channel.publish !== "function") {
       throw new InvalidArgumentError("channel", "must be an amqplib ConfirmChannel");
     }

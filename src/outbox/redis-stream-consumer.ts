@@ -2,17 +2,64 @@
 // only after its handler resolved (after the handler's transaction committed); entries left pending by a
 // failed or dead consumer are reclaimed (XAUTOCLAIM) and, after maxDeliveries, dead-lettered.
 import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import { LUA } from "../internal/embedded.generated.js";
-import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
+import {
+  defineScript,
+  replyArray,
+  replyError,
+  replyInt,
+  replyInts,
+  toRedisError,
+  type RedisClient,
+} from "../internal/scripts.js";
 import { slotOf } from "../internal/slot.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import {
+  optionKeys,
+  validateId,
+  validateInt,
+  validateOptionalInt,
+  validateOptions,
+} from "../internal/validate.js";
 import { validateRedisClient } from "../internal/client.js";
 import { PollingLoop } from "../internal/loop.js";
 import { errorText } from "./types.js";
 
-const RECLAIM = new LuaScript("outbox/reclaim", LUA["outbox/reclaim"], 2);
-const DEAD_LETTER = new LuaScript("outbox/dead-letter", LUA["outbox/dead-letter"], 2);
-const KEEP = new LuaScript("outbox/keep", LUA["outbox/keep"], 1);
+/** A reclaimed entry as the reclaim script returns it: id, deliveries (this one included), flat fields. */
+type ReclaimedEntry = readonly [id: string, deliveries: number, fields: readonly unknown[]];
+
+/** `{nextCursor, entries, deadLettered}`. */
+const RECLAIM = defineScript(
+  "outbox/reclaim",
+  (reply): { cursor: string; entries: ReclaimedEntry[]; deadLettered: number } => {
+    const r = replyArray("outbox/reclaim", reply);
+    const entries = r[1];
+    const ok =
+      r.length === 3 &&
+      typeof r[0] === "string" &&
+      Array.isArray(entries) &&
+      entries.every(
+        (e: unknown) =>
+          Array.isArray(e) &&
+          e.length === 3 &&
+          typeof e[0] === "string" &&
+          Number.isSafeInteger(e[1]) &&
+          Array.isArray(e[2]),
+      );
+    if (!ok)
+      throw replyError("outbox/reclaim", reply, "{cursor, {{id, deliveries, fields}, …}, deadLettered}");
+    return {
+      cursor: r[0] as string,
+      entries: entries as ReclaimedEntry[],
+      deadLettered: replyInt("outbox/reclaim", r[2]),
+    };
+  },
+);
+/** Whether the entry was moved to the dead-letter stream. */
+const DEAD_LETTER = defineScript(
+  "outbox/dead-letter",
+  (reply) => replyInt("outbox/dead-letter", reply) === 1,
+);
+/** Per id: 1 still this consumer's, 0 taken over or gone. */
+const KEEP = defineScript("outbox/keep", (reply) => replyInts("outbox/keep", reply));
 
 /** One stream entry handed to a handler. */
 export interface StreamEntry {
@@ -86,6 +133,21 @@ export interface RedisStreamConsumerOptions {
   /** Called with handler errors (and the entry) and with errors of background rounds; the loop goes on. */
   readonly onError?: (err: unknown, entry?: StreamEntry) => void;
 }
+
+const KNOWN = optionKeys<RedisStreamConsumerOptions>({
+  streams: 1,
+  group: 1,
+  consumer: 1,
+  handler: 1,
+  batchSize: 1,
+  pollIntervalMs: 1,
+  claimIdleMs: 1,
+  maxDeliveries: 1,
+  startId: 1,
+  deadLetterStream: 1,
+  deadLetterMaxLen: 1,
+  onError: 1,
+});
 
 /** What one round did, summed over the streams. */
 export interface ConsumerRound {
@@ -198,7 +260,7 @@ export class RedisStreamConsumer {
     private readonly redis: RedisClient,
     options: RedisStreamConsumerOptions,
   ) {
-    validateOptions("options", options, { required: true });
+    validateOptions("options", options, { required: true, known: KNOWN });
     validateRedisClient("redis", redis);
     if (!Array.isArray(options.streams) && typeof options.streams !== "function") {
       throw new InvalidArgumentError(
@@ -378,7 +440,11 @@ export class RedisStreamConsumer {
     const last = this.lastReclaim.get(stream);
     if (cursor === "0-0" && last !== undefined && now - last < this.claimIdleMs / 2) return [];
     this.lastReclaim.set(stream, now);
-    const reply = await RECLAIM.run(
+    const {
+      cursor: next,
+      entries,
+      deadLettered,
+    } = await RECLAIM.run(
       this.redis,
       [stream, dead],
       [
@@ -392,17 +458,9 @@ export class RedisStreamConsumer {
         `not acknowledged within ${this.claimIdleMs} ms of its last delivery (the consumer failed or stopped)`,
       ],
     );
-    if (!Array.isArray(reply) || reply.length !== 3 || !Array.isArray(reply[1])) {
-      throw new UnexpectedReplyError("outbox/reclaim returned an unexpected reply");
-    }
-    this.cursors.set(stream, String(reply[0]));
-    totals.deadLettered += Number(reply[2]);
-    return (reply[1] as [string, number, string[]][]).map(([id, deliveries, fields]) => ({
-      stream,
-      id: String(id),
-      deliveries: Number(deliveries),
-      fields: fieldsOf(fields),
-    }));
+    this.cursors.set(stream, next);
+    totals.deadLettered += deadLettered;
+    return entries.map(([id, deliveries, fields]) => ({ stream, id, deliveries, fields: fieldsOf(fields) }));
   }
 
   private async readNew(stream: string): Promise<StreamEntry[]> {
@@ -450,9 +508,7 @@ export class RedisStreamConsumer {
           [stream],
           [this.group, this.consumer, ...rest.map((e) => e.id)],
         );
-        if (!Array.isArray(mine) || mine.length !== rest.length) {
-          throw new UnexpectedReplyError(`outbox/keep returned ${String(mine)}`);
-        }
+        if (mine.length !== rest.length) throw replyError("outbox/keep", mine, `${rest.length} integers`);
         entries = [...entries.slice(0, i), ...rest.filter((_, j) => mine[j] === 1)];
         keptAt = performance.now();
         if (i >= entries.length) break;
@@ -475,7 +531,7 @@ export class RedisStreamConsumer {
             [entry.stream, dead],
             [this.group, this.consumer, entry.id, errorText(err), this.deadMaxLen],
           );
-          if (moved === 1) totals.deadLettered++;
+          if (moved) totals.deadLettered++;
         } catch (moveErr) {
           // Still pending: the next reclaim dead-letters it (without the handler's error).
           this.report(moveErr, entry);

@@ -2,7 +2,8 @@
 import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
 import { toRedisError, type RedisClient } from "../internal/scripts.js";
-import { validateOptionalInt, validateOptions } from "../internal/validate.js";
+import { validateRedisClient } from "../internal/client.js";
+import { optionKeys, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { payloadJson, type OutboxMessage } from "./types.js";
 import type { StreamEntry } from "./redis-stream-consumer.js";
 
@@ -18,6 +19,8 @@ export interface RedisStreamPublisherOptions {
   /** Trim each stream to about this many entries (`XADD MAXLEN ~`). Omitted: never trimmed. */
   readonly maxLen?: number;
 }
+
+const KNOWN = optionKeys<RedisStreamPublisherOptions>({ prefix: 1, stream: 1, maxLen: 1 });
 
 /** An outbox message as read back from a stream entry written by {@link RedisStreamPublisher}. */
 export interface StreamedMessage<P = unknown> {
@@ -48,10 +51,8 @@ export class RedisStreamPublisher {
     private readonly redis: RedisClient,
     options: RedisStreamPublisherOptions = {},
   ) {
-    validateOptions("options", options);
-    if (redis === null || typeof redis !== "object" || typeof redis.xadd !== "function") {
-      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
-    }
+    validateOptions("options", options, { known: KNOWN });
+    validateRedisClient("redis", redis);
     this.prefix = resolvePrefix(options.prefix ?? "fsk-outbox");
     validateOptionalInt("maxLen", options.maxLen, { min: 1 });
     this.maxLen = options.maxLen;

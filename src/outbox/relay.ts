@@ -2,7 +2,7 @@
 // relays share the work), publishes, marks sent; failures are retried on the database clock, then dead.
 import { randomUUID } from "node:crypto";
 import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../errors.js";
-import { validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import { optionKeys, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { PollingLoop } from "../internal/loop.js";
 import { resolveBackoff, retryDelayMs, type RelayBackoffOptions } from "./backoff.js";
 import type { OutboxRecord, PostgresOutbox } from "./postgres-outbox.js";
@@ -103,6 +103,22 @@ export interface OutboxRelayOptions {
   readonly onError?: (err: unknown) => void;
 }
 
+const KNOWN = optionKeys<OutboxRelayOptions>({
+  publish: 1,
+  publishTimeoutMs: 1,
+  batchSize: 1,
+  concurrency: 1,
+  pollIntervalMs: 1,
+  maxAttempts: 1,
+  backoff: 1,
+  leaseMs: 1,
+  topics: 1,
+  retentionMs: 1,
+  cleanupIntervalMs: 1,
+  listen: 1,
+  onError: 1,
+});
+
 /** What one round did. */
 export interface RelayRound {
   /** Messages claimed (including those found with their attempts used up). */
@@ -160,7 +176,7 @@ export class OutboxRelay {
     readonly outbox: PostgresOutbox,
     options: OutboxRelayOptions,
   ) {
-    validateOptions("options", options, { required: true });
+    validateOptions("options", options, { required: true, known: KNOWN });
     if (outbox === null || typeof outbox !== "object" || typeof outbox.claim !== "function") {
       throw new InvalidArgumentError("outbox", "must be a PostgresOutbox");
     }

@@ -42,7 +42,7 @@ describe("QuorumLock", () => {
     expect(h.fence).toBeUndefined();
     expect(h.resource).toBe("r");
     expect(h.expiresAt).toBeGreaterThan(Date.now() + 9_000);
-    const key = lock.key("r");
+    const key = lock.keys("r").lock;
     expect(key).toBe(`{${prefix}:r}:lock`);
     // redlock answers once a majority agreed; the last node's write may land a moment later
     for (const n of nodes) await expect.poll(() => n.get(key)).toBe(h.token);
@@ -67,7 +67,7 @@ describe("QuorumLock", () => {
     const hb = await b.acquire("r");
     expect(await ha.extend()).toBe(false);
     expect(await ha.release()).toBe(false);
-    for (const n of nodes) await expect.poll(() => n.get(a.key("r"))).toBe(hb.token);
+    for (const n of nodes) await expect.poll(() => n.get(a.keys("r").lock)).toBe(hb.token);
     await hb.release();
   });
 
@@ -102,7 +102,7 @@ describe("QuorumLock", () => {
   it("using extends a short lock through a longer routine and aborts when a majority is overwritten", async () => {
     const ttlMs = 600;
     const lock = new QuorumLock(nodes, { prefix: randomPrefix(), ttlMs, requestTimeoutMs: 250 });
-    const key = lock.key("r");
+    const key = lock.keys("r").lock;
     const out = await lock.using("r", async (signal, handle) => {
       await sleep(1_500); // two and a half TTLs
       // a majority holds it (a node slow to answer on a loaded machine may have missed an extension)
@@ -124,7 +124,7 @@ describe("QuorumLock", () => {
   it("one node without the key next to one that does not answer decides nothing: unavailable, not refused", async () => {
     const lock = new QuorumLock(nodes, { prefix: randomPrefix(), ttlMs: 5_000, requestTimeoutMs: 200 });
     const h = await lock.acquire("r");
-    const key = lock.key("r");
+    const key = lock.keys("r").lock;
     for (const n of nodes) await expect.poll(() => n.get(key)).toBe(h.token);
     const admin = await connected([0, 2]);
     await admin[1]!.del(key); // the third node lost it (a restart without persistence)
@@ -146,6 +146,9 @@ describe("QuorumLock", () => {
     expect(() => new QuorumLock(nodes, null as never)).toThrow(InvalidArgumentError);
     expect(() => new QuorumLock(nodes, { ttlMs: 100, requestTimeoutMs: 100 })).toThrow(/requestTimeoutMs/);
     expect(() => new QuorumLock(nodes, { driftFactor: 0.7 })).toThrow(/driftFactor/);
+    expect(() => new QuorumLock(nodes, { subscriber: nodes[0] } as never)).toThrow(
+      expect.objectContaining({ name: "InvalidArgumentError", argument: "options.subscriber" }),
+    );
   });
 
   describe("with nodes down", () => {
@@ -158,8 +161,8 @@ describe("QuorumLock", () => {
         const t0 = Date.now();
         const h = await lock.acquire("r");
         expect(Date.now() - t0).toBeLessThan(budget.acquireTimeoutMs);
-        expect(await nodes[0]!.get(lock.key("r"))).toBe(h.token);
-        expect(await nodes[1]!.get(lock.key("r"))).toBe(h.token);
+        expect(await nodes[0]!.get(lock.keys("r").lock)).toBe(h.token);
+        expect(await nodes[1]!.get(lock.keys("r").lock)).toBe(h.token);
         expect(await h.extend()).toBe(true);
         // Another process, its third node down as well: the two that answer say "locked".
         const down = servers[2]!.client().on("error", () => {});
@@ -178,7 +181,7 @@ describe("QuorumLock", () => {
         // one attempt may start just before the deadline: it lasts at most two request timeouts
         expect(waited).toBeLessThan(budget.acquireTimeoutMs + 2 * budget.requestTimeoutMs + 500);
         await expect(lock.tryAcquire("r")).rejects.toBeInstanceOf(RedisUnavailableError);
-        expect(await nodes[0]!.exists(lock.key("r"))).toBe(0); // the minority's partial lock was cleaned up
+        expect(await nodes[0]!.exists(lock.keys("r").lock)).toBe(0); // the minority's partial lock was cleaned up
       } finally {
         // Back on their ports: the clients reconnect (and replay what they queued), so they can quit cleanly.
         await servers[1]!.server.start();
@@ -187,7 +190,7 @@ describe("QuorumLock", () => {
       }
       // What the clients queued for the dead nodes (an acquire, then redlock's clean-up release) replayed
       // in order on reconnect: no node is left holding a lock nobody owns.
-      for (const n of nodes) expect(await n.exists(lock.key("r"))).toBe(0);
+      for (const n of nodes) expect(await n.exists(lock.keys("r").lock)).toBe(0);
     }, 30_000);
   });
 });

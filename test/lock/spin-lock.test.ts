@@ -146,6 +146,9 @@ describe("SpinLock basics", () => {
     expect(() => new SpinLock(redis, { prefix: "a{b}" })).toThrow(/prefix/);
     expect(() => new SpinLock({} as Redis)).toThrow(/redis must be an ioredis/);
     expect(() => new SpinLock(redis, { subscriber: redis })).toThrow(/connection of its own/);
+    expect(() => new SpinLock(redis, { ttl: 5 } as never)).toThrow(
+      expect.objectContaining({ name: "InvalidArgumentError", argument: "options.ttl" }),
+    );
     const prefix = randomPrefix();
     const lock = new SpinLock(redis, { prefix });
     await expect(lock.acquire("a{b}")).rejects.toThrow(/resource must not contain/);
@@ -158,6 +161,12 @@ describe("SpinLock basics", () => {
     );
     await expect(lock.using("x", "not a function" as never)).rejects.toThrow(/routine must be a function/);
     await expect(lock.using("x", async () => 1, { signal: {} as never })).rejects.toThrow(/signal/);
+    await expect(lock.acquire("x", { maxHoldMs: 5 } as never)).rejects.toMatchObject({
+      argument: "options.maxHoldMs",
+    });
+    await expect(lock.using("x", async () => 1, { maxHoldMS: 5 } as never)).rejects.toThrow(
+      /options\.maxHoldMS is not a known option \(did you mean maxHoldMs\?\)/,
+    );
     await expect(lock.acquire("x", null as never)).rejects.toThrow(/options must be an object/);
     expect(await contents(`*${prefix}*`)).toEqual(before);
     const h = await lock.acquire("x");

@@ -352,6 +352,12 @@ describe.each(SETUPS)("PostgresOrders: $name", (setup) => {
     });
     await expect(orders.pay("")).rejects.toBeInstanceOf(InvalidArgumentError);
     expect(() => new PostgresOrders(s.db, { stock: {} as never, outbox })).toThrow(InvalidArgumentError);
+    expect(() => new PostgresOrders(s.db, { stock: s.stock, outbox, paymentTimeout: 5 } as never)).toThrow(
+      expect.objectContaining({ argument: "options.paymentTimeout" }),
+    );
+    expect(() => new PostgresInbox(s.db, { tabel: "x" } as never)).toThrow(
+      expect.objectContaining({ argument: "options.tabel" }),
+    );
     expect(() => new PostgresOrders(s.db, { stock: s.stock, outbox, paymentTimeoutMs: -1 })).toThrow(
       InvalidArgumentError,
     );

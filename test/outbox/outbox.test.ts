@@ -119,6 +119,7 @@ describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
       ["delayMs", { topic: "t", payload: 1, delayMs: 1.5 }],
       ["delayMs", { topic: "t", payload: 1, delayMs: 5, availableAt: 5 }],
       ["key", { topic: "t", payload: 1, key: 7 }],
+      ["input.delay", { topic: "t", payload: 1, delay: 5 }],
     ];
     for (const [argument, input] of bad) {
       await expect(transaction(db, (tx) => outbox.enqueue(tx, input as never))).rejects.toMatchObject({
@@ -134,6 +135,13 @@ describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
     expect(await outbox.stats()).toEqual({ pending: 0, sent: 0, dead: 0 });
     expect(() => new PostgresOutbox(db, { table: "Bad-Name" })).toThrow(InvalidArgumentError);
     expect(() => new PostgresOutbox({} as never)).toThrow(InvalidArgumentError);
+    expect(() => new PostgresOutbox(db, { notfy: true } as never)).toThrow(
+      /options\.notfy is not a known option/,
+    );
+    await expect(outbox.listDead({ limt: 5 } as never)).rejects.toMatchObject({ argument: "options.limt" });
+    await expect(outbox.deleteSent({ olderThanMs: 1, limt: 5 } as never)).rejects.toMatchObject({
+      argument: "options.limt",
+    });
   });
 
   it("uses a configured table, schema-qualified too", async () => {

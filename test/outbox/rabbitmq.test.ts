@@ -129,6 +129,9 @@ describe("RabbitMqPublisher", () => {
   it("validates its arguments", () => {
     expect(() => new RabbitMqPublisher({} as never, { exchange: "" })).toThrow(InvalidArgumentError);
     expect(() => new RabbitMqPublisher({ publish: () => true }, {} as never)).toThrow(InvalidArgumentError);
+    expect(
+      () => new RabbitMqPublisher({ publish: () => true }, { exchange: "", persistant: true } as never),
+    ).toThrow(expect.objectContaining({ argument: "options.persistant" }));
     expect(() => readRabbitMessage({ content: Buffer.from("{}"), properties: {} })).toThrow(
       UnexpectedReplyError,
     );

@@ -530,6 +530,8 @@ describe("OutboxRelay options", () => {
       ["backoff.minTimeoutMs", { publish, backoff: { minTimeoutMs: -5 } }],
       ["listen", { publish, listen: {} }],
       ["listen", { publish, listen: new pg.Pool() }],
+      ["options.pollIntervalMS", { publish, pollIntervalMS: 5 }],
+      ["backoff.minTimeout", { publish, backoff: { minTimeout: 5 } }],
     ];
     for (const [argument, options] of bad) {
       expect(() => new OutboxRelay(outbox, options as never), argument).toThrow(

@@ -587,6 +587,7 @@ describe("RedisStreamConsumer", () => {
       ["startId", { ...base, startId: ">" }],
       ["deadLetterStream", { ...base, deadLetterStream: "x" }],
       ["deadLetterMaxLen", { ...base, deadLetterMaxLen: 0 }],
+      ["options.maxDelivery", { ...base, maxDelivery: 3 }],
     ];
     for (const [argument, options] of bad) {
       expect(() => new RedisStreamConsumer(redis, options as never), argument).toThrow(
@@ -594,6 +595,9 @@ describe("RedisStreamConsumer", () => {
       );
     }
     expect(() => new RedisStreamConsumer({} as never, base)).toThrow(InvalidArgumentError);
+    expect(() => new RedisStreamPublisher(redis, { maxlen: 5 } as never)).toThrow(
+      expect.objectContaining({ argument: "options.maxlen" }),
+    );
   });
 });
 
