@@ -69,6 +69,7 @@ export {
   type CacheLock,
   type CacheLockHandle,
   type CacheKeys,
+  type LocalTierOptions,
 } from "./cache/index.js";
 export {
   TokenBucket,

@@ -1,8 +1,18 @@
--- cache/cache-set: store a loaded entry unless the id was invalidated after its load began.
+-- cache/cache-set: store a loaded entry unless the id was invalidated after its load began; with a stale
+-- time, stamp the entry with the Redis time at which it turns stale; tell every L1 the id changed.
 -- KEYS: [1] entry key, [2] generation key
--- ARGV: [1] generation read before the load ('' when there was none), [2] encoded entry, [3] ttl ms
--- Returns: 1 stored; 0 invalidated meanwhile (nothing written).
+-- ARGV: [1] generation read before the load ('' when there was none), [2] encoded entry, [3] ttl ms,
+--       [4] ms until the entry turns stale ('' or absent: no stamp), [5] pub/sub channel ('' or absent: no
+--       message), [6] the message (the id)
+-- Returns: 1 stored (the entry is "s<stale at, Redis ms>|<encoded entry>" when stamped); 0 invalidated
+--          meanwhile (nothing written, nothing published).
 local gen = redis.call('GET', KEYS[2]) or ''
 if gen ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+local entry = ARGV[2]
+if ARGV[4] and ARGV[4] ~= '' then
+  local t = redis.call('TIME')
+  entry = 's' .. string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])) .. '|' .. entry
+end
+redis.call('SET', KEYS[1], entry, 'PX', ARGV[3])
+if ARGV[5] and ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return 1

@@ -18,4 +18,5 @@ export {
   type CacheLock,
   type CacheLockHandle,
   type CacheKeys,
+  type LocalTierOptions,
 } from "./read-through-types.js";

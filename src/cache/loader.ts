@@ -14,6 +14,13 @@ import {
   type CacheLockHandle,
 } from "./read-through-types.js";
 
+/** An entry to store: its text, TTL and (with stale-while-revalidate) how soon it turns stale. */
+export interface Encoded {
+  readonly entry: string;
+  readonly ttlMs: number;
+  readonly staleInMs: number | undefined;
+}
+
 /** What the loader needs of its cache. */
 export interface LoaderConfig<V> {
   readonly redis: RedisClient;
@@ -29,8 +36,10 @@ export interface LoaderConfig<V> {
   readonly onError: (err: unknown) => void;
   entryKey(id: string): string;
   decode(id: string, raw: string): V | undefined;
-  /** The entry to store for a loaded value (`undefined`/`null`: missing) and its TTL in ms. */
-  encode(value: V | null | undefined): { entry: string; ttlMs: number };
+  /** The channel the scripts publish changed ids on. */
+  readonly channel: string;
+  /** The entry to store for a loaded value (`undefined`/`null`: missing), its TTL and its stale stamp. */
+  encode(value: V | null | undefined): Encoded;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -160,9 +169,13 @@ export class Loader<V> {
       if (raw !== null) return c.decode(id, raw);
       keepAlive();
       const value = await c.load(id);
-      const { entry, ttlMs } = c.encode(value);
+      const { entry, ttlMs, staleInMs } = c.encode(value);
       // Stored only if no invalidate ran since we read the generation; the caller gets what was read anyway.
-      await SET.run(c.redis, [keys.entry, keys.generation], [gen ?? "", entry, ttlMs]);
+      await SET.run(
+        c.redis,
+        [keys.entry, keys.generation],
+        [gen ?? "", entry, ttlMs, staleInMs ?? "", c.channel, id],
+      );
       return entry === MISSING ? undefined : (value as V);
     } finally {
       holding = false;

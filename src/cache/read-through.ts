@@ -1,7 +1,7 @@
 // ReadThroughCache: a cache in Redis in front of a slow source that cannot break down: one load per id per
 // process (single-flight), one across processes (a lock; the others wait for the value), TTL jitter, negative
 // caching, optional stale-while-revalidate, and an optional penetration guard in front of it all.
-import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { InvalidArgumentError } from "../errors.js";
 import { TickBatcher } from "../internal/batch.js";
 import { resolvePrefix } from "../internal/keys.js";
 import { slotOf } from "../internal/slot.js";
@@ -9,9 +9,11 @@ import { toRedisError, type RedisClient } from "../internal/scripts.js";
 import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { validateRedisClient } from "../internal/client.js";
 import { SpinLock } from "../lock/spin-lock.js";
-import { INVALIDATE, MISSING, decodeEntry, encodeValue, jsonSerializer } from "./entry.js";
+import { INVALIDATE, MISSING, decodeEntry, encodeValue, jsonSerializer, type Decoded } from "./entry.js";
 import type { PenetrationGuard } from "./guard.js";
-import { Loader } from "./loader.js";
+import { RedisClock } from "../internal/clock.js";
+import { LocalTier } from "./local-tier.js";
+import { Loader, type Encoded } from "./loader.js";
 import type { CacheKeys, CacheSerializer, ReadThroughCacheOptions } from "./read-through-types.js";
 
 /** How long an id's generation outlives its last invalidation: longer than any load may take. */
@@ -31,8 +33,10 @@ const OPTION_KEYS = [
   "serializer",
   "name",
   "prefix",
+  "l1",
   "onError",
 ] as const;
+const L1_KEYS = ["subscriber", "maxEntries", "maxStaleMs"] as const;
 
 /**
  * A read-through cache in Redis that cannot break down (cache stampede) and cannot be penetrated:
@@ -76,6 +80,10 @@ export class ReadThroughCache<V> {
   private readonly serializer: CacheSerializer<V>;
   private readonly prefix: string;
   private readonly loader: Loader<V>;
+  private readonly l1: LocalTier<V> | undefined;
+  private readonly clock: RedisClock;
+  private readonly channel: string;
+  private readonly onError: (err: unknown) => void;
 
   constructor(options: ReadThroughCacheOptions<V>) {
     validateOptions("options", options, { required: true, known: OPTION_KEYS });
@@ -107,6 +115,19 @@ export class ReadThroughCache<V> {
     if (name.length > 64) throw new InvalidArgumentError("name", "must be at most 64 characters");
     // ":" separates the parts of the keys: "products:gen" would be the generation key of "products".
     if (name.includes(":")) throw new InvalidArgumentError("name", "must not contain ':'");
+    const l1 = options.l1;
+    if (l1 !== undefined) {
+      validateOptions("l1", l1, { required: true, known: L1_KEYS });
+      validateRedisClient("l1.subscriber", l1.subscriber);
+      if (l1.subscriber === redis) {
+        throw new InvalidArgumentError(
+          "l1.subscriber",
+          "must be a connection of its own (SUBSCRIBE takes it over)",
+        );
+      }
+      validateOptionalInt("l1.maxEntries", l1.maxEntries, { min: 1, max: 10_000_000 });
+      validateOptionalInt("l1.maxStaleMs", l1.maxStaleMs, { min: 1, max: options.ttlMs });
+    }
 
     this.redis = redis;
     this.name = name;
@@ -117,6 +138,9 @@ export class ReadThroughCache<V> {
     this.negativeTtlMs = options.negativeTtlMs ?? guard?.negativeTtlMs ?? 60_000;
     this.staleWhileRevalidateMs = options.staleWhileRevalidateMs ?? 0;
     this.serializer = serializer;
+    this.onError = onError ?? (() => {});
+    this.clock = RedisClock.for(redis);
+    this.channel = `${this.prefix}:c:${name}:changed`;
     const ownLock =
       lock === undefined
         ? new SpinLock(redis, { prefix: this.prefix, ttlMs: options.lockTtlMs ?? 5_000, acquireTimeoutMs: 0 })
@@ -131,14 +155,26 @@ export class ReadThroughCache<V> {
       staleWhileRevalidateMs: this.staleWhileRevalidateMs,
       waitTimeoutMs: options.waitTimeoutMs ?? 10_000,
       pollIntervalMs: options.pollIntervalMs ?? 20,
-      onError: onError ?? (() => {}),
+      onError: this.onError,
+      channel: this.channel,
       entryKey: (id) => this.entryKey(id),
-      decode: (id, raw) => decodeEntry(this.serializer, id, raw),
+      decode: (id, raw) => decodeEntry(this.serializer, id, raw).value,
       encode: (value) =>
         value === undefined || value === null
-          ? { entry: MISSING, ttlMs: this.negativeTtlMs }
-          : { entry: encodeValue(this.serializer, value), ttlMs: this.valueTtl() },
+          ? { entry: MISSING, ttlMs: this.negativeTtlMs, staleInMs: undefined }
+          : this.encoded(encodeValue(this.serializer, value)),
     });
+    // Last: nothing above may throw once the subscriber is touched.
+    this.l1 =
+      l1 === undefined
+        ? undefined
+        : new LocalTier<V>(
+            l1.subscriber,
+            this.channel,
+            l1.maxEntries ?? 1000,
+            l1.maxStaleMs ?? Math.min(1000, options.ttlMs),
+            this.onError,
+          );
   }
 
   /**
@@ -166,9 +202,11 @@ export class ReadThroughCache<V> {
     return `{${this.prefix}:${id}}:c:${this.name}`;
   }
 
-  /** A value's TTL: `ttlMs`, a random jitter, and the stale window. */
-  private valueTtl(): number {
-    return this.ttlMs + Math.floor(Math.random() * (this.jitterMs + 1)) + this.staleWhileRevalidateMs;
+  /** A value's entry with its TTL (`ttlMs`, a random jitter, the stale window) and stale stamp. */
+  private encoded(entry: string): Encoded {
+    const fresh = this.ttlMs + Math.floor(Math.random() * (this.jitterMs + 1));
+    const swr = this.staleWhileRevalidateMs;
+    return { entry, ttlMs: fresh + swr, staleInMs: swr > 0 ? fresh : undefined };
   }
 
   /**
@@ -186,6 +224,11 @@ export class ReadThroughCache<V> {
    */
   async get(id: string): Promise<V | undefined> {
     validateId("id", id);
+    const l1 = this.l1;
+    if (l1 !== undefined) {
+      const hit = l1.lookup(id);
+      if (hit !== undefined) return hit.value;
+    }
     const guard = this.guard;
     if (guard !== undefined) {
       const filter = guard.filter;
@@ -193,28 +236,60 @@ export class ReadThroughCache<V> {
       if (!known) return undefined;
     }
     const key = this.entryKey(id);
-    let raw: string | null;
-    let pttl = -1;
+    const ticket = l1?.active === true ? l1.begin() : undefined;
+    let decoded: Decoded<V> | undefined;
+    let raw: string | null = null;
     try {
-      if (this.staleWhileRevalidateMs > 0) {
-        // A pipeline, not MULTI: two commands on the wire instead of four, and PTTL right after GET is enough.
-        const replies = await this.redis.pipeline().get(key).pttl(key).exec();
-        if (replies === null) throw new UnexpectedReplyError("the cache's pipeline returned nothing");
-        const [[e1, r1], [e2, r2]] = replies as [[Error | null, unknown], [Error | null, unknown]];
-        if (e1 ?? e2) throw e1 ?? e2;
-        raw = r1 as string | null;
-        pttl = r2 as number;
-      } else {
-        raw = await this.reads.submit(slotOf(this.redis, key), key);
-      }
+      raw = await this.reads.submit(slotOf(this.redis, key), key);
+      if (raw !== null) decoded = decodeEntry(this.serializer, id, raw);
     } catch (err) {
       throw toRedisError(err);
+    } finally {
+      if (ticket !== undefined) l1!.end(ticket, id, decoded !== undefined, decoded?.value);
     }
-    if (raw === null) return this.loader.miss(id);
-    if (pttl >= 0 && pttl <= this.staleWhileRevalidateMs && raw !== MISSING) {
-      this.loader.refreshInBackground(id);
+    if (decoded === undefined) return this.loader.miss(id);
+    if (decoded.staleAt !== undefined) this.refreshIfStale(id, decoded.staleAt);
+    return decoded.value;
+  }
+
+  /**
+   * A hit on a stamped entry: past its stale time (Redis time, as this process's synced clock reads it),
+   * one background refresh; the refresh itself checks the key's PTTL on the server before loading.
+   */
+  private refreshIfStale(id: string, staleAt: number): void {
+    const verdict = this.clock.compare(staleAt);
+    if (verdict === "after") this.loader.refreshInBackground(id);
+    else if (verdict === "unsure") {
+      // No reading yet: decide once there is one, without making this hit wait for it.
+      this.clock.ready().then(() => {
+        if (this.clock.compare(staleAt) !== "before") this.loader.refreshInBackground(id);
+      }, this.onError);
     }
-    return decodeEntry(this.serializer, id, raw);
+  }
+
+  /**
+   * Resolves once the in-process tier (`l1`) is subscribed and answers hits; at once without `l1`.
+   *
+   * @example
+   * ```ts
+   * await products.ready(); // before taking traffic
+   * ```
+   */
+  async ready(): Promise<void> {
+    await this.l1?.ready();
+  }
+
+  /**
+   * Stops the in-process tier: it unsubscribes (unless another cache on the same subscriber uses the same
+   * channel) and every later `get` goes to Redis. The clients are the caller's and stay open.
+   *
+   * @example
+   * ```ts
+   * await products.close();
+   * ```
+   */
+  async close(): Promise<void> {
+    await this.l1?.close();
   }
 
   /**
@@ -231,7 +306,13 @@ export class ReadThroughCache<V> {
   async invalidate(id: string): Promise<void> {
     const keys = this.keys(id);
     if (this.guard !== undefined) await this.guard.forget(id);
-    await INVALIDATE.run(this.redis, [keys.entry, keys.generation], [GENERATION_TTL_MS]);
+    await INVALIDATE.run(
+      this.redis,
+      [keys.entry, keys.generation],
+      [GENERATION_TTL_MS, "", "", "", this.channel, id],
+    );
+    // This process does not wait for its own message: reads in flight may not put back what they read.
+    this.l1?.drop(id);
     // A load of this process already running may have read the source before the change: a get from now
     // on must not join it, but start its own.
     this.loader.forget(id);
@@ -284,12 +365,16 @@ export class ReadThroughCache<V> {
       // writes them back to back, so this is pipelined on the wire all the same.
       await Promise.all(
         list.slice(i, i + batch).flatMap(([id, encoded]) => {
-          const ttl = this.valueTtl();
+          const { ttlMs, staleInMs } = this.encoded(encoded);
           const keys = this.keys(id);
           // Stored with a new generation, so a load that read the source before the value existed cannot
           // overwrite it with a "missing" marker when it finishes.
           const ops: Promise<unknown>[] = [
-            INVALIDATE.run(this.redis, [keys.entry, keys.generation], [GENERATION_TTL_MS, encoded, ttl]),
+            INVALIDATE.run(
+              this.redis,
+              [keys.entry, keys.generation],
+              [GENERATION_TTL_MS, encoded, ttlMs, staleInMs ?? "", this.channel, id],
+            ),
           ];
           if (guard !== undefined) ops.push(this.redis.del(guard.negativeKey(id)));
           return ops;
@@ -298,6 +383,7 @@ export class ReadThroughCache<V> {
         throw toRedisError(err);
       });
     }
+    for (const [id] of list) this.l1?.drop(id);
     return list.length;
   }
 }

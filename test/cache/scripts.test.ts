@@ -162,4 +162,27 @@ describe("cache/cache-set and cache/cache-invalidate", () => {
     expect(await set.run(redis, [entry, gen], ["1", "v2", 5_000])).toBe(1);
     expect(await redis.get(entry)).toBe("v2");
   });
+
+  it("stamp the stale time from Redis TIME and publish the id, only when they write", async () => {
+    const prefix = randomPrefix();
+    const [entry, gen] = [`{${prefix}:a}:c:x`, `{${prefix}:a}:c:x:gen`];
+    const channel = `${prefix}:changed`;
+    const set = script("cache/cache-set", 2);
+    const invalidate = script("cache/cache-invalidate", 2);
+    const sub = srv.client();
+    const messages: string[] = [];
+    sub.on("message", (_ch: string, m: string) => messages.push(m));
+    await sub.subscribe(channel);
+    const [sec] = await redis.time();
+    expect(await set.run(redis, [entry, gen], ["", "v1", 5_000, 1_000, channel, "a"])).toBe(1);
+    const stamped = /^s(\d+)\|v1$/.exec((await redis.get(entry))!);
+    expect(Number(stamped![1]) - Number(sec) * 1000).toBeGreaterThanOrEqual(1_000);
+    expect(Number(stamped![1]) - Number(sec) * 1000).toBeLessThan(3_000);
+    expect(await invalidate.run(redis, [entry, gen], [60_000, "", "", "", channel, "b"])).toBe(1);
+    expect(await set.run(redis, [entry, gen], ["", "stale", 5_000, "", channel, "c"])).toBe(0); // refused
+    expect(await invalidate.run(redis, [entry, gen], [60_000, "v2", 5_000, "", channel, "d"])).toBe(2);
+    expect(await redis.get(entry)).toBe("v2"); // no stamp asked for
+    await sub.ping(); // replies come in order: the messages published before are delivered by now
+    expect(messages).toEqual(["a", "b", "d"]);
+  });
 });
