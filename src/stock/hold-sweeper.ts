@@ -1,5 +1,6 @@
 // The hold sweeper: a background loop that gives expired holds back, SKU by SKU.
 import { InvalidArgumentError } from "../errors.js";
+import { PollingLoop } from "../internal/loop.js";
 import { validateInt, validateOptions } from "../internal/validate.js";
 
 /** Options of `startHoldSweeper`. */
@@ -29,8 +30,9 @@ export interface HoldSweeper {
 const KNOWN = ["skus", "intervalMs", "limit", "onError"];
 
 /**
- * Starts the loop behind `Inventory.startHoldSweeper`: every `intervalMs`, `expire(sku, limit)` for each SKU
- * until it returns less than a full batch. The timer is unref'd. @internal
+ * Starts the loop behind `Inventory.startHoldSweeper` (the library's one polling-loop lifecycle): every
+ * `intervalMs`, `expire(sku, limit)` for each SKU until it returns less than a full batch. The timer is
+ * unref'd. @internal
  */
 export function startHoldSweeper(
   expire: (sku: string, limit: number) => Promise<number>,
@@ -39,7 +41,7 @@ export function startHoldSweeper(
   validateOptions("options", options, { required: true, known: KNOWN });
   const intervalMs = options.intervalMs ?? 1000;
   const limit = options.limit ?? 100;
-  validateInt("intervalMs", intervalMs, { min: 1 });
+  validateInt("intervalMs", intervalMs, { min: 1, max: 86_400_000 });
   validateInt("limit", limit, { min: 1, max: 100_000 });
   if (!Array.isArray(options.skus) && typeof options.skus !== "function") {
     throw new InvalidArgumentError("skus", "must be an array of SKUs or a function returning one");
@@ -48,42 +50,31 @@ export function startHoldSweeper(
     throw new InvalidArgumentError("onError", "must be a function");
   }
   const { skus, onError } = options;
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let round: Promise<void> = Promise.resolve();
-
   const report = (err: unknown): void => {
     try {
       onError?.(err);
     } catch {
-      // an onError that throws must not kill the loop
+      // an onError that throws must not end the loop
     }
   };
-  const sweep = async (): Promise<void> => {
-    const list = typeof skus === "function" ? await skus() : skus;
-    if (!Array.isArray(list)) throw new InvalidArgumentError("skus", "must return an array of SKUs");
+  const loop: PollingLoop = new PollingLoop({
     // One failing SKU (a bad id, a node down) is reported and skipped: the others are still swept.
-    for (const sku of list) {
-      try {
-        while (!stopped && (await expire(sku, limit)) === limit);
-      } catch (err) {
-        report(err);
+    round: async () => {
+      const list = typeof skus === "function" ? await skus() : skus;
+      if (!Array.isArray(list)) throw new InvalidArgumentError("skus", "must return an array of SKUs");
+      for (const sku of list) {
+        try {
+          while (!loop.stopping && (await expire(sku, limit)) === limit);
+        } catch (err) {
+          report(err);
+        }
       }
-    }
-  };
-  const schedule = (): void => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      round = sweep().catch(report).finally(schedule);
-    }, intervalMs);
-    timer.unref();
-  };
-  schedule();
-  return {
-    stop: async () => {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      await round;
+      return false;
     },
-  };
+    intervalMs,
+    onError: report,
+    pauseFirst: true,
+  });
+  void loop.start();
+  return { stop: () => loop.stop() };
 }

@@ -2,12 +2,17 @@
 import { randomUUID } from "node:crypto";
 import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
-import { toRedisError, type RedisClient } from "../internal/scripts.js";
+import type { RedisClient } from "../internal/scripts.js";
 import { TickBatcher, type Pending } from "../internal/batch.js";
 import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { startHoldSweeper, type HoldSweeper, type HoldSweeperOptions } from "./hold-sweeper.js";
+import { validateRedisClient } from "../internal/client.js";
+import { RedisClock } from "../internal/clock.js";
 import { CONFIRM, EXPIRE, RELEASE, RESERVE, SET_STOCK } from "./scripts.js";
+import { readIds, readReservation, readSnapshot, readUserQuantity, type ReservationInfo } from "./records.js";
 import { SoldOutFlags, type FlagToken } from "./sold-out-flags.js";
+
+export type { ReservationInfo, StockEvent } from "./records.js";
 import {
   checkExpireArgs,
   checkReserveArgs,
@@ -37,17 +42,31 @@ export interface InventoryOptions {
    */
   readonly eventsMaxLen?: number;
   /**
-   * Answer `SOLD_OUT` in process, with no round trip, for this long after Redis last said a SKU had no units
-   * left. The flag is dropped at once when stock comes back (a release, an expired hold, `setStock`) if
-   * `subscriber` is given, else when `soldOutCacheMs` runs out. Calls that pass their own `reservationId` always
-   * go to Redis, because a retry must get its first outcome. `0` turns the flag off.
+   * Answer `reserve` in process, with no round trip, when Redis's answer is already known: `SOLD_OUT` once
+   * Redis has said a SKU has no unit left, and `NOT_STARTED` / `ENDED` when the call is clearly before the
+   * SKU's `startsAt` or at/after its `endsAt` on a Redis-synced clock (never the application's clock; a call
+   * within the clock's error bound of a boundary asks Redis). A call with its own `reservationId` is answered
+   * in process only when no reservation of the SKU has that id (the ids are read from Redis once the SKU is
+   * sold out or over, at most `localMaxIds` of them); a retry of a reservation made in any process still
+   * gets its replay from Redis.
+   *
+   * With a `subscriber`, what is known stands until a change message (release or expired hold of a sold-out
+   * SKU, any `setStock`) and only while the subscriber is subscribed; without one, for `localCacheMs` after
+   * the reply it came from. `0` turns in-process answers off.
    * @default 1000
    */
-  readonly soldOutCacheMs?: number;
+  readonly localCacheMs?: number;
   /**
-   * A connection this Inventory may put in subscriber mode to hear restocks (`<prefix>:restock`), e.g.
-   * `redis.duplicate()`. Flags then go up only while it is subscribed, and all drop when its connection
-   * drops (a restock published meanwhile would be missed). Omitted: the flag only times out.
+   * The most reservation ids held in process for one SKU. A sold-out SKU with more reservations than this
+   * answers only calls without a `reservationId` in process.
+   * @default 100000
+   */
+  readonly localMaxIds?: number;
+  /**
+   * A connection this Inventory may put in subscriber mode to hear changes (`<prefix>:restock`), e.g.
+   * `redis.duplicate()`. In-process answers then hold until a change and only while it is subscribed; all are
+   * dropped when its connection drops (a change published meanwhile would be missed). Omitted: they time out
+   * after `localCacheMs`.
    */
   readonly subscriber?: RedisClient;
   /**
@@ -59,7 +78,7 @@ export interface InventoryOptions {
   readonly batch?: boolean;
 }
 
-const KNOWN_OPTIONS = ["prefix", "eventsMaxLen", "soldOutCacheMs", "subscriber", "batch"];
+const KNOWN_OPTIONS = ["prefix", "eventsMaxLen", "localCacheMs", "localMaxIds", "subscriber", "batch"];
 
 /** The most reservations one script call carries. */
 const MAX_BATCH = 32;
@@ -68,34 +87,8 @@ interface ReserveItem {
   readonly reservationId: string;
   readonly userId: string;
   readonly quantity: number;
-  /** The sold-out flags' state when the call was made: its reply may raise a flag only if it is unchanged. */
+  /** The in-process flags' state when the call was made: its reply may teach them only if it is unchanged. */
   readonly token: FlagToken;
-}
-
-/** A stored reservation, as `Inventory.reservation` reads it. */
-export interface ReservationInfo {
-  readonly reservationId: string;
-  readonly userId: string;
-  readonly quantity: number;
-  /** `held` until confirmed or released (a hold past its expiry stays `held` until swept or confirmed). */
-  readonly state: "held" | "confirmed" | "released";
-  /** Units left right after the reservation was made. */
-  readonly remaining: number;
-  /** Redis time (epoch ms) the hold expires, when the SKU has a `holdMs`. */
-  readonly expiresAt?: number;
-}
-
-/** The stream event fields appended by the stock scripts (all values are strings in Redis). */
-export interface StockEvent {
-  readonly type: "reserved" | "confirmed" | "released";
-  readonly sku: string;
-  readonly reservationId: string;
-  readonly userId: string;
-  readonly quantity: number;
-  /** Redis time (epoch ms) of the change. */
-  readonly at: number;
-  /** For `released`: `"released"` (an explicit release) or `"expired"` (the hold ran out). */
-  readonly cause?: "released" | "expired";
 }
 
 /**
@@ -133,18 +126,25 @@ export class Inventory implements StockStore {
     options: InventoryOptions = {},
   ) {
     validateOptions("options", options, { known: KNOWN_OPTIONS });
-    if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
-      throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
-    }
+    validateRedisClient("redis", redis);
     this.prefix = resolvePrefix(options.prefix);
     validateOptionalInt("eventsMaxLen", options.eventsMaxLen, { min: 1 });
     this.maxLen = options.eventsMaxLen === undefined ? "" : String(options.eventsMaxLen);
-    const soldOutMs = options.soldOutCacheMs ?? 1000;
-    validateInt("soldOutCacheMs", soldOutMs, { min: 0, max: 3_600_000 });
+    const cacheMs = options.localCacheMs ?? 1000;
+    validateInt("localCacheMs", cacheMs, { min: 0, max: 3_600_000 });
+    const maxIds = options.localMaxIds ?? 100_000;
+    validateInt("localMaxIds", maxIds, { min: 0, max: 10_000_000 });
     if (options.batch !== undefined && typeof options.batch !== "boolean") {
       throw new InvalidArgumentError("batch", "must be a boolean");
     }
-    this.flags = new SoldOutFlags(`${this.prefix}:restock`, options.subscriber, soldOutMs);
+    this.flags = new SoldOutFlags(
+      `${this.prefix}:restock`,
+      options.subscriber,
+      cacheMs,
+      maxIds,
+      RedisClock.for(redis),
+      (sku) => readIds(this.redis, this.keyList(sku)[0]!, maxIds),
+    );
     this.channel = this.flags.channel;
     this.batcher =
       options.batch === false
@@ -207,19 +207,37 @@ export class Inventory implements StockStore {
    */
   async setStock(sku: string, quantity: number, options: StockOptions = {}): Promise<void> {
     const o = checkStockArgs(sku, quantity, options);
+    const token = this.flags.token(sku);
     const reply = await SET_STOCK.run(
       this.redis,
       [this.keys(sku).stock],
-      [quantity, o.perUserLimit, o.startsAt ?? "", o.endsAt ?? "", o.holdMs ?? 0, this.channel, sku],
+      [
+        quantity,
+        o.perUserLimit,
+        o.startsAt ?? "",
+        o.endsAt ?? "",
+        o.holdMs ?? 0,
+        this.channel,
+        sku,
+        this.flags.origin,
+      ],
     );
-    this.flags.restocked(sku);
-    const { code, value } = reply;
+    const { code, value, records } = reply;
     if (code === 1) {
       throw new ConflictError(
         "STOCK_BELOW_COMMITTED",
         `cannot set ${sku} to ${quantity} units: ${value} are already held or confirmed`,
       );
     }
+    const state = {
+      records,
+      available: value,
+      perUserLimit: o.perUserLimit,
+      startsAt: o.startsAt ?? -1,
+      endsAt: o.endsAt ?? -1,
+      now: -1,
+    };
+    this.flags.changedBy(sku, state, token);
   }
 
   /**
@@ -235,9 +253,8 @@ export class Inventory implements StockStore {
    */
   async reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
     const quantity = checkReserveArgs(sku, options);
-    if (options.reservationId === undefined && this.flags.isSoldOut(sku)) {
-      return { ok: false, reason: "SOLD_OUT" };
-    }
+    const known = this.flags.answer(sku, options.reservationId, options.userId, quantity);
+    if (known !== undefined) return { ok: false, reason: known };
     const item = {
       reservationId: options.reservationId ?? randomUUID(),
       userId: options.userId,
@@ -268,11 +285,16 @@ export class Inventory implements StockStore {
   private async runReserves(sku: string, items: readonly ReserveItem[]): Promise<(ReserveResult | Error)[]> {
     const args: (string | number)[] = [sku, this.maxLen];
     for (const it of items) args.push(it.reservationId, it.userId, it.quantity);
-    const reply = await RESERVE.run(this.redis, this.keyList(sku), args);
+    const { codes: reply, state } = await RESERVE.run(this.redis, this.keyList(sku), args);
     if (reply.length !== 2 * items.length) {
       throw new UnexpectedReplyError(
         `stock/reserve replied ${reply.length} integers for ${items.length} reservations`,
       );
+    }
+    // Calls of one batch were made in one tick, so with one token; any other token means a change between.
+    const token = items[0]!.token;
+    if (items.every((it) => it.token.generation === token.generation && it.token.epoch === token.epoch)) {
+      this.flags.learn(sku, state, token);
     }
     return items.map((it, i) => {
       const code = reply[2 * i]!;
@@ -288,7 +310,6 @@ export class Inventory implements StockStore {
       }
       const reason = RESERVE_REJECTIONS[code];
       if (reason === undefined) return new UnexpectedReplyError(`stock/reserve returned code ${code}`);
-      if (reason === "SOLD_OUT" && remaining === 0) this.flags.raise(sku, it.token);
       return { ok: false, reason };
     });
   }
@@ -314,7 +335,7 @@ export class Inventory implements StockStore {
     ]);
     if (code === 0) return { ok: true };
     if (code === 1) {
-      this.flags.restocked(sku); // an expired hold may just have been given back
+      this.flags.changed(sku); // an expired hold may just have been given back
       return { ok: false, reason: "RELEASED" };
     }
     return { ok: false, reason: "UNKNOWN_RESERVATION" };
@@ -339,7 +360,7 @@ export class Inventory implements StockStore {
       this.channel,
     ]);
     if (code === 0) {
-      this.flags.restocked(sku);
+      this.flags.changed(sku);
       return { ok: true };
     }
     if (code === 1) return { ok: false, reason: "CONFIRMED" };
@@ -357,7 +378,7 @@ export class Inventory implements StockStore {
   async expireHolds(sku: string, options: ExpireOptions = {}): Promise<number> {
     const limit = checkExpireArgs(sku, options);
     const n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen, this.channel]);
-    if (n > 0) this.flags.restocked(sku);
+    if (n > 0) this.flags.changed(sku);
     return n;
   }
 
@@ -386,35 +407,7 @@ export class Inventory implements StockStore {
    * ```
    */
   async snapshot(sku: string): Promise<InventorySnapshot | null> {
-    const key = this.keys(sku).stock;
-    let h: (string | null)[];
-    try {
-      h = await this.redis.hmget(
-        key,
-        "initial",
-        "available",
-        "held",
-        "confirmed",
-        "limit",
-        "hold",
-        "starts",
-        "ends",
-      );
-    } catch (err) {
-      throw toRedisError(err);
-    }
-    const [initial, available, held, confirmed, limit, hold, starts, ends] = h;
-    if (initial === null || initial === undefined) return null;
-    return {
-      initial: Number(initial),
-      available: Number(available),
-      held: Number(held),
-      confirmed: Number(confirmed),
-      perUserLimit: Number(limit),
-      ...(starts != null && { startsAt: Number(starts) }),
-      ...(ends != null && { endsAt: Number(ends) }),
-      ...(Number(hold) > 0 && { holdMs: Number(hold) }),
-    };
+    return readSnapshot(this.redis, this.keys(sku).stock);
   }
 
   /**
@@ -429,25 +422,7 @@ export class Inventory implements StockStore {
    */
   async reservation(sku: string, reservationId: string): Promise<ReservationInfo | null> {
     validateId("reservationId", reservationId);
-    let rec: string | null;
-    try {
-      rec = await this.redis.hget(this.keys(sku).stock, `r:${reservationId}`);
-    } catch (err) {
-      throw toRedisError(err);
-    }
-    if (rec === null) return null;
-    const m = /^([HCR])\|(\d+)\|(-?\d+)\|(-?\d+)\|(.*)$/s.exec(rec);
-    if (m === null)
-      throw new UnexpectedReplyError(`reservation ${reservationId} of ${sku} is not one Inventory wrote`);
-    const expiresAt = Number(m[3]);
-    return {
-      reservationId,
-      userId: m[5]!,
-      quantity: Number(m[2]),
-      state: m[1] === "H" ? "held" : m[1] === "C" ? "confirmed" : "released",
-      remaining: Number(m[4]),
-      ...(expiresAt > 0 && { expiresAt }),
-    };
+    return readReservation(this.redis, this.keys(sku).stock, reservationId);
   }
 
   /**
@@ -460,11 +435,6 @@ export class Inventory implements StockStore {
    */
   async userQuantity(sku: string, userId: string): Promise<number> {
     validateId("userId", userId);
-    const key = this.keys(sku).stock;
-    try {
-      return Number((await this.redis.hget(key, `u:${userId}`)) ?? 0);
-    } catch (err) {
-      throw toRedisError(err);
-    }
+    return readUserQuantity(this.redis, this.keys(sku).stock, userId);
   }
 }

@@ -1,18 +1,40 @@
 // The stock scripts (lua/stock/*.lua), each with the decoder that types its reply.
 import { defineScript, replyError, replyInt, replyInts } from "../internal/scripts.js";
+import type { SkuState } from "./sold-out-flags.js";
 
-/** `{code, value}`: 0 written (value: the SKU's reservation count), 1 below committed (value: held + confirmed). */
+/**
+ * `code` 0 written (`value`: units available), 1 below committed (`value`: held + confirmed); `records`: the
+ * reservations the SKU has ever made.
+ */
 export const SET_STOCK = defineScript("stock/set-stock", (r) => {
-  const [code, value] = replyInts("stock/set-stock", r, 2) as [number, number];
-  return { code, value };
+  const [code, value, records] = replyInts("stock/set-stock", r, 3) as [number, number, number];
+  if (code !== 0 && code !== 1) throw replyError("stock/set-stock", r, "code 0 or 1");
+  return { code, value, records };
 });
 
-/** Two integers per reservation (code, value), flat. The caller checks the count against its batch. */
+const state = (flat: readonly number[], at: number): SkuState => ({
+  records: flat[at]!,
+  available: flat[at + 1]!,
+  perUserLimit: flat[at + 2]!,
+  startsAt: flat[at + 3]!,
+  endsAt: flat[at + 4]!,
+  now: flat[at + 5]!,
+});
+
+/**
+ * `codes`: two integers per reservation (code, value), flat; the caller checks the count against its batch.
+ * `state`: the SKU as the call left it.
+ */
 export const RESERVE = defineScript("stock/reserve", (r) => {
   const flat = replyInts("stock/reserve", r);
-  if (flat.length % 2 !== 0) throw replyError("stock/reserve", r, "pairs of integers");
-  return flat;
+  if (flat.length < 6 || (flat.length - 6) % 2 !== 0) {
+    throw replyError("stock/reserve", r, "pairs of integers and a state of six");
+  }
+  return { codes: flat.slice(0, flat.length - 6), state: state(flat, flat.length - 6) };
 });
+
+/** A SKU's state, read in one step. */
+export const STATE = defineScript("stock/state", (r) => state(replyInts("stock/state", r, 6), 0));
 
 /** 0 confirmed, 1 released, 2 unknown reservation. */
 export const CONFIRM = defineScript("stock/confirm", (r) => {

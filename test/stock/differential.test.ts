@@ -1,4 +1,5 @@
-// Differential: Inventory (Redis, batched and unbatched) and PostgresInventory (PostgreSQL), driven by the same
+// Differential: Inventory (Redis, batched and unbatched, and with in-process answers) and PostgresInventory
+// (PostgreSQL), driven by the same
 // seeded random operations (setStock with windows and holds, batches of reserves, confirm, release, expire),
 // give the same answer to every call and the same snapshot after each one.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,9 +12,11 @@ let srv: PrivateRedis;
 let redis: Redis;
 let db: PrivateDatabase;
 let sql: PostgresInventory;
+let subscriber: Redis;
 beforeAll(async () => {
   srv = await startRedis();
   redis = srv.client();
+  subscriber = srv.client();
   db = await startPostgres(4);
   sql = new PostgresInventory(db.pool);
   await sql.migrate();
@@ -68,6 +71,25 @@ function genOps(seed: number): Op[] {
   return ops;
 }
 
+/** Waits until the subscriber listens on the prefix's change channel, and its reply is in. */
+async function subscribedTo(prefix: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const [, n] = (await redis.pubsub("NUMSUB", `${prefix}:restock`)) as [string, number];
+    if (Number(n) > 0) break;
+    if (Date.now() > deadline) throw new Error("never subscribed");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await subscriber.ping().catch(() => undefined); // a subscriber answers PING too; it follows SUBSCRIBE's reply
+}
+
+/** Script calls so far, less one per HSCAN: a load of ids is one HSCAN (of these small SKUs) and one script. */
+async function scriptCalls(): Promise<number> {
+  const info = await redis.info("commandstats");
+  const calls = (name: string) => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
+  return calls("evalsha") + calls("eval") - calls("hscan");
+}
+
 async function settle<T>(p: Promise<T>): Promise<unknown> {
   try {
     return await p;
@@ -113,14 +135,9 @@ describe("Inventory vs PostgresInventory", () => {
     for (let seed = 1; seed <= 40; seed++) {
       const ops = genOps(seed);
       const sku = `sku-${seed}`;
-      const a = await run(
-        new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0 }),
-        sku,
-        ops,
-        true,
-      );
+      const a = await run(new Inventory(redis, { prefix: randomPrefix(), localCacheMs: 0 }), sku, ops, true);
       const b = await run(
-        new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0, batch: false }),
+        new Inventory(redis, { prefix: randomPrefix(), localCacheMs: 0, batch: false }),
         sku,
         ops,
         false,
@@ -129,5 +146,28 @@ describe("Inventory vs PostgresInventory", () => {
       expect(a, `seed ${seed} batched vs unbatched\n${JSON.stringify(ops)}`).toEqual(b);
       expect(b, `seed ${seed} redis vs sql\n${JSON.stringify(ops)}`).toEqual(c);
     }
+  });
+
+  it("in-process answers (sold out with ids, the window on the Redis clock) change no answer", async () => {
+    let redisScripts = 0;
+    let localScripts = 0;
+    for (let seed = 1; seed <= 40; seed++) {
+      const ops = genOps(seed);
+      const sku = `sku-${seed}`;
+      let mark = await scriptCalls();
+      const a = await run(new Inventory(redis, { prefix: randomPrefix(), localCacheMs: 0 }), sku, ops, true);
+      redisScripts += (await scriptCalls()) - mark;
+      const prefix = randomPrefix();
+      const local = new Inventory(srv.client(), { prefix, subscriber, localCacheMs: 60_000 });
+      await subscribedTo(prefix);
+      mark = await scriptCalls();
+      const d = await run(local, sku, ops, true);
+      localScripts += (await scriptCalls()) - mark;
+      await local.close();
+      expect(d, `seed ${seed} in-process answers vs Redis's\n${JSON.stringify(ops)}`).toEqual(a);
+    }
+    // The same operations cost fewer script calls (so some were answered in process), not counting the
+    // reads of ids.
+    expect(localScripts).toBeLessThan(redisScripts);
   });
 });

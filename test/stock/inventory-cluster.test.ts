@@ -16,7 +16,7 @@ afterAll(async () => cluster?.stop());
 
 describe("Inventory (3-master Redis Cluster)", () => {
   stockContract({
-    store: () => new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0 }),
+    store: () => new Inventory(redis, { prefix: randomPrefix(), localCacheMs: 0 }),
     propertyRuns: 20,
   });
 

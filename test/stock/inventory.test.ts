@@ -18,17 +18,17 @@ afterAll(async () => srv?.stop());
 
 describe("Inventory (standalone Redis)", () => {
   // The contract checks Redis's own answers, so the in-process sold-out flag is off here (tested below).
-  stockContract({ store: () => new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0 }) });
+  stockContract({ store: () => new Inventory(redis, { prefix: randomPrefix(), localCacheMs: 0 }) });
 
   describe("without batching", () => {
     stockContract({
-      store: () => new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0, batch: false }),
+      store: () => new Inventory(redis, { prefix: randomPrefix(), localCacheMs: 0, batch: false }),
       propertyRuns: 15,
     });
   });
 
   it("sends the reserves of one tick as one script call per SKU, each with its own result, in order", async () => {
-    const inv = new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 0 });
+    const inv = new Inventory(redis, { prefix: randomPrefix(), localCacheMs: 0 });
     await inv.setStock("a", 3, { perUserLimit: 2 });
     await inv.setStock("b", 1);
     await redis.config("RESETSTAT");
@@ -173,7 +173,7 @@ describe("Inventory (standalone Redis)", () => {
 
   it("a SKU key of another type fails every script before it writes anything", async () => {
     const prefix = randomPrefix();
-    const inv = new Inventory(redis, { prefix, soldOutCacheMs: 0 });
+    const inv = new Inventory(redis, { prefix, localCacheMs: 0 });
     await inv.setStock("s", 2, { holdMs: 60_000 });
     const r = await inv.reserve("s", { userId: "a" });
     if (!r.ok) throw new Error("setup");
@@ -224,7 +224,7 @@ describe("Inventory (standalone Redis)", () => {
     await inv.setStock("s", 2, { holdMs: 60_000 });
     const before = await keyspace(redis, `*${prefix}*`);
     const typo = { perUserLimt: 5 } as never;
-    expect(() => new Inventory(redis, { prefix, soldOutCacheMS: 5 } as never)).toThrow(/soldOutCacheMs/);
+    expect(() => new Inventory(redis, { prefix, localCacheMS: 5 } as never)).toThrow(/localCacheMs/);
     await expect(inv.setStock("s", 3, typo)).rejects.toThrow(/did you mean perUserLimit/);
     await expect(inv.reserve("s", { userId: "u", quantiy: 2 } as never)).rejects.toBeInstanceOf(
       InvalidArgumentError,
@@ -313,13 +313,22 @@ describe("Inventory (standalone Redis)", () => {
     it("answers SOLD_OUT in process once Redis said 0 left, and clears on a restock message", async () => {
       const prefix = randomPrefix();
       const subscriber = srv.client();
-      const local = new Inventory(redis, { prefix, soldOutCacheMs: 60_000, subscriber });
-      const other = new Inventory(srv.client(), { prefix, soldOutCacheMs: 0 }); // another process
+      const local = new Inventory(redis, { prefix, localCacheMs: 60_000, subscriber });
+      const other = new Inventory(srv.client(), { prefix, localCacheMs: 0 }); // another process
       await subscribed(prefix); // flags go up only once no restock can be missed
       await other.setStock("s", 1);
       const first = await local.reserve("s", { userId: "a" });
       expect(first.ok).toBe(true);
-      expect(await local.reserve("s", { userId: "b" })).toEqual({ ok: false, reason: "SOLD_OUT" }); // sets the flag
+      expect(await local.reserve("s", { userId: "b" })).toEqual({ ok: false, reason: "SOLD_OUT" });
+      // The flag is up once the SKU's reservations (one) are read: from then on no script runs.
+      const deadline0 = Date.now() + 10_000;
+      for (let n = await evalCalls(); ;) {
+        expect(await local.reserve("s", { userId: "b" })).toEqual({ ok: false, reason: "SOLD_OUT" });
+        const m = await evalCalls();
+        if (m === n) break;
+        if (Date.now() > deadline0) throw new Error("the flag never went up");
+        n = m;
+      }
       const before = await evalCalls();
       for (let i = 0; i < 50; i++) {
         expect(await local.reserve("s", { userId: `c${i}` })).toEqual({ ok: false, reason: "SOLD_OUT" });
@@ -343,7 +352,7 @@ describe("Inventory (standalone Redis)", () => {
     it("a restock message that overtakes an in-flight SOLD_OUT reply keeps the flag down", async () => {
       const prefix = randomPrefix();
       const subscriber = srv.client();
-      const local = new Inventory(redis, { prefix, soldOutCacheMs: 60_000, subscriber });
+      const local = new Inventory(redis, { prefix, localCacheMs: 60_000, subscriber });
       await local.setStock("s", 0);
       const pending = local.reserve("s", { userId: "a" });
       // The restock arrives on the subscriber connection before the reply on the command connection.
@@ -357,8 +366,8 @@ describe("Inventory (standalone Redis)", () => {
     it("a dropped subscriber connection drops the flags: a restock published meanwhile is not missed", async () => {
       const prefix = randomPrefix();
       const subscriber = srv.client();
-      const local = new Inventory(redis, { prefix, soldOutCacheMs: 60_000, subscriber });
-      const other = new Inventory(srv.client(), { prefix, soldOutCacheMs: 0 }); // another process
+      const local = new Inventory(redis, { prefix, localCacheMs: 60_000, subscriber });
+      const other = new Inventory(srv.client(), { prefix, localCacheMs: 0 }); // another process
       await subscribed(prefix);
       await other.setStock("s", 1);
       const first = await local.reserve("s", { userId: "a" });
@@ -388,8 +397,8 @@ describe("Inventory (standalone Redis)", () => {
     it("forgetting old restock counts (a catalog of over 10,000 SKUs) never lets an overtaken reply raise a flag", async () => {
       const prefix = randomPrefix();
       const subscriber = srv.client();
-      const local = new Inventory(redis, { prefix, soldOutCacheMs: 60_000, subscriber });
-      const other = new Inventory(srv.client(), { prefix, soldOutCacheMs: 0 }); // another process
+      const local = new Inventory(redis, { prefix, localCacheMs: 60_000, subscriber });
+      const other = new Inventory(srv.client(), { prefix, localCacheMs: 0 }); // another process
       await subscribed(prefix);
       await other.setStock("s", 0); // no units: no restock message, so local has no count for "s"
       const pending = local.reserve("s", { userId: "a" }); // made when "s" had no count
@@ -407,7 +416,7 @@ describe("Inventory (standalone Redis)", () => {
       const subscriber = srv.client();
       const a = new Inventory(redis, { prefix, subscriber });
       const b = new Inventory(redis, { prefix, subscriber });
-      await new Promise((r) => setTimeout(r, 50));
+      await subscribed(prefix);
       await a.close();
       await a.close(); // twice is harmless
       const channels = (await redis.pubsub("CHANNELS", `${prefix}:*`)) as string[];
@@ -418,8 +427,8 @@ describe("Inventory (standalone Redis)", () => {
 
     it("without a subscriber the flag times out", async () => {
       const prefix = randomPrefix();
-      const local = new Inventory(redis, { prefix, soldOutCacheMs: 150 });
-      const other = new Inventory(srv.client(), { prefix, soldOutCacheMs: 0 });
+      const local = new Inventory(redis, { prefix, localCacheMs: 150 });
+      const other = new Inventory(srv.client(), { prefix, localCacheMs: 0 });
       await other.setStock("s", 0);
       expect(await local.reserve("s", { userId: "a" })).toEqual({ ok: false, reason: "SOLD_OUT" });
       await other.setStock("s", 1);
@@ -429,7 +438,7 @@ describe("Inventory (standalone Redis)", () => {
     });
 
     it("is cleared by this instance's own release and setStock", async () => {
-      const local = new Inventory(redis, { prefix: randomPrefix(), soldOutCacheMs: 60_000 });
+      const local = new Inventory(redis, { prefix: randomPrefix(), localCacheMs: 60_000 });
       await local.setStock("s", 1);
       const r = await local.reserve("s", { userId: "a" });
       expect(await local.reserve("s", { userId: "b" })).toEqual({ ok: false, reason: "SOLD_OUT" });
