@@ -75,6 +75,8 @@ export {
   TokenBucket,
   MAX_CAPACITY,
   type TokenBucketOptions,
+  type TokenBucketBan,
+  type TokenBucketKeys,
   type TakeOptions,
   type TakeResult,
   type BucketState,

@@ -2,13 +2,17 @@
 // built-in one whose challenges live in Redis with a TTL and can be answered once.
 import { randomBytes, randomInt } from "node:crypto";
 import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import { LUA } from "../internal/embedded.generated.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
-import { LuaScript, toRedisError, type RedisClient } from "../internal/scripts.js";
+import { defineScript, replyError, toRedisError, type RedisClient } from "../internal/scripts.js";
 import { validateId, validateInt, validateOptions } from "../internal/validate.js";
 import { renderSvg } from "./svg.js";
 
-const TAKE = new LuaScript("gate/captcha-take", LUA["gate/captcha-take"], 1);
+/** What spending a challenge found (lua/gate/captcha-take.lua). */
+type TakeCode = 0 | 1 | 2 | 3;
+const TAKE = defineScript("gate/captcha-take", (r): TakeCode => {
+  if (r === 0 || r === 1 || r === 2 || r === 3) return r;
+  throw replyError("gate/captcha-take", r, "0, 1, 2 or 3");
+});
 
 /** What a client sends back for a CAPTCHA: the challenge id (for stored challenges) and the answer. */
 export interface CaptchaResponse {
@@ -138,7 +142,7 @@ export class RedisCaptcha implements CaptchaVerifier {
     private readonly redis: RedisClient,
     options: RedisCaptchaOptions = {},
   ) {
-    validateOptions("options", options);
+    validateOptions("options", options, { known: ["ttlMs", "generate", "ignoreCase", "prefix"] });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -148,6 +152,9 @@ export class RedisCaptcha implements CaptchaVerifier {
       throw new InvalidArgumentError("generate", "must be a function returning { svg, answer }");
     }
     this.#generate = options.generate ?? mathChallenge;
+    if (options.ignoreCase !== undefined && typeof options.ignoreCase !== "boolean") {
+      throw new InvalidArgumentError("ignoreCase", "must be a boolean");
+    }
     this.#ignoreCase = options.ignoreCase ?? true;
     this.#prefix = resolvePrefix(options.prefix);
   }
@@ -173,7 +180,7 @@ export class RedisCaptcha implements CaptchaVerifier {
    * ```
    */
   async create(options: { readonly userId?: string } = {}): Promise<IssuedChallenge> {
-    validateOptions("options", options);
+    validateOptions("options", options, { known: ["userId"] });
     if (options.userId !== undefined) validateId("userId", options.userId);
     const c = this.#generate();
     if (typeof c !== "object" || c === null || typeof c.svg !== "string" || typeof c.answer !== "string") {
@@ -201,7 +208,7 @@ export class RedisCaptcha implements CaptchaVerifier {
    */
   async verify(response: CaptchaResponse, subject: CaptchaSubject): Promise<boolean> {
     // The subject is the caller's (bad input, an error); the response is the client's (wrong, `false`).
-    validateOptions("subject", subject, { required: true });
+    validateOptions("subject", subject, { required: true, known: ["userId", "remoteIp"] });
     validateId("userId", subject.userId);
     if (typeof response !== "object" || response === null) return false;
     const { id, answer } = response;
@@ -209,10 +216,6 @@ export class RedisCaptcha implements CaptchaVerifier {
       return false;
     // An oversized answer is wrong anyway; it still spends the challenge, as every attempt does.
     const given = this.#normalize(answer.slice(0, 256));
-    const code = await TAKE.run(this.redis, [this.#key(id)], [given, subject.userId]);
-    if (typeof code !== "number" || code < 0 || code > 3) {
-      throw new UnexpectedReplyError(`gate/captcha-take returned ${String(code)}`);
-    }
-    return code === 0;
+    return (await TAKE.run(this.redis, [this.#key(id)], [given, subject.userId])) === 0;
   }
 }

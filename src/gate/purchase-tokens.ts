@@ -1,14 +1,17 @@
 // PurchaseTokens: HMAC-signed, short-lived, single-use tokens bound to a sale, a SKU and a user: the hidden,
 // per-user purchase path a buy endpoint requires.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import { LUA } from "../internal/embedded.generated.js";
+import { InvalidArgumentError } from "../errors.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
-import { LuaScript, type RedisClient } from "../internal/scripts.js";
+import { defineScript, replyError, type RedisClient } from "../internal/scripts.js";
 import { redisTimeMs } from "../internal/time.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
-
-const REDEEM = new LuaScript("gate/redeem-token", LUA["gate/redeem-token"], 1);
+import {
+  checkKnownKeys,
+  validateId,
+  validateInt,
+  validateOptionalInt,
+  validateOptions,
+} from "../internal/validate.js";
 
 /** A signing secret: at least 32 bytes (a string counts its UTF-8 bytes). */
 export type TokenSecret = string | Buffer;
@@ -83,6 +86,14 @@ const REDEEM_REASONS: Readonly<Record<number, TokenRejection>> = Object.freeze({
   3: "SALE_ENDED",
 });
 
+/** What spending a token found (lua/gate/redeem-token.lua): 0 redeemed, else the reason. */
+const REDEEM = defineScript("gate/redeem-token", (r): "OK" | TokenRejection => {
+  if (r === 0) return "OK";
+  const reason = typeof r === "number" ? REDEEM_REASONS[r] : undefined;
+  if (reason === undefined) throw replyError("gate/redeem-token", r, "0, 1, 2 or 3");
+  return reason;
+});
+
 function secretsOf(secret: PurchaseTokensOptions["secret"]): Buffer[] {
   const list = Array.isArray(secret) ? secret : [secret];
   if (list.length === 0) throw new InvalidArgumentError("secret", "must hold at least one key");
@@ -127,7 +138,7 @@ export class PurchaseTokens {
     private readonly redis: RedisClient,
     options: PurchaseTokensOptions,
   ) {
-    validateOptions("options", options, { required: true });
+    validateOptions("options", options, { required: true, known: ["secret", "ttlMs", "prefix"] });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -213,7 +224,7 @@ export class PurchaseTokens {
     options: { readonly saleEndsAt?: number } = {},
   ): Promise<RedeemResult> {
     checkSubject(expected);
-    validateOptions("options", options);
+    validateOptions("options", options, { known: ["saleEndsAt"] });
     validateOptionalInt("saleEndsAt", options.saleEndsAt, { min: 0 });
     const p = this.#open(token);
     if (p === undefined) return { ok: false, reason: "INVALID" };
@@ -221,11 +232,8 @@ export class PurchaseTokens {
     if (p.u !== expected.userId) return { ok: false, reason: "WRONG_USER" };
     if (p.k !== expected.sku) return { ok: false, reason: "WRONG_SKU" };
     const key = entityKeys(this.#prefix, p.n, "nonce").key("ptok");
-    const code = await REDEEM.run(this.redis, [key], [p.e, options.saleEndsAt ?? ""]);
-    if (code === 0) return { ok: true, expiresAt: p.e };
-    const reason = typeof code === "number" ? REDEEM_REASONS[code] : undefined;
-    if (reason === undefined) throw new UnexpectedReplyError(`gate/redeem-token returned ${String(code)}`);
-    return { ok: false, reason };
+    const reason = await REDEEM.run(this.redis, [key], [p.e, options.saleEndsAt ?? ""]);
+    return reason === "OK" ? { ok: true, expiresAt: p.e } : { ok: false, reason };
   }
 }
 
@@ -233,6 +241,7 @@ function checkSubject(s: TokenSubject): void {
   if (typeof s !== "object" || s === null) {
     throw new InvalidArgumentError("subject", "must be an object with saleId, sku and userId");
   }
+  checkKnownKeys("subject", s, ["saleId", "sku", "userId"]);
   validateId("saleId", s.saleId);
   validateId("sku", s.sku);
   validateId("userId", s.userId);

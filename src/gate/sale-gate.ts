@@ -3,7 +3,13 @@
 import { InvalidArgumentError } from "../errors.js";
 import { redisTimeMs } from "../internal/time.js";
 import type { RedisClient } from "../internal/scripts.js";
-import { validateId, validateOptionalInt, validateInt, validateOptions } from "../internal/validate.js";
+import {
+  checkKnownKeys,
+  validateId,
+  validateOptionalInt,
+  validateInt,
+  validateOptions,
+} from "../internal/validate.js";
 import type { CaptchaResponse, CaptchaVerifier } from "./captcha.js";
 import type { PurchaseTokens, RedeemResult } from "./purchase-tokens.js";
 
@@ -131,7 +137,10 @@ export class SaleGate<Ctx = undefined> {
     private readonly redis: RedisClient,
     options: SaleGateOptions<Ctx>,
   ) {
-    validateOptions("options", options, { required: true });
+    validateOptions("options", options, {
+      required: true,
+      known: ["saleId", "startsAt", "endsAt", "tokens", "eligible", "captcha"],
+    });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -198,6 +207,7 @@ export class SaleGate<Ctx = undefined> {
     if (typeof request !== "object" || request === null) {
       throw new InvalidArgumentError("request", "must be an object with userId and sku");
     }
+    checkKnownKeys("request", request, ["userId", "sku", "captcha", "context", "remoteIp"]);
     const { userId, sku } = request;
     validateId("userId", userId);
     validateId("sku", sku);
@@ -246,7 +256,7 @@ export class SaleGate<Ctx = undefined> {
     token: string,
     expected: { readonly userId: string; readonly sku: string },
   ): Promise<RedeemResult> {
-    validateOptions("expected", expected, { required: true });
+    validateOptions("expected", expected, { required: true, known: ["userId", "sku"] });
     return this.#tokens.redeem(
       token,
       { saleId: this.saleId, sku: expected.sku, userId: expected.userId },

@@ -1,10 +1,9 @@
 // The bucket engine behind TokenBucket and RateLimits: runs lua/ratelimit/take.lua and refund.lua, and
 // coalesces the takes that arrive in one tick on one client into one script call (one per slot on Cluster).
-import { LUA } from "../internal/embedded.generated.js";
-import { UnexpectedReplyError } from "../errors.js";
+import { RedisCommandError, UnexpectedReplyError } from "../errors.js";
 import { TickBatcher, type Pending as CorePending } from "../internal/batch.js";
-import { LuaScript, type RedisClient } from "../internal/scripts.js";
-import { RedisCommandError } from "../errors.js";
+import { defineScript, replyInt, replyInts, type RedisClient } from "../internal/scripts.js";
+import { UNITS } from "./local.js";
 
 /** One bucket touched by a take: its key and settings, and the tokens to take (0 reads without writing). */
 export interface BucketItem {
@@ -33,8 +32,11 @@ export interface GroupOutcome {
   readonly items: readonly ItemOutcome[];
 }
 
-const TAKE = new LuaScript("ratelimit/take", LUA["ratelimit/take"], "variadic");
-const REFUND = new LuaScript("ratelimit/refund", LUA["ratelimit/refund"], "variadic");
+// take: per group a code, then per item the units it found (-1: the key holds no bucket); checked per group
+// against the request's shape in send().
+const TAKE = defineScript("ratelimit/take", (r) => replyInts("ratelimit/take", r));
+// refund: the number of keys written.
+const REFUND = defineScript("ratelimit/refund", (r) => replyInt("ratelimit/refund", r));
 
 type Pending = CorePending<readonly BucketItem[], GroupOutcome>;
 
@@ -113,19 +115,13 @@ async function send(client: RedisClient, groups: readonly Pending[]): Promise<vo
     }
   }
   const args = [shapes.join(" "), packed];
-  let reply: unknown;
+  let r: number[];
   try {
-    reply = await TAKE.run(client, keys, args);
+    r = await TAKE.run(client, keys, args);
   } catch (err) {
     for (const g of groups) g.reject(err);
     return;
   }
-  if (!Array.isArray(reply)) {
-    const err = new UnexpectedReplyError("ratelimit/take returned no array");
-    for (const g of groups) g.reject(err);
-    return;
-  }
-  const r = reply as number[];
   let p = 0;
   for (const g of groups) {
     if (p + 1 + g.item.length > r.length) {
@@ -133,6 +129,11 @@ async function send(client: RedisClient, groups: readonly Pending[]): Promise<vo
       continue;
     }
     const code = r[p++];
+    if (code !== 0 && code !== 1 && code !== 2) {
+      g.reject(new UnexpectedReplyError(`ratelimit/take replied ${String(code)} for a group`));
+      p += g.item.length;
+      continue;
+    }
     if (code === 2) {
       const bad = g.item.filter((_, j) => r[p + j] === -1).map((it) => it.key);
       p += g.item.length;
@@ -145,8 +146,6 @@ async function send(client: RedisClient, groups: readonly Pending[]): Promise<vo
     g.resolve({ ok, items: g.item.map((it) => outcome(it, r[p++]!, ok)) });
   }
 }
-
-const UNITS = 1_000_000; // units (millionths of a token) per token, as in lua/ratelimit/includes/bucket.lua
 
 /** Ms for `units` to refill at `tokensPerSecond` (a rate of R tokens/s is R units/µs). */
 const refillMs = (units: number, tokensPerSecond: number): number =>

@@ -1,9 +1,12 @@
 // flash-sale-kit/ratelimit: token buckets on Redis time, several limits checked as one (a refusal consumes
-// nothing), the client IP behind trusted proxies, and Fastify / Express middleware.
+// nothing), refusals of known-empty buckets and bans answered in process, an insurance limiter while Redis is
+// down, the client IP behind trusted proxies, and Fastify / Express middleware.
 export {
   TokenBucket,
   MAX_CAPACITY,
   type TokenBucketOptions,
+  type TokenBucketBan,
+  type TokenBucketKeys,
   type TakeOptions,
   type TakeResult,
   type BucketState,

@@ -1,6 +1,6 @@
 // HTTP middleware over RateLimits: a Fastify plugin (and onRequest hook) and an Express middleware that
-// answer 429 with RateLimit-Policy / RateLimit / Retry-After headers, and fail open or closed when Redis is
-// down or slow. Fastify and Express are never imported: the request and reply are typed by their shape.
+// answer 429 with RateLimit-Policy / RateLimit / Retry-After headers, and fail open, closed or to an
+// in-process insurance limiter when Redis is down or slow. Fastify and Express are never imported: the request and reply are typed by their shape.
 import { FlashSaleError, InvalidArgumentError } from "../errors.js";
 import { validateInt, validateOptions } from "../internal/validate.js";
 import type { LimitState, RateLimits, RateLimitsResult } from "./rate-limits.js";
@@ -10,11 +10,13 @@ export interface RateLimitMiddlewareOptions<Req> {
   /** The limits to check; their key functions receive the framework's request object. */
   readonly limits: RateLimits<Req>;
   /**
-   * What to do when Redis fails or does not answer within `timeoutMs`: `"open"` lets the request through
-   * (without RateLimit headers), `"closed"` answers 503 with `Retry-After: 1`.
+   * What to do when Redis fails or does not answer within `timeoutMs` (also before the client has
+   * connected): `"open"` lets the request through (without RateLimit headers), `"closed"` answers 503 with
+   * `Retry-After: 1`, `"local"` decides on each limit's in-process insurance bucket (its `localShare` of
+   * the capacity and rate; see `TokenBucketOptions.localShare`), answering 200 or 429 as usual.
    * @default "open"
    */
-  readonly failMode?: "open" | "closed";
+  readonly failMode?: "open" | "closed" | "local";
   /**
    * The longest the limiter may hold a request up. A check still running then is decided by `failMode`
    * (it may yet take its tokens when Redis answers; give the limiter a client with
@@ -29,16 +31,18 @@ export interface RateLimitMiddlewareOptions<Req> {
    */
   readonly headers?: boolean;
   /**
-   * Called with the Redis error or timeout behind a fail-open or fail-closed decision (for logs, metrics).
-   * Other errors (a key function that throws, bad input) are not decided by `failMode`: they go to the
-   * framework's error handling.
+   * Called with the Redis error or timeout behind every `failMode` decision (for logs, metrics). Without
+   * it, the first such decision after a healthy one (or after start) emits a process warning
+   * (`process.emitWarning`, code `FSK_RATELIMIT_UNAVAILABLE`), so an outage, or a client that has not
+   * connected yet, is never silent. Other errors (a key function that throws, bad input) are not decided
+   * by `failMode`: they go to the framework's error handling.
    */
   readonly onError?: (err: unknown, req: Req) => void;
   /**
    * The JSON body of a 429.
    * @default { error: "Too Many Requests", limit: <the refusing limit>, retryAfterMs }
    */
-  readonly body?: (result: Extract<RateLimitsResult, { allowed: false }>, req: Req) => unknown;
+  readonly body?: (result: Extract<RateLimitsResult, { ok: false }>, req: Req) => unknown;
 }
 
 /**
@@ -60,40 +64,53 @@ export class RateLimitTimeoutError extends FlashSaleError {
 
 type Decision =
   | { readonly kind: "pass"; readonly result: RateLimitsResult | undefined }
-  | { readonly kind: "limited"; readonly result: Extract<RateLimitsResult, { allowed: false }> }
+  | { readonly kind: "limited"; readonly result: Extract<RateLimitsResult, { ok: false }> }
   | { readonly kind: "unavailable" };
 
 interface Resolved<Req> {
   readonly limits: RateLimits<Req>;
-  readonly closed: boolean;
+  readonly failMode: "open" | "closed" | "local";
+  /** Whether the last decision was a failMode one (the warning is emitted once per such streak). */
+  failing: boolean;
   readonly timeoutMs: number;
   readonly headers: boolean;
   readonly policy: string;
   readonly onError: ((err: unknown, req: Req) => void) | undefined;
-  readonly body: (result: Extract<RateLimitsResult, { allowed: false }>, req: Req) => unknown;
+  readonly body: (result: Extract<RateLimitsResult, { ok: false }>, req: Req) => unknown;
 }
 
 /** A Structured Fields string (RFC 8941): quotes and backslashes escaped. */
 const sfString = (s: string): string => `"${s.replace(/[\\"]/g, "\\$&")}"`;
 
+const OPTIONS = ["limits", "failMode", "timeoutMs", "headers", "onError", "body"];
+
 function resolve<Req>(options: RateLimitMiddlewareOptions<Req>): Resolved<Req> {
-  validateOptions("options", options, { required: true });
-  if (typeof options.limits?.check !== "function") {
+  validateOptions("options", options, { required: true, known: OPTIONS });
+  if (typeof options.limits?.check !== "function" || typeof options.limits.checkLocal !== "function") {
     throw new InvalidArgumentError("limits", "must be a RateLimits instance");
   }
   const failMode = options.failMode ?? "open";
-  if (failMode !== "open" && failMode !== "closed") {
-    throw new InvalidArgumentError("failMode", 'must be "open" or "closed"');
+  if (failMode !== "open" && failMode !== "closed" && failMode !== "local") {
+    throw new InvalidArgumentError("failMode", 'must be "open", "closed" or "local"');
   }
   const timeoutMs = options.timeoutMs ?? 250;
   validateInt("timeoutMs", timeoutMs, { min: 1, max: 60_000 });
+  if (options.headers !== undefined && typeof options.headers !== "boolean") {
+    throw new InvalidArgumentError("headers", "must be a boolean");
+  }
+  for (const name of ["onError", "body"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "function") {
+      throw new InvalidArgumentError(name, "must be a function");
+    }
+  }
   const policy = options.limits
     .policies()
     .map((p) => `${sfString(p.name)};q=${p.capacity};w=${p.windowSeconds}`)
     .join(", ");
   return {
     limits: options.limits,
-    closed: failMode === "closed",
+    failMode,
+    failing: false,
     timeoutMs,
     headers: options.headers ?? true,
     policy,
@@ -112,21 +129,40 @@ async function decide<Req>(o: Resolved<Req>, req: Req): Promise<Decision> {
   });
   try {
     const result = await Promise.race([o.limits.check(req), timeout]);
-    return result.allowed ? { kind: "pass", result } : { kind: "limited", result };
+    o.failing = false;
+    return result.ok ? { kind: "pass", result } : { kind: "limited", result };
   } catch (err) {
     // Misuse (a key with braces, a cost above capacity) and errors of your own code (a key function that
     // throws) are bugs to surface, not an outage to ride out: only the limiter's own failures (Redis down or
     // failing, the timeout) are decided by failMode.
     if (err instanceof InvalidArgumentError || !(err instanceof FlashSaleError)) throw err;
-    try {
-      o.onError?.(err, req);
-    } catch {
-      // a logging hook that throws must not change the answer
+    report(o, err, req);
+    if (o.failMode === "local") {
+      const result = o.limits.checkLocal(req);
+      return result.ok ? { kind: "pass", result } : { kind: "limited", result };
     }
-    return o.closed ? { kind: "unavailable" } : { kind: "pass", result: undefined };
+    return o.failMode === "closed" ? { kind: "unavailable" } : { kind: "pass", result: undefined };
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Hands a failMode decision's cause to `onError`, or warns once per streak of them. */
+function report<Req>(o: Resolved<Req>, err: FlashSaleError, req: Req): void {
+  if (o.onError !== undefined) {
+    try {
+      o.onError(err, req);
+    } catch {
+      // a logging hook that throws must not change the answer
+    }
+  } else if (!o.failing) {
+    const answer = { open: "let through", closed: "answered 503", local: "decided in process" }[o.failMode];
+    process.emitWarning(
+      `flash-sale-kit rate limiter: Redis is unavailable (${err.message}); requests are ${answer} (failMode "${o.failMode}") until it answers again. Pass onError to log each one.`,
+      { code: "FSK_RATELIMIT_UNAVAILABLE" },
+    );
+  }
+  o.failing = true;
 }
 
 /** The `RateLimit` field: each applied limit's remaining tokens and seconds until full. */

@@ -1,9 +1,10 @@
 // RateLimits: several token buckets (per user, per IP, per API…) checked as one decision, where a request
 // refused by any limit consumes nothing from the others.
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, RedisUnavailableError } from "../errors.js";
 import type { RedisClient } from "../internal/scripts.js";
-import { validateInt } from "../internal/validate.js";
+import { checkKnownKeys, validateInt, validateOptions } from "../internal/validate.js";
 import { isCluster, slotOf } from "../internal/slot.js";
+import { UNITS } from "./local.js";
 import {
   outcome,
   refund,
@@ -12,7 +13,7 @@ import {
   type GroupOutcome,
   type ItemOutcome,
 } from "./engine.js";
-import type { TokenBucket } from "./token-bucket.js";
+import { isReady, type TokenBucket } from "./token-bucket.js";
 
 /** One limit of a {@link RateLimits} set. */
 export interface RateLimit<Ctx> {
@@ -42,6 +43,13 @@ export interface RateLimitsOptions {
    * refused, but the limits that had passed keep the tokens it took.
    */
   readonly onRefundError?: (err: unknown) => void;
+  /**
+   * What `check` does when Redis is unavailable (a client not connected, or a `RedisUnavailableError`):
+   * `"throw"` the error, or `"local"` decide on every limit's in-process insurance bucket (each bucket's
+   * `localShare` of its capacity and rate), all or nothing as on Redis.
+   * @default "throw"
+   */
+  readonly failMode?: "throw" | "local";
 }
 
 /** Where one limit stands after a check. */
@@ -49,8 +57,11 @@ export interface LimitState {
   /** The limit's name. */
   readonly name: string;
   /** Whether this limit, on its own, had room for the request. */
-  readonly allowed: boolean;
-  /** Whole tokens left (after the request when it was allowed; untouched when it was refused). */
+  readonly ok: boolean;
+  /**
+   * Whole tokens left (after the request when it passed; untouched when it was refused). For a refusal
+   * answered in process, an upper bound.
+   */
   readonly remaining: number;
   /** The bucket's capacity. */
   readonly limit: number;
@@ -62,12 +73,14 @@ export interface LimitState {
 
 /**
  * The outcome of `check`. A refused request took nothing from any limit. `limits` lists the limits that
- * applied (those whose key function returned a key), in the order they were declared.
+ * applied (those whose key function returned a key), in the order they were declared; for a refusal
+ * answered in process (a limit known to be short, or banned) only the limits that refused, since the
+ * others were not asked.
  */
 export type RateLimitsResult =
-  | { readonly allowed: true; readonly limits: readonly LimitState[] }
+  | { readonly ok: true; readonly limits: readonly LimitState[] }
   | {
-      readonly allowed: false;
+      readonly ok: false;
       /** The first limit (in declared order) that had no room. */
       readonly rejectedBy: string;
       /** Ms until every limit that refused has room again. */
@@ -102,6 +115,9 @@ interface Applied<Ctx> {
  * missing, so on a Cluster a request can be refused that a single node would have let through; never the
  * other way round.
  *
+ * A limit whose bucket this process knows to be short (see `TokenBucketOptions.localRefusals`) or banned
+ * refuses in process: such a request costs no Redis call and takes nothing anywhere.
+ *
  * @example
  * ```ts
  * import { RateLimits, TokenBucket, clientIp, ipKey } from "flash-sale-kit/ratelimit";
@@ -115,7 +131,7 @@ interface Applied<Ctx> {
  *     key: () => "buy" },
  * ]);
  * const r = await limits.check({ userId: "u42", ip: "203.0.113.9" });
- * if (!r.allowed) console.log(`refused by ${r.rejectedBy}, retry in ${r.retryAfterMs} ms`);
+ * if (!r.ok) console.log(`refused by ${r.rejectedBy}, retry in ${r.retryAfterMs} ms`);
  * ```
  */
 export class RateLimits<Ctx = unknown> {
@@ -123,8 +139,17 @@ export class RateLimits<Ctx = unknown> {
   readonly #onRefundError: ((err: unknown) => void) | undefined;
   /** The one standalone client every limit lives on (so one script decides them all), if there is one. */
   readonly #single: { readonly client: RedisClient; readonly batch: boolean } | undefined;
+  readonly #insure: boolean;
 
   constructor(limits: readonly RateLimit<Ctx>[], options: RateLimitsOptions = {}) {
+    validateOptions("options", options, { known: ["onRefundError", "failMode"] });
+    if (options.onRefundError !== undefined && typeof options.onRefundError !== "function") {
+      throw new InvalidArgumentError("onRefundError", "must be a function");
+    }
+    const failMode = options.failMode ?? "throw";
+    if (failMode !== "throw" && failMode !== "local") {
+      throw new InvalidArgumentError("failMode", 'must be "throw" or "local"');
+    }
     if (!Array.isArray(limits) || limits.length === 0) {
       throw new InvalidArgumentError("limits", "must be a non-empty array of { name, bucket, key }");
     }
@@ -136,6 +161,7 @@ export class RateLimits<Ctx = unknown> {
     for (const [i, l] of limits.entries()) {
       const at = `limits[${i}]`;
       if (typeof l !== "object" || l === null) throw new InvalidArgumentError(at, "must be an object");
+      checkKnownKeys(at, l, ["name", "bucket", "key", "cost"]);
       if (typeof l.name !== "string" || !NAME.test(l.name)) {
         throw new InvalidArgumentError(`${at}.name`, "must be 1 to 64 letters, digits or _ . : / -");
       }
@@ -168,6 +194,7 @@ export class RateLimits<Ctx = unknown> {
     }
     this.#limits = [...limits];
     this.#onRefundError = options.onRefundError;
+    this.#insure = failMode === "local";
     const client = limits[0]!.bucket.redis;
     this.#single =
       !isCluster(client) && limits.every((l) => l.bucket.redis === client)
@@ -214,21 +241,45 @@ export class RateLimits<Ctx = unknown> {
    * @example
    * ```ts
    * const r = await limits.check(ctx);
-   * if (!r.allowed) return reply.code(429).send({ limit: r.rejectedBy });
+   * if (!r.ok) return reply.code(429).send({ limit: r.rejectedBy });
    * ```
    */
   async check(ctx: Ctx): Promise<RateLimitsResult> {
     const applied = this.#applied(ctx);
-    if (applied.length === 0) return { allowed: true, limits: [] };
+    if (applied.length === 0) return { ok: true, limits: [] };
+    const sentAt = performance.now();
+    const known = localRefusal(applied, sentAt);
+    if (known !== undefined) return known;
+    if (this.#insure && !applied.every((a) => isReady(a.limit.bucket.redis))) return local(applied, sentAt);
+    try {
+      return await this.#checkRedis(applied, sentAt);
+    } catch (err) {
+      if (this.#insure && err instanceof RedisUnavailableError) return local(applied, performance.now());
+      throw err;
+    }
+  }
+
+  /**
+   * Decides `ctx` on the limits' in-process insurance buckets only (what `failMode: "local"` falls back
+   * to), all or nothing. @internal
+   */
+  checkLocal(ctx: Ctx): RateLimitsResult {
+    const applied = this.#applied(ctx);
+    if (applied.length === 0) return { ok: true, limits: [] };
+    const now = performance.now();
+    return localRefusal(applied, now) ?? local(applied, now);
+  }
+
+  async #checkRedis(applied: Applied<Ctx>[], sentAt: number): Promise<RateLimitsResult> {
     if (this.#single) {
       const out = await takeGroup(this.#single.client, 0, items(applied), this.#single.batch);
-      return result(applied, out, out.ok);
+      return result(applied, out, out.ok, sentAt);
     }
     const groups = groupBySlot(applied);
     if (groups.length === 1) {
       const g = groups[0]!;
       const out = await takeGroup(g.client, g.slot, items(g.members), g.batch);
-      return result(g.members, out, out.ok);
+      return result(g.members, out, out.ok, sentAt);
     }
     // Take-then-refund across slots (or clients): every group decides atomically on its own node.
     const settled = await Promise.allSettled(
@@ -257,7 +308,7 @@ export class RateLimits<Ctx = unknown> {
         outcomes.push(allOk || !out.ok ? o : undone(m.item, o));
       }
     }
-    return result(members, { ok: allOk, items: outcomes }, allOk, applied);
+    return result(members, { ok: allOk, items: outcomes }, allOk, sentAt, applied);
   }
 
   /**
@@ -311,7 +362,7 @@ const items = <Ctx>(members: readonly Applied<Ctx>[]): BucketItem[] => members.m
 function state<Ctx>(m: Applied<Ctx>, o: ItemOutcome): LimitState {
   return {
     name: m.limit.name,
-    allowed: o.pass,
+    ok: o.pass,
     remaining: o.remaining,
     limit: m.limit.bucket.capacity,
     resetMs: o.resetMs,
@@ -326,19 +377,65 @@ function result<Ctx>(
   members: readonly Applied<Ctx>[],
   out: GroupOutcome,
   ok: boolean,
+  sentAt: number,
   order?: readonly Applied<Ctx>[],
 ): RateLimitsResult {
-  let states = members.map((m, j) => state(m, out.items[j]!));
+  const bans = members.map((m, j) => {
+    const o = out.items[j]!;
+    // Learned per limit: a limit that lacked room is a strike for its key; tokens kept only when all passed.
+    return m.limit.bucket.observe(m.item, o, ok, !ok && !o.pass, sentAt);
+  });
+  let states = members.map((m, j) => {
+    const s = state(m, out.items[j]!);
+    return bans[j]! > s.retryAfterMs ? { ...s, retryAfterMs: bans[j]! } : s;
+  });
   if (order) {
     const byName = new Map(states.map((s) => [s.name, s]));
     states = order.map((a) => byName.get(a.limit.name)!);
   }
-  if (ok) return { allowed: true, limits: states };
-  const refused = states.filter((s) => !s.allowed);
+  return decision(states, ok);
+}
+
+function decision(states: LimitState[], ok: boolean): RateLimitsResult {
+  if (ok) return { ok: true, limits: states };
+  const refused = states.filter((s) => !s.ok);
   return {
-    allowed: false,
+    ok: false,
     rejectedBy: refused[0]?.name ?? states[0]!.name,
     retryAfterMs: Math.max(0, ...refused.map((s) => s.retryAfterMs)),
     limits: states,
   };
+}
+
+/** The refusal this process can give without Redis: the limits known to be short or banned, if any. */
+function localRefusal<Ctx>(applied: readonly Applied<Ctx>[], now: number): RateLimitsResult | undefined {
+  let states: LimitState[] | undefined;
+  for (const a of applied) {
+    const r = a.limit.bucket.localRefusal(a.item, now);
+    if (r === undefined) continue;
+    (states ??= []).push({
+      name: a.limit.name,
+      ok: false,
+      remaining: Math.floor(r.units / UNITS),
+      limit: a.limit.bucket.capacity,
+      resetMs: r.resetMs,
+      retryAfterMs: r.retryAfterMs,
+    });
+  }
+  return states && decision(states, false);
+}
+
+/** All or nothing on the insurance buckets (Redis unavailable). */
+function local<Ctx>(applied: readonly Applied<Ctx>[], now: number): RateLimitsResult {
+  const probe = applied.map((a) => a.limit.bucket.insurance(a.item, now, false));
+  const ok = probe.every((o) => o.pass);
+  const outcomes = ok ? applied.map((a) => a.limit.bucket.insurance(a.item, now, true)) : probe;
+  // Taken: the state after the take, as a reply from Redis would say it.
+  return decision(
+    applied.map((a, j) => {
+      const o = outcomes[j]!;
+      return ok ? state(a, { ...o, pass: true }) : state(a, o);
+    }),
+    ok,
+  );
 }

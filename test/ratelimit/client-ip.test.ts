@@ -264,6 +264,6 @@ describe("behind one trusted proxy", () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(100);
     expect(statuses.filter((s) => s === 429)).toHaveLength(900);
     expect([...seen]).toEqual(["127.0.0.1"]); // the address the trusted proxy saw
-    expect(await redis.keys(`{${prefix}:*`)).toEqual([ipBucket.keyOf("127.0.0.1")]);
+    expect(await redis.keys(`{${prefix}:*`)).toEqual([ipBucket.keys("127.0.0.1").bucket]);
   });
 });

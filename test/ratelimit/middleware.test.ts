@@ -109,7 +109,8 @@ describe.each(frameworks)("%s", (_name, serve) => {
       expect(c.body.retryAfterMs).toBeGreaterThan(1000);
       expect(c.body.retryAfterMs).toBeLessThanOrEqual(2000);
       expect(c.headers.get("retry-after")).toBe("2");
-      expect(c.headers.get("ratelimit")).toMatch(/^"user";r=0;t=\d, "api";r=98;t=200$/);
+      // Refused in process (the second reply showed the user's bucket empty): only that limit is known.
+      expect(c.headers.get("ratelimit")).toMatch(/^"user";r=0;t=\d$/);
       // The refused request took nothing from the API limit; another user still passes.
       const d = await get(server.url, "u2");
       expect(d.status).toBe(200);

@@ -27,7 +27,7 @@ describe("RateLimits (3-master Redis Cluster)", () => {
 
   it("the three limits of a request land on different nodes", async () => {
     const t = threeLimits(redis);
-    const keys = [t.user.keyOf("u1"), t.ip.keyOf("10.0.0.9"), t.api.keyOf("buy")];
+    const keys = [t.user.keys("u1").bucket, t.ip.keys("10.0.0.9").bucket, t.api.keys("buy").bucket];
     const slots = new Set(keys.map(keySlot));
     expect(slots.size).toBe(3);
   });
@@ -39,29 +39,29 @@ describe("RateLimits (3-master Redis Cluster)", () => {
     const user = "u";
     const a = new TokenBucket(redis, { capacity: 2, refillPerSecond: 0.0001, prefix: `${tag}a` });
     let j = 0;
-    while (keySlot(a.keyOf(user)) !== keySlot(`{${tag}b${j}:${user}}:tb`)) {
+    while (keySlot(a.keys(user).bucket) !== keySlot(`{${tag}b${j}:${user}}:tb`)) {
       j++;
       if (j > 1_000_000) throw new Error("no colliding prefix found");
     }
     const b = new TokenBucket(redis, { capacity: 1, refillPerSecond: 0.0001, prefix: `${tag}b${j}` });
-    expect(keySlot(b.keyOf(user))).toBe(keySlot(a.keyOf(user)));
+    expect(keySlot(b.keys(user).bucket)).toBe(keySlot(a.keys(user).bucket));
     const limits = new RateLimits<string>([
       { name: "a", bucket: a, key: (u) => u },
       { name: "b", bucket: b, key: (u) => u },
     ]);
-    expect((await limits.check(user)).allowed).toBe(true);
-    const raw = await redis.get(a.keyOf(user));
+    expect((await limits.check(user)).ok).toBe(true);
+    const raw = await redis.get(a.keys(user).bucket);
     expect(raw).not.toBeNull();
     const r = await limits.check(user);
-    expect(r).toMatchObject({ allowed: false, rejectedBy: "b" });
+    expect(r).toMatchObject({ ok: false, rejectedBy: "b" });
     // One script refused without writing: "a" was never taken and refunded, so its value did not move.
-    expect(await redis.get(a.keyOf(user))).toBe(raw);
+    expect(await redis.get(a.keys(user).bucket)).toBe(raw);
     expect((await a.peek(user)).remaining).toBe(1);
   });
 
   it("a Redis error on one node refunds the others and throws", async () => {
     const t = threeLimits(redis);
-    await redis.set(t.ip.keyOf("6.6.6.6"), "garbage");
+    await redis.set(t.ip.keys("6.6.6.6").bucket, "garbage");
     await expect(t.limits.check({ user: "err", ip: "6.6.6.6" })).rejects.toThrow(
       /holds something other than a token bucket/,
     );
