@@ -74,14 +74,17 @@ describe("TokenBucket.take", () => {
 
   it("idle keys expire exactly when the bucket is full again", async () => {
     const b = new TokenBucket(redis, { capacity: 5, refillPerSecond: 10, prefix: randomPrefix() });
+    const key = b.keys("idle").bucket;
     const r = await b.take("idle", { cost: 2 }); // 2 tokens at 10/s: full in 200 ms
-    const ttl = await redis.pttl(b.keys("idle").bucket);
-    expect(ttl).toBeGreaterThan(100);
-    // The expiry is rounded up to the next millisecond: a key must never vanish (read: full) too early.
-    expect(ttl).toBeLessThanOrEqual(201);
-    expect(Math.abs(ttl - r.resetMs)).toBeLessThanOrEqual(50);
-    await sleep(260);
-    expect(await redis.exists(b.keys("idle").bucket)).toBe(0);
+    expect(r.resetMs).toBe(200);
+    // Exact on Redis time: stored "<units> <µs>", expiring (PXAT, rounded up to the next ms, so never early)
+    // when the missing units have refilled.
+    const [units, at] = (await redis.get(key))!.split(" ").map(Number) as [number, number];
+    expect(units).toBe(3_000_000);
+    expect(await redis.call("PEXPIRETIME", key)).toBe(Math.ceil((at + 2_000_000 / 10) / 1000));
+    // Then the key is gone, which reads as a full bucket.
+    await redis.pexpireat(key, 1); // as if those 200 ms had passed
+    expect(await redis.exists(key)).toBe(0);
     expect(await b.peek("idle")).toEqual({ remaining: 5, resetMs: 0, limit: 5 });
   });
 
