@@ -2,7 +2,8 @@
 // built declarations in dist/. `npm run api` rewrites the committed reports in api/; `npm run api:check`
 // (CI) fails when the built surface differs from them, so the surface only changes on purpose.
 // API Extractor takes one entry point per run, so this script runs it once per entry of the exports map.
-import { mkdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Extractor, ExtractorConfig } from "@microsoft/api-extractor";
@@ -20,9 +21,20 @@ const entries = Object.entries(pkg.exports)
   }));
 
 const off = { logLevel: "none", addToApiReportFile: false };
-mkdirSync(path.join(root, ".tmp", "api"), { recursive: true });
-if (update) mkdirSync(path.join(root, "api"), { recursive: true });
-let changed = 0;
+// API Extractor writes its reports into .tmp/api/out; this script compares them with (or copies them to) api/
+// after dropping the "// (undocumented)" markers, so that adding TSDoc does not count as a surface change.
+const outDir = path.join(root, ".tmp", "api", "out");
+const tempDir = path.join(root, ".tmp", "api", "temp");
+rmSync(path.join(root, ".tmp", "api"), { recursive: true, force: true });
+mkdirSync(outDir, { recursive: true });
+mkdirSync(tempDir, { recursive: true });
+mkdirSync(path.join(root, "api"), { recursive: true });
+const normalize = (text) =>
+  text
+    .split(/\r?\n/)
+    .filter((line) => !/^\s*\/\/ \(undocumented\)$/.test(line))
+    .join("\n");
+const changedFiles = [];
 let failed = 0;
 for (const entry of entries) {
   const config = ExtractorConfig.prepare({
@@ -30,6 +42,7 @@ for (const entry of entries) {
     packageJsonFullPath: path.join(root, "package.json"),
     configObject: {
       projectFolder: root,
+      newlineKind: "lf",
       mainEntryPointFilePath: entry.types,
       compiler: {
         overrideTsconfig: {
@@ -48,8 +61,8 @@ for (const entry of entries) {
       apiReport: {
         enabled: true,
         reportFileName: entry.name,
-        reportFolder: path.join(root, "api"),
-        reportTempFolder: path.join(root, ".tmp", "api"),
+        reportFolder: outDir,
+        reportTempFolder: tempDir,
         includeForgottenExports: false,
       },
       docModel: { enabled: false },
@@ -72,18 +85,40 @@ for (const entry of entries) {
       },
     },
   });
-  const result = Extractor.invoke(config, { localBuild: update, showVerboseMessages: false });
-  if (result.apiReportChanged) changed++;
+  const result = Extractor.invoke(config, {
+    localBuild: true,
+    showVerboseMessages: false,
+    // Only errors: the "report missing/changed" notices concern .tmp, not the committed reports.
+    messageCallback: (message) => {
+      if (message.logLevel !== "error") message.handled = true;
+    },
+  });
+  const file = `${entry.name}.api.md`;
+  const fresh = normalize(readFileSync(path.join(outDir, file), "utf8"));
+  const committed = path.join(root, "api", file);
+  const differs = !existsSync(committed) || readFileSync(committed, "utf8") !== fresh;
+  if (differs) changedFiles.push(file);
+  if (differs && update) writeFileSync(committed, fresh);
   if (!result.succeeded) failed++;
-  console.log(
-    `${entry.name}: ${result.succeeded ? "ok" : "FAILED"}${result.apiReportChanged ? " (report changed)" : ""}`,
-  );
+  console.log(`${entry.name}: ${result.succeeded ? "ok" : "FAILED"}${differs ? " (differs from api/)" : ""}`);
 }
 if (update) {
-  console.log(`api/: ${changed} of ${entries.length} reports rewritten`);
-} else if (failed || changed) {
+  console.log(`api/: ${changedFiles.length} of ${entries.length} reports rewritten`);
+} else if (changedFiles.length) {
+  for (const file of changedFiles) {
+    const committed = path.join(root, "api", file);
+    const fresh = path.join(root, ".tmp", "api", file);
+    writeFileSync(fresh, normalize(readFileSync(path.join(outDir, file), "utf8")));
+    try {
+      execFileSync("diff", ["-u", existsSync(committed) ? committed : "/dev/null", fresh], {
+        stdio: "inherit",
+      });
+    } catch {
+      // diff exits 1 when the files differ: its output is the point.
+    }
+  }
   console.error(
-    "The public API differs from the committed report (api/*.api.md). If the change is intended, run `npm run api` and commit api/.",
+    `The public API differs from the committed report (${changedFiles.join(", ")}). If the change is intended, run \`npm run api\` and commit api/.`,
   );
   process.exit(1);
 }
