@@ -257,19 +257,26 @@ async function within<T>(
 export function ownStatements(component: string, db: SqlClient): SqlClient {
   if (isPool(db)) return db;
   const queued = !runsOwnTransactions(db);
-  return {
-    query(sql: string, params?: unknown[]) {
-      if (insideTransactionOn(db)) {
-        return Promise.reject(
-          new InvalidArgumentError(
-            "db",
-            `is the single connection of a transaction() still open in this call chain: ${component} runs ` +
-              "its own statements outside your transactions, after the open one ends, so this call would " +
-              `wait for itself. Call it after the transaction, or give ${component} a pg.Pool`,
-          ),
-        );
-      }
-      return queued ? serialized(db, () => db.query(sql, params)) : db.query(sql, params);
-    },
+  const run = <T>(statement: () => Promise<T>): Promise<T> => {
+    if (insideTransactionOn(db)) {
+      return Promise.reject(
+        new InvalidArgumentError(
+          "db",
+          `is the single connection of a transaction() still open in this call chain: ${component} runs ` +
+            "its own statements outside your transactions, after the open one ends, so this call would " +
+            `wait for itself. Call it after the transaction, or give ${component} a pg.Pool`,
+        ),
+      );
+    }
+    return queued ? serialized(db, statement) : statement();
   };
+  const own: SqlClient & { exec?: (sql: string) => Promise<unknown> } = {
+    query: (sql: string, params?: unknown[]) => run(() => db.query(sql, params)),
+  };
+  // PGlite runs a script of several statements with exec (see runSqlScript).
+  const exec = (db as { exec?: unknown }).exec;
+  if (typeof exec === "function") {
+    own.exec = (sql: string) => run(() => (exec as (sql: string) => Promise<unknown>).call(db, sql));
+  }
+  return own;
 }

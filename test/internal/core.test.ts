@@ -1,4 +1,4 @@
-// core: key naming, id validation, the error hierarchy, the script registry, Redis time, SQL splitting.
+// internal: key naming, id validation, the error hierarchy, the script registry, Redis time, batching.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { entityKeys, resolvePrefix } from "../../src/internal/keys.js";
@@ -10,7 +10,6 @@ import {
 } from "../../src/errors.js";
 import { LuaScript } from "../../src/internal/scripts.js";
 import { redisTimeMs } from "../../src/internal/time.js";
-import { runSqlScript, splitSqlStatements, type SqlClient } from "../../src/internal/sql.js";
 import { TickBatcher } from "../../src/internal/batch.js";
 import { validateId, validateOptions, validateInt } from "../../src/internal/validate.js";
 import { startRedis, type PrivateRedis } from "../support/redis.js";
@@ -156,58 +155,5 @@ describe("TickBatcher", () => {
     const [a, c] = await Promise.allSettled([partial.submit(0, 1), partial.submit(0, 2)]);
     expect(a).toEqual({ status: "fulfilled", value: 1 });
     expect(c).toMatchObject({ status: "rejected", reason: { message: "after one" } });
-  });
-});
-
-describe("splitSqlStatements, the harder cases", () => {
-  it("handles dollar tags with digits, E-strings with escaped quotes, and comment-only pieces", () => {
-    expect(
-      splitSqlStatements(`CREATE FUNCTION f() RETURNS int AS $fn1$ BEGIN RETURN 1; END $fn1$ LANGUAGE plpgsql;
-SELECT E'it\\'s; fine', 'a''b;c';
-/* only a comment */;
-SELECT $1;`),
-    ).toEqual([
-      "CREATE FUNCTION f() RETURNS int AS $fn1$ BEGIN RETURN 1; END $fn1$ LANGUAGE plpgsql",
-      "SELECT E'it\\'s; fine', 'a''b;c'",
-      "SELECT $1",
-    ]);
-  });
-
-  const whole = [
-    ["nested block comments", "/* outer /* inner */ still; comment */ SELECT 1; SELECT 2", 2],
-    ["an E-string with a doubled quote, then an escaped one", "SELECT E'a''b\\';c' AS v; SELECT 2", 2],
-    ["a $ inside identifiers", "SELECT 1 AS a$x$; SELECT 2; SELECT 3 AS b$x$", 3],
-    [
-      "a BEGIN ATOMIC body with a CASE … END inside",
-      "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT CASE WHEN true THEN 2 END; END; SELECT f()",
-      2,
-    ],
-  ] as const;
-  it.each(whole)("splits where PostgreSQL does: %s", async (_name, script, statements) => {
-    const pieces = splitSqlStatements(script);
-    expect(pieces).toHaveLength(statements);
-    // PGlite runs the script whole; run statement by statement, it must give the same result.
-    const { PGlite } = await import("@electric-sql/pglite");
-    const [a, b] = [new PGlite(), new PGlite()];
-    try {
-      await a.exec(script);
-      await expect(runSqlScript(b as unknown as SqlClient, script)).resolves.toBeUndefined();
-    } finally {
-      await Promise.all([a.close(), b.close()]);
-    }
-  });
-});
-
-describe("splitSqlStatements", () => {
-  it("keeps quoted and dollar-quoted semicolons", () => {
-    expect(
-      splitSqlStatements(`SELECT ';'; -- a; comment
-CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql;
-/* x; */ SELECT $tag$;$tag$;`),
-    ).toEqual([
-      "SELECT ';'",
-      "-- a; comment\nCREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql",
-      "/* x; */ SELECT $tag$;$tag$",
-    ]);
   });
 });

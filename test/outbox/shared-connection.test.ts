@@ -42,7 +42,11 @@ const CONNECTIONS = [
     async start(): Promise<Shared> {
       const lite = new PGlite();
       await lite.waitReady;
-      const bare: SqlClient = { query: (sql, params) => lite.query(sql, params) };
+      // exec too: migrations run a whole script in one call, as pg's query does without parameters.
+      const bare: SqlClient & { exec(sql: string): Promise<unknown> } = {
+        query: (sql, params) => lite.query(sql, params),
+        exec: (sql) => lite.exec(sql),
+      };
       return { conn: bare, other: lite as unknown as SqlClient, stop: () => lite.close() };
     },
   },
