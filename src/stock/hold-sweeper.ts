@@ -1,7 +1,7 @@
 // The hold sweeper: a background loop that gives expired holds back, SKU by SKU.
 import { InvalidArgumentError } from "../errors.js";
 import { PollingLoop } from "../internal/loop.js";
-import { validateInt, validateOptions } from "../internal/validate.js";
+import { optionKeys, validateInt, validateOptions } from "../internal/validate.js";
 
 /** Options of `startHoldSweeper`. */
 export interface HoldSweeperOptions {
@@ -27,7 +27,7 @@ export interface HoldSweeper {
   stop(): Promise<void>;
 }
 
-const KNOWN = ["skus", "intervalMs", "limit", "onError"];
+const KNOWN = optionKeys<HoldSweeperOptions>({ skus: 1, intervalMs: 1, limit: 1, onError: 1 });
 
 /**
  * Starts the loop behind `Inventory.startHoldSweeper` (the library's one polling-loop lifecycle): every

@@ -4,7 +4,13 @@ import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../er
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
 import type { RedisClient } from "../internal/scripts.js";
 import { TickBatcher, type Pending } from "../internal/batch.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import {
+  optionKeys,
+  validateId,
+  validateInt,
+  validateOptionalInt,
+  validateOptions,
+} from "../internal/validate.js";
 import { startHoldSweeper, type HoldSweeper, type HoldSweeperOptions } from "./hold-sweeper.js";
 import { validateRedisClient } from "../internal/client.js";
 import { RedisClock } from "../internal/clock.js";
@@ -78,7 +84,14 @@ export interface InventoryOptions {
   readonly batch?: boolean;
 }
 
-const KNOWN_OPTIONS = ["prefix", "eventsMaxLen", "localCacheMs", "localMaxIds", "subscriber", "batch"];
+const KNOWN_OPTIONS = optionKeys<InventoryOptions>({
+  prefix: 1,
+  eventsMaxLen: 1,
+  localCacheMs: 1,
+  localMaxIds: 1,
+  subscriber: 1,
+  batch: 1,
+});
 
 /** The most reservations one script call carries. */
 const MAX_BATCH = 32;

@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
 import { SQL } from "../internal/embedded.generated.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
-import { validateId, validateOptions } from "../internal/validate.js";
+import { optionKeys, validateId, validateOptions } from "../internal/validate.js";
 import {
   checkExpireArgs,
   checkReserveArgs,
@@ -75,7 +75,7 @@ export class PostgresInventory implements StockStore {
     private readonly db: SqlClient,
     options: PostgresInventoryOptions = {},
   ) {
-    validateOptions("options", options, { known: ["tablePrefix"] });
+    validateOptions("options", options, { known: optionKeys<PostgresInventoryOptions>({ tablePrefix: 1 }) });
     if (db === null || typeof db !== "object" || typeof db.query !== "function") {
       throw new InvalidArgumentError("db", "must have a query(sql, params) method");
     }

@@ -81,6 +81,11 @@ export class SoldOutFlags {
   /** SKUs whose ids are being read. */
   private readonly loading = new Set<string>();
   /**
+   * SKU → the token of a read whose count did not match (records from before the counter existed, a hand
+   * edit): not read again until the SKU changes, so a mismatch costs one read, not one per reply.
+   */
+  private readonly fruitless = new Map<string, string>();
+  /**
    * Bumped whenever changes may have been missed or forgotten (the subscriber's connection dropped or came
    * back, the `changes` map was cleared): a reply made in an older epoch teaches nothing.
    */
@@ -142,7 +147,7 @@ export class SoldOutFlags {
     if (this.known.size === 0) return undefined;
     const k = this.known.get(sku);
     if (k === undefined || (this.subscriber !== undefined && !this.listening)) return undefined;
-    if (performance.now() >= k.until) {
+    if (k.until !== Infinity && performance.now() >= k.until) {
       this.known.delete(sku);
       return undefined;
     }
@@ -232,8 +237,11 @@ export class SoldOutFlags {
       users: soldOut ? users : undefined,
       perUserLimit: state.perUserLimit,
     });
-    if (set === undefined && (closed || before) && state.records <= this.maxIds && !this.loading.has(sku)) {
-      this.load(sku, token);
+    // Read the ids (and users' units) when they make answers possible: closed or not started without a
+    // complete set, or sold out without the units that tell LIMIT_REACHED apart.
+    const useful = (set === undefined && (closed || before)) || (soldOut && users === undefined);
+    if (useful && state.records <= this.maxIds && !this.loading.has(sku)) {
+      if (this.fruitless.get(sku) !== `${token.epoch}:${token.generation}`) this.load(sku, token);
     }
   }
 
@@ -243,7 +251,13 @@ export class SoldOutFlags {
     this.loadIds(sku)
       .then(
         (r) => {
-          if (r !== undefined) this.learn(sku, r.state, token, r);
+          if (r === undefined) return;
+          this.learn(sku, r.state, token, r);
+          // While closed, no id can join without a change message (a new token): a mismatch would repeat.
+          if (r.ids.size !== r.state.records) {
+            if (this.fruitless.size >= 10_000) this.fruitless.clear();
+            this.fruitless.set(sku, `${token.epoch}:${token.generation}`);
+          }
         },
         () => undefined, // no ids: calls with an id keep asking Redis
       )

@@ -1,6 +1,12 @@
 // Shared shapes of the stock module: options, results and the validation both inventories apply.
 import { InvalidArgumentError } from "../errors.js";
-import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import {
+  optionKeys,
+  validateId,
+  validateInt,
+  validateOptionalInt,
+  validateOptions,
+} from "../internal/validate.js";
 
 /**
  * The stock level meaning "no limit" (the seed's `-1`): reservations always succeed on stock, but the
@@ -132,13 +138,17 @@ export const MAX_HOLD_MS = 365 * 24 * 3_600_000;
  */
 export const MAX_QUANTITY = 2_147_483_647;
 
+const STOCK_KEYS = optionKeys<StockOptions>({ perUserLimit: 1, startsAt: 1, endsAt: 1, holdMs: 1 });
+const RESERVE_KEYS = optionKeys<ReserveOptions>({ userId: 1, quantity: 1, reservationId: 1 });
+const EXPIRE_KEYS = optionKeys<ExpireOptions>({ limit: 1 });
+
 /** Validates `setStock` arguments; returns the options with defaults applied. @internal */
 export function checkStockArgs(
   sku: string,
   quantity: number,
   options: StockOptions,
 ): Required<Pick<StockOptions, "perUserLimit">> & StockOptions {
-  validateOptions("options", options, { known: ["perUserLimit", "startsAt", "endsAt", "holdMs"] });
+  validateOptions("options", options, { known: STOCK_KEYS });
   validateId("sku", sku);
   validateInt("quantity", quantity, { min: UNLIMITED, max: MAX_QUANTITY });
   const perUserLimit = options.perUserLimit === undefined ? 1 : options.perUserLimit;
@@ -157,7 +167,7 @@ export function checkReserveArgs(sku: string, options: ReserveOptions): number {
   validateId("sku", sku);
   if (typeof options !== "object" || options === null)
     throw new InvalidArgumentError("options", "must be an object with a userId");
-  validateOptions("options", options, { known: ["userId", "quantity", "reservationId"] });
+  validateOptions("options", options, { known: RESERVE_KEYS });
   validateId("userId", options.userId);
   const quantity = options.quantity === undefined ? 1 : options.quantity;
   validateInt("quantity", quantity, { min: 1, max: MAX_QUANTITY });
@@ -167,7 +177,7 @@ export function checkReserveArgs(sku: string, options: ReserveOptions): number {
 
 /** Validates `expireHolds` arguments; returns the limit. @internal */
 export function checkExpireArgs(sku: string, options: ExpireOptions): number {
-  validateOptions("options", options, { known: ["limit"] });
+  validateOptions("options", options, { known: EXPIRE_KEYS });
   validateId("sku", sku);
   const limit = options.limit ?? 100;
   validateInt("limit", limit, { min: 1, max: 100_000 });

@@ -202,6 +202,24 @@ describe("sold out, with ids", () => {
     await b.close();
   });
 
+  it("a reservation count that never matches (a hand edit) costs one read of the ids, not one per call", async () => {
+    const prefix = randomPrefix();
+    const a = process(prefix);
+    await subscribed(prefix, 1);
+    await a.setStock("s", 1);
+    await admin.hset(a.keys("s").stock, "n", 7); // the counter no longer matches the records
+    const r = await a.reserve("s", { userId: "u", reservationId: "r" });
+    const before = await stats();
+    for (let i = 0; i < 20; i++) {
+      expect(await a.reserve("s", { userId: `v${i}`, reservationId: `v${i}` })).toEqual(SOLD_OUT);
+    }
+    expect(await a.reserve("s", { userId: "u", reservationId: "r" })).toEqual(r);
+    const d = await since(before);
+    expect((d.evalsha ?? 0) + (d.eval ?? 0)).toBeGreaterThanOrEqual(21); // every call with an id asked Redis
+    expect(d.hscan ?? 0).toBeLessThanOrEqual(1);
+    await a.close();
+  });
+
   it("answers nothing in process while its subscriber is not subscribed", async () => {
     const prefix = randomPrefix();
     const dead = new Redis({
