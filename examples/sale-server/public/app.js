@@ -1,12 +1,14 @@
-// The activity page's script. The page itself is static and CDN-cacheable; this file (content-hashed) syncs
-// a countdown to the server's clock, enables the buy button at the start second, throttles clicks, runs the
-// CAPTCHA step, buys, then polls the order and offers to pay.
+// The activity page's script. The page itself is static and CDN-cacheable; this file (content-hashed) reads
+// the server's clock once (and again when the tab becomes visible), counts down on the browser's monotonic
+// clock, enables the buy button at the start second, throttles clicks, runs the CAPTCHA step, buys, then
+// polls the order and offers to pay.
 (() => {
   const $ = (id) => document.getElementById(id);
   const sale = JSON.parse($("sale-data").textContent);
   const THROTTLE_MS = 10_000;
-  let offsetMs = 0; // server clock minus this browser's clock
-  let synced = false; // until the server's clock is known, the button stays disabled
+  // Server time at a moment of the monotonic clock: never the browser's wall clock, which may be off by
+  // minutes and jump when it is corrected. Until it is known, the button stays disabled.
+  let base = null; // { serverMs, atMs }
   let throttledUntil = 0;
   let busy = false;
   let done = false;
@@ -31,19 +33,26 @@
       const body = await res.json().catch(() => ({}));
       return { status: res.status, body };
     } catch {
-      return { status: 0, body: { message: "The network failed: try again." } };
+      return { status: 0, body: { error: { code: "NETWORK", message: "The network failed: try again." } } };
     }
   };
 
+  const serverNow = () => base.serverMs + (performance.now() - base.atMs);
+
   async function syncClock() {
-    const t0 = Date.now();
-    const { body } = await api("/api/time");
-    const t1 = Date.now();
-    if (typeof body.now === "number") {
-      offsetMs = body.now - (t0 + t1) / 2;
-      synced = true;
+    try {
+      const t0 = performance.now();
+      const res = await fetch("/api/time");
+      const body = await res.json();
+      const t1 = performance.now();
+      if (res.status !== 200 || typeof body.now !== "number") return false;
+      // A CDN may answer from a copy up to a second old: its Age header says how old (whole seconds).
+      const age = Number((res.headers && res.headers.get("age")) || 0) * 1000;
+      base = { serverMs: body.now + age, atMs: (t0 + t1) / 2 };
+      return true;
+    } catch {
+      return false;
     }
-    return synced;
   }
 
   function fmt(ms) {
@@ -55,14 +64,16 @@
   }
 
   function tick() {
-    const now = Date.now() + offsetMs;
     const buy = $("buy");
-    const left = sale.startsAt - now;
-    if (!synced) {
+    if (base === null) {
       // Never the browser's own clock: one that runs fast would enable the button before the start.
       $("countdown").textContent = "Syncing with the server's clock…";
       buy.disabled = true;
-    } else if (left > 0) {
+      return void setTimeout(tick, 100);
+    }
+    const now = serverNow();
+    const left = sale.startsAt - now;
+    if (left > 0) {
       $("countdown").textContent = `Starts in ${fmt(left)}`;
       buy.disabled = true;
     } else if (sale.endsAt && now >= sale.endsAt) {
@@ -70,7 +81,7 @@
       buy.disabled = true;
     } else {
       $("countdown").textContent = "On sale now";
-      const wait = throttledUntil - Date.now();
+      const wait = throttledUntil - performance.now();
       buy.disabled = busy || done || wait > 0;
       buy.textContent = wait > 0 ? `Try again in ${Math.ceil(wait / 1000)} s` : "Buy now";
     }
@@ -79,13 +90,13 @@
 
   let captchaId = null;
   $("buy").addEventListener("click", async () => {
-    if (Date.now() < throttledUntil || busy) return;
-    throttledUntil = Date.now() + THROTTLE_MS; // one request per 10 s from this page
+    if (performance.now() < throttledUntil || busy) return;
+    throttledUntil = performance.now() + THROTTLE_MS; // one CAPTCHA per 10 s from this page
     busy = true;
     $("result").textContent = "";
     const { status, body } = await api(`/api/captcha?sku=${encodeURIComponent(sale.sku)}`);
     busy = false;
-    if (status !== 200) return show(body.message || body.reason || `error ${status}`);
+    if (status !== 200) return show(reasonText(body));
     captchaId = body.id;
     $("captcha-image").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(body.svg)}`;
     $("captcha-answer").value = "";
@@ -117,7 +128,7 @@
     followOrder(bought.body.reservationId);
   });
 
-  function reasonText(body) {
+  function reasonText({ error }) {
     const texts = {
       SOLD_OUT: "Sold out, sorry.",
       LIMIT_REACHED: "You already bought this item.",
@@ -127,7 +138,8 @@
       CAPTCHA_FAILED: "Wrong answer, try again.",
       NOT_ELIGIBLE: "This sale is for members only.",
     };
-    return texts[body.reason] || body.message || body.reason || "Something went wrong.";
+    if (!error) return "Something went wrong.";
+    return texts[error.code] || error.message || error.code;
   }
 
   function show(text) {
@@ -137,11 +149,9 @@
   async function followOrder(id) {
     $("order").hidden = false;
     $("order-id").textContent = id;
-    const until = Date.now() + 30 * 60_000;
-    while (Date.now() < until) {
-      const { status, body } = await api(
-        `/api/orders/${encodeURIComponent(id)}?sku=${encodeURIComponent(sale.sku)}`,
-      );
+    const until = performance.now() + 30 * 60_000;
+    while (performance.now() < until) {
+      const { status, body } = await api(`/api/orders/${encodeURIComponent(id)}`);
       const st = status === 200 ? body.status : "creating";
       $("order-status").textContent = st;
       $("pay").hidden = st !== "pending";
@@ -158,17 +168,25 @@
     const id = $("order-id").textContent;
     const { status, body } = await api(`/api/orders/${encodeURIComponent(id)}/pay`, {
       method: "POST",
-      body: JSON.stringify({ sku: sale.sku }),
+      body: "{}",
     });
     $("pay").disabled = false;
     if (status !== 200) show(reasonText(body));
   });
 
-  // Retry every second until the first sync succeeds, then every 30 s.
-  const keepSynced = async () => {
-    const ok = await syncClock();
-    setTimeout(keepSynced, ok ? 30_000 : 1_000);
+  // One sync per page load (retried every second until it succeeds), and one each time the tab becomes
+  // visible again: a sleeping laptop's monotonic clock may have stopped meanwhile. A million open pages ask
+  // the origin once each, not every 30 s.
+  let syncing = false;
+  const sync = async () => {
+    if (syncing) return;
+    syncing = true;
+    while (!(await syncClock())) await new Promise((r) => setTimeout(r, 1_000));
+    syncing = false;
   };
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") void sync();
+  });
   tick();
-  void keepSynced();
+  void sync();
 })();

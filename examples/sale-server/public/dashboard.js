@@ -1,4 +1,5 @@
-// The live dashboard: polls /api/stats once a second and draws the series on a canvas.
+// The live dashboard: polls /api/stats once a second and draws the series on a canvas, against time (x axis:
+// clock time of each sample) and counts (y axis), both with round-number ticks.
 (() => {
   const $ = (id) => document.getElementById(id);
   const sale = JSON.parse($("sale-data").textContent);
@@ -9,37 +10,90 @@
     { key: "pending", label: "pending", color: "#f49d37" },
     { key: "cancelled", label: "cancelled", color: "#6b655c" },
   ];
-  const points = [];
+  const points = []; // { t: epoch ms, ...values }
   $("legend").innerHTML = series
     .map((s) => `<span><i style="background:${s.color}"></i>${s.label}</span>`)
     .join("");
+
+  /** A round step (1, 2 or 5 × 10^k) that cuts `range` into at most `most` parts. */
+  function niceStep(range, most) {
+    const raw = range / most;
+    const p = 10 ** Math.floor(Math.log10(raw));
+    return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
+  }
+  /** A time step in ms from a list people read easily. */
+  function timeStep(rangeMs, most) {
+    const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600].map((s) => s * 1000);
+    return steps.find((s) => s >= rangeMs / most) ?? 7200_000;
+  }
+  const pad = (n) => String(n).padStart(2, "0");
+  const clock = (ms) => {
+    const d = new Date(ms);
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  };
 
   function draw() {
     const c = $("chart");
     const ctx = c.getContext("2d");
     const w = c.width;
     const h = c.height;
+    const left = 56;
+    const right = w - 16;
+    const top = 16;
+    const bottom = h - 40;
     ctx.clearRect(0, 0, w, h);
+    c.dataset.points = String(points.length);
     if (points.length < 2) return;
+    const t0 = points[0].t;
+    const t1 = Math.max(points[points.length - 1].t, t0 + 10_000); // at least 10 s wide
     const max = Math.max(1, ...points.flatMap((p) => series.map((s) => p[s.key])));
-    const x = (i) => 40 + (i / (points.length - 1)) * (w - 50);
-    const y = (v) => h - 20 - (v / max) * (h - 40);
-    ctx.strokeStyle = "#ddd";
-    ctx.fillStyle = "#888";
-    ctx.font = "12px system-ui";
-    for (let k = 0; k <= 4; k++) {
-      const v = (max * k) / 4;
+    const yStep = Math.max(1, niceStep(max, 5));
+    const yMax = Math.ceil(max / yStep) * yStep;
+    const x = (t) => left + ((t - t0) / (t1 - t0)) * (right - left);
+    const y = (v) => bottom - (v / yMax) * (bottom - top);
+
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.lineWidth = 1;
+    // y axis: counts
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (let v = 0; v <= yMax; v += yStep) {
+      ctx.strokeStyle = v === 0 ? "#999" : "#e6e1da";
       ctx.beginPath();
-      ctx.moveTo(40, y(v));
-      ctx.lineTo(w - 10, y(v));
+      ctx.moveTo(left, y(v));
+      ctx.lineTo(right, y(v));
       ctx.stroke();
-      ctx.fillText(String(Math.round(v)), 4, y(v) + 4);
+      ctx.fillStyle = "#555";
+      ctx.fillText(v.toLocaleString("en-US"), left - 8, y(v));
     }
+    // x axis: clock time, ticks on round seconds or minutes
+    const tStep = timeStep(t1 - t0, 6);
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    for (let t = Math.ceil(t0 / tStep) * tStep; t <= t1; t += tStep) {
+      ctx.strokeStyle = "#e6e1da";
+      ctx.beginPath();
+      ctx.moveTo(x(t), top);
+      ctx.lineTo(x(t), bottom + 4);
+      ctx.stroke();
+      ctx.fillStyle = "#555";
+      ctx.fillText(clock(t), x(t), bottom + 8);
+    }
+    ctx.fillStyle = "#888";
+    ctx.textAlign = "right";
+    ctx.fillText("time (this browser's clock)", right, bottom + 24);
+    ctx.save();
+    ctx.translate(14, (top + bottom) / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillText("units / orders", 0, 0);
+    ctx.restore();
+
     for (const s of series) {
       ctx.strokeStyle = s.color;
       ctx.lineWidth = 2;
       ctx.beginPath();
-      points.forEach((p, i) => (i ? ctx.lineTo(x(i), y(p[s.key])) : ctx.moveTo(x(i), y(p[s.key]))));
+      points.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p[s.key])) : ctx.moveTo(x(p.t), y(p[s.key]))));
       ctx.stroke();
     }
   }
@@ -50,6 +104,7 @@
       if (!res.ok) return;
       const st = await res.json();
       const p = {
+        t: Date.now(),
         available: st.stock.available,
         reservations: st.stock.held + st.stock.confirmed,
         paid: st.orders.paid,
@@ -57,7 +112,7 @@
         cancelled: st.orders.cancelled,
       };
       points.push(p);
-      if (points.length > 300) points.shift();
+      if (points.length > 600) points.shift();
       for (const s of series) $(`v-${s.key}`).textContent = p[s.key];
       const body = $("rejected").querySelector("tbody");
       body.replaceChildren(

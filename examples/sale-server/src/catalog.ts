@@ -4,7 +4,7 @@
 import type { Redis } from "ioredis";
 import { PenetrationGuard, ReadThroughCache, RedisBloomFilter } from "flash-sale-kit/cache";
 import type { SqlClient } from "flash-sale-kit";
-import { sqlRows } from "../../../src/internal/sql.js";
+import { rows } from "./db.js";
 
 export interface Product {
   readonly sku: string;
@@ -54,13 +54,13 @@ export class Catalog {
 
   private async load(sku: string): Promise<Product | null> {
     this.loads++;
-    const [row] = await sqlRows<Row>(this.db, `${SELECT} WHERE sku = $1`, [sku]);
+    const [row] = await rows<Row>(this.db, `${SELECT} WHERE sku = $1`, [sku]);
     return row ? toProduct(row) : null;
   }
 
   /** Every product (the list of sales), straight from the database. */
   async all(): Promise<Product[]> {
-    return (await sqlRows<Row>(this.db, `${SELECT} ORDER BY starts_at`)).map(toProduct);
+    return (await rows<Row>(this.db, `${SELECT} ORDER BY starts_at`)).map(toProduct);
   }
 
   /** Saves a product; prewarm stores its cache entry and adds it to the Bloom filter (before the crowd comes). */

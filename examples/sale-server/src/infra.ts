@@ -1,5 +1,6 @@
 // Connections for the example: the real servers when REDIS_URL / DATABASE_URL are set, else a private
 // redis-server (redis-memory-server on the installed binary) and an in-process PGlite database.
+import { execFileSync } from "node:child_process";
 import { PGlite } from "@electric-sql/pglite";
 import { Redis } from "ioredis";
 import pg from "pg";
@@ -23,6 +24,8 @@ export async function startInfra(env: NodeJS.ProcessEnv = process.env): Promise<
   if (!redisUrl) {
     const server = await RedisMemoryServer.create({
       instance: { args: ["--save", "", "--appendonly", "no"] },
+      // The installed redis-server; redis-memory-server would otherwise download and compile one.
+      binary: { systemBinary: env.REDISMS_SYSTEM_BINARY ?? installedRedisServer() },
     });
     redisUrl = `redis://${await server.getHost()}:${await server.getPort()}`;
     closers.push(() => server.stop());
@@ -62,4 +65,12 @@ export async function startInfra(env: NodeJS.ProcessEnv = process.env): Promise<
       for (const close of closers.reverse()) await close().catch(() => undefined);
     },
   };
+}
+
+function installedRedisServer(): string {
+  try {
+    return execFileSync("sh", ["-c", "command -v redis-server"]).toString().trim();
+  } catch {
+    throw new Error("no redis-server on PATH: install Redis, or set REDIS_URL to a running server");
+  }
 }

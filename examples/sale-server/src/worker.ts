@@ -12,7 +12,6 @@ import {
   type TransactionSource,
 } from "flash-sale-kit/outbox";
 import { PostgresOrders, readStockEvent } from "flash-sale-kit/orders";
-import { redisTimeMs } from "../../../src/internal/time.js";
 import type { Inventory } from "flash-sale-kit/stock";
 import type { Redis } from "ioredis";
 
@@ -33,6 +32,8 @@ export interface OrderPipelineOptions {
   /** The SKUs whose event streams to read (called every round). */
   readonly skus: () => readonly string[];
   readonly paymentTimeoutMs: number;
+  /** Redis time, epoch ms (the process's synced clock). */
+  readonly now: () => Promise<number>;
   readonly onError?: (err: unknown) => void;
 }
 
@@ -59,7 +60,7 @@ export function createOrderPipeline(o: OrderPipelineOptions): OrderPipeline {
       // would be back on sale while the order still waits for payment).
       const reservation = await o.inventory.reservation(event.sku, event.reservationId);
       if (reservation?.state !== "held") return; // released (or expired) before its order was written
-      const left = Math.max(0, event.at + o.paymentTimeoutMs - (await redisTimeMs(o.redis)));
+      const left = Math.max(0, Math.floor(event.at + o.paymentTimeoutMs - (await o.now())));
       await transaction(o.db, (tx) =>
         inbox.processOnce(tx, { consumer: "orders", messageId: `${entry.stream}/${entry.id}` }, (t) =>
           orders.create(t, { ...event, paymentTimeoutMs: left }),

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSaleApp, type SaleApp } from "../src/app.js";
 import { startInfra, type Infra } from "../src/infra.js";
-import { randomPrefix } from "../../../test/support/redis.js";
+import { randomPrefix } from "./support.js";
 
 let infra: Infra;
 let sale: SaleApp;
@@ -33,7 +33,7 @@ const call = async (method: "GET" | "POST", url: string, user: string, body?: ob
 };
 
 async function token(user: string): Promise<string> {
-  const c = await call("GET", "/api/captcha", user);
+  const c = await call("GET", "/api/captcha?sku=p", user);
   const t = await call("POST", "/api/purchase-token", user, { sku: "p", captchaId: c.body.id, answer: "7" });
   expect(t.status).toBe(200);
   return String(t.body.token);
@@ -55,7 +55,7 @@ describe("sale server API", () => {
       { ...input, name: 42 },
       { "x-admin-key": sale.adminKey },
     );
-    expect(bad).toMatchObject({ status: 400, body: { reason: "INVALID_ARGUMENT" } });
+    expect(bad).toMatchObject({ status: 400, body: { error: { code: "INVALID_ARGUMENT" } } });
     expect((await call("GET", "/api/stats?sku=q", "x")).status).toBe(200);
   });
 
@@ -66,61 +66,93 @@ describe("sale server API", () => {
     const again = await call("POST", "/api/buy", "alice", { sku: "p", token: t });
     expect(again).toEqual({ status: 202, body: first.body });
     expect((await call("POST", "/api/buy", "mallory", { sku: "p", token: t })).body).toMatchObject({
-      reason: "BAD_TOKEN",
+      error: { code: "BAD_TOKEN" },
     });
     // bob is refused (sold out); his spent token does not let him try again without a new CAPTCHA
     const tb = await token("bob");
     expect(await call("POST", "/api/buy", "bob", { sku: "p", token: tb })).toMatchObject({
       status: 409,
-      body: { reason: "SOLD_OUT" },
+      body: { error: { code: "SOLD_OUT", message: "Sold out." } },
     });
     expect(await call("POST", "/api/buy", "bob", { sku: "p", token: tb })).toMatchObject({
       status: 403,
-      body: { reason: "BAD_TOKEN", detail: "USED" },
+      body: { error: { code: "BAD_TOKEN", detail: "USED" } },
     });
     const stats = (await call("GET", "/api/stats?sku=p", "x")).body as { stock: Record<string, number> };
     expect(stats.stock).toMatchObject({ initial: 1, available: 0, held: 1 });
   });
 
   it("members only: a guest gets no purchase token", async () => {
-    const c = await call("GET", "/api/captcha", "guest-1");
+    const c = await call("GET", "/api/captcha?sku=p", "guest-1");
     const t = await call("POST", "/api/purchase-token", "guest-1", {
       sku: "p",
       captchaId: c.body.id,
       answer: "7",
     });
-    expect(t).toMatchObject({ status: 403, body: { reason: "NOT_ELIGIBLE" } });
+    expect(t).toMatchObject({
+      status: 403,
+      body: { error: { code: "NOT_ELIGIBLE", detail: "MEMBERS_ONLY" } },
+    });
   });
 });
 
 describe("sale server hardening", () => {
-  it("refuses crafted bodies with 4xx, never 500, and a bad sale writes nothing", async () => {
+  it("refuses crafted input with 4xx and one error body, never 500, and a bad sale writes nothing", async () => {
     const user = "member-crafty";
     const crafted = { toString: 1 };
-    const t = await call("POST", "/api/purchase-token", user, {
-      sku: crafted,
-      captchaId: crafted,
-      answer: [],
+    const cases: [method: "GET" | "POST", url: string, body: unknown, headers: Record<string, string>][] = [
+      ["POST", "/api/purchase-token", { sku: crafted, captchaId: crafted, answer: [] }, {}],
+      ["POST", "/api/purchase-token", { sku: "p", captchaId: "x", answer: "1", extra: 1 }, {}],
+      ["POST", "/api/buy", { sku: "p", token: crafted }, {}],
+      ["POST", "/api/buy", { sku: "p" }, {}],
+      ["POST", "/api/buy", { sku: "a{b}", token: "t" }, {}],
+      ["POST", "/api/buy", { sku: "p", token: "t" }, { "x-user-id": "" }],
+      ["POST", "/api/buy", { sku: "p", token: "t" }, { "x-user-id": "a b" }],
+      ["POST", "/api/buy", "not json", { "content-type": "application/json" }],
+      ["GET", "/api/captcha", undefined, {}],
+      ["GET", "/api/captcha?sku=" + "x".repeat(201), undefined, {}],
+      ["GET", "/api/orders/%7Bx%7D", undefined, {}],
+      ["GET", "/api/stats?sku=p&x=1", undefined, {}],
+      ["GET", "/api/products/%00", undefined, {}],
+    ];
+    for (const [method, url, body, headers] of cases) {
+      const res = await sale.app.inject({
+        method,
+        url,
+        headers: { "x-user-id": user, ...headers },
+        ...(body !== undefined && { payload: body as string }),
+      });
+      const what = `${method} ${url} ${JSON.stringify(body)} ${JSON.stringify(headers)}`;
+      expect(res.statusCode, what).toBe(400);
+      const json = res.json() as { error: { code: string; message: string } };
+      expect(Object.keys(json), what).toEqual(["error"]);
+      expect(json.error.code, what).toMatch(/^[A-Z_]+$/);
+      expect(json.error.message.length, what).toBeGreaterThan(0);
+    }
+    expect((await call("POST", "/api/buy", user, { sku: "nope", token: "t" })).body).toMatchObject({
+      error: { code: "UNKNOWN_SKU" },
     });
-    expect(t.status).toBe(404); // no such sale: a sku that is no string is no sku
-    const b = await call("POST", "/api/buy", user, { sku: "p", token: crafted });
-    expect(b).toMatchObject({ status: 403, body: { reason: "BAD_TOKEN" } });
+    expect((await call("GET", "/api/nothing", user)).body).toMatchObject({ error: { code: "NOT_FOUND" } });
     const headers = { "x-admin-key": sale.adminKey };
     const bad = [
       { sku: "big", name: "Big", priceCents: 2 ** 31, stock: 1, startsAt: 0 },
       { sku: "nul", name: "A\u0000B", priceCents: 1, stock: 1, startsAt: 0 },
       { sku: "neg", name: "Neg", priceCents: 1, stock: -5, startsAt: 0 },
+      { sku: "str", name: "Str", priceCents: "1", stock: 1, startsAt: 0 },
+      { sku: "end", name: "End", priceCents: 1, stock: 1, startsAt: 10, endsAt: 10 },
+      { sku: "xtr", name: "Xtr", priceCents: 1, stock: 1, startsAt: 0, evil: true },
     ];
     for (const input of bad) {
       const r = await call("POST", "/api/admin/sales", "admin", input, headers);
-      expect(r.status, input.sku).toBe(400);
+      expect(r, input.sku).toMatchObject({ status: 400, body: { error: { code: "INVALID_ARGUMENT" } } });
       expect(await sale.inventory.snapshot(input.sku), input.sku).toBeNull();
     }
   });
 
   it("the CAPTCHA steps are rate limited per user (no blind guessing at full speed)", async () => {
     const statuses: number[] = [];
-    for (let i = 0; i < 15; i++) statuses.push((await call("GET", "/api/captcha", "member-bot")).status);
+    for (let i = 0; i < 15; i++)
+      statuses.push((await call("GET", "/api/captcha?sku=p", "member-bot")).status);
     expect(statuses.slice(0, 10).every((s) => s === 200)).toBe(true);
     expect(statuses.slice(10)).toContain(429);
   });
@@ -145,7 +177,7 @@ describe("sale server hardening", () => {
       const buy = async (user: string) => {
         const ask = (method: "GET" | "POST", url: string, body?: object) =>
           lagging.app.inject({ method, url, headers: { "x-user-id": user }, ...(body && { payload: body }) });
-        const c = (await ask("GET", "/api/captcha")).json() as { id: string };
+        const c = (await ask("GET", "/api/captcha?sku=q")).json() as { id: string };
         const t = (
           await ask("POST", "/api/purchase-token", { sku: "q", captchaId: c.id, answer: "7" })
         ).json() as {

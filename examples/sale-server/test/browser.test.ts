@@ -10,8 +10,13 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSaleApp, type SaleApp } from "../src/app.js";
 import { startInfra, type Infra } from "../src/infra.js";
-import { startPostgres, type PrivateDatabase } from "../../../test/support/postgres.js";
-import { randomPrefix } from "../../../test/support/redis.js";
+import {
+  deleteKeys,
+  randomPrefix,
+  SHARED_REDIS_URL,
+  startPostgres,
+  type PrivateDatabase,
+} from "./support.js";
 
 const CHROMIUM = (() => {
   try {
@@ -36,15 +41,14 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
   let base: string;
   let context: BrowserContext;
   let profile: string;
+  const prefix = randomPrefix("e2e");
 
   beforeAll(async () => {
-    db = real ? await startPostgres(5) : undefined;
-    infra = await startInfra(
-      real ? { REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379", DATABASE_URL: db!.url } : {},
-    );
+    db = real ? await startPostgres() : undefined;
+    infra = await startInfra(real ? { REDIS_URL: SHARED_REDIS_URL, DATABASE_URL: db!.url } : {});
     sale = await createSaleApp({
       infra,
-      prefix: randomPrefix("e2e"),
+      prefix,
       paymentTimeoutMs: 60_000,
       captchaGenerate: () => ({ svg: CAPTCHA_SVG, answer: "42" }),
     });
@@ -73,6 +77,8 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     await infra?.close();
     await db?.stop();
     rmSync(profile, { recursive: true, force: true });
+    // The shared Redis keeps nothing of this run.
+    if (real) expect(await deleteKeys(prefix)).toBe(0);
   });
 
   async function buyOnce(page: Page): Promise<string> {
@@ -131,9 +137,57 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     if (!real) {
       const dash = await context.newPage();
       await dash.goto(base + "/dashboard");
-      await dash.waitForTimeout(2500);
+      // A few samples drawn (one a second), so the chart has a time axis to show.
+      await dash.waitForFunction(() => Number(document.getElementById("chart")?.dataset.points) >= 4, null, {
+        timeout: 30_000,
+      });
       await dash.screenshot({ path: join(SHOTS, "dashboard.png"), fullPage: true });
     }
+  }, 120_000);
+
+  it("throttles clicks: one CAPTCHA request per 10 s however fast the button is clicked", async () => {
+    const sku = `throttle-${real ? "r" : "e"}`;
+    await sale.createSale({
+      sku,
+      name: "Throttle",
+      priceCents: 100,
+      stock: 5,
+      startsAt: Date.now() - 60_000,
+    });
+    const page = await context.newPage();
+    // Record, in the page, the monotonic time of every CAPTCHA request the script makes.
+    await page.addInitScript(() => {
+      localStorage.setItem("fsk-user", "member-clicker");
+      const calls: number[] = [];
+      (window as unknown as { captchaCalls: number[] }).captchaCalls = calls;
+      const original = window.fetch.bind(window);
+      window.fetch = (input, init) => {
+        if (String(input).startsWith("/api/captcha")) calls.push(performance.now());
+        return original(input, init);
+      };
+    });
+    await page.goto(base + "/");
+    await page.waitForFunction(() => !(document.getElementById("buy") as HTMLButtonElement).disabled);
+    await page.click("#buy");
+    await page.waitForSelector("#captcha:not([hidden])");
+    // A person (or a script in the page) hammering the button: 20 real mouse clicks, 100 ms apart.
+    const box = (await page.locator("#buy").boundingBox())!;
+    for (let i = 0; i < 20; i++) {
+      await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+      await page.waitForTimeout(100);
+    }
+    const [calls, now] = await page.evaluate(
+      () => [(window as unknown as { captchaCalls: number[] }).captchaCalls, performance.now()] as const,
+    );
+    expect(calls.length).toBeGreaterThanOrEqual(1);
+    // However slow this machine is, no two requests are closer than the throttle.
+    for (let i = 1; i < calls.length; i++) expect(calls[i]! - calls[i - 1]!).toBeGreaterThanOrEqual(10_000);
+    // Still within the throttle (unless this machine took 10 s for the clicks): the button says so.
+    if (calls.length === 1 && now - calls[0]! < 9_000) {
+      expect(await page.textContent("#buy")).toMatch(/^Try again in \d+ s$/);
+      expect(await page.isDisabled("#buy")).toBe(true);
+    }
+    await page.close();
   }, 120_000);
 
   it("serves the page CDN-ready: immutable hashed assets, short-lived HTML with an ETag", async () => {

@@ -1,0 +1,93 @@
+// Rate limits in front of the buy path: three limits checked as one (a request refused by one consumes
+// nothing from the others), answered 429 with Retry-After, or 503 when Redis cannot answer in time.
+import type { FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from "fastify";
+import { FlashSaleError, InvalidArgumentError } from "flash-sale-kit";
+import { clientIp, ipKey, RateLimits, TokenBucket } from "flash-sale-kit/ratelimit";
+import type { Redis } from "ioredis";
+import { HttpError } from "./http.js";
+import type { SaleMetrics } from "./metrics.js";
+
+/** [capacity, refill per second] of one limit. */
+export type Rate = readonly [number, number];
+
+export interface LimitSettings {
+  /** Buys per user. @default [3, 0.2] */
+  readonly user?: Rate;
+  /** Buys per client IP. @default [20, 5] */
+  readonly ip?: Rate;
+  /** Buys through the whole API. @default [5000, 2000] */
+  readonly api?: Rate;
+  /** CAPTCHA and purchase-token requests per user. @default [10, 0.5] */
+  readonly challengeUser?: Rate;
+  /** CAPTCHA and purchase-token requests per client IP. @default [60, 10] */
+  readonly challengeIp?: Rate;
+}
+
+export interface Limits {
+  readonly buy: preHandlerAsyncHookHandler;
+  readonly challenge: preHandlerAsyncHookHandler;
+}
+
+export function createLimits(
+  redis: Redis,
+  prefix: string,
+  settings: LimitSettings,
+  trustedProxies: number | readonly string[],
+  metrics: SaleMetrics,
+): Limits {
+  const trust = { trustedProxies };
+  const user = (req: FastifyRequest) => String(req.headers["x-user-id"]);
+  const ip = (req: FastifyRequest) => ipKey(clientIp(req.raw, trust));
+  const bucket = (name: string, [capacity, refillPerSecond]: Rate) =>
+    new TokenBucket(redis, { capacity, refillPerSecond, prefix: `${prefix}-${name}` });
+  const buy = new RateLimits<FastifyRequest>([
+    { name: "user", bucket: bucket("user", settings.user ?? [3, 0.2]), key: user },
+    { name: "ip", bucket: bucket("ip", settings.ip ?? [20, 5]), key: ip },
+    { name: "api", bucket: bucket("api", settings.api ?? [5000, 2000]), key: () => "buy" },
+  ]);
+  // The CAPTCHA steps have limits of their own: without them a bot skips the picture and guesses blindly
+  // (a short sum has few answers), one fresh challenge after another, each one a Redis key.
+  const challenge = new RateLimits<FastifyRequest>([
+    { name: "user", bucket: bucket("challenge-user", settings.challengeUser ?? [10, 0.5]), key: user },
+    { name: "ip", bucket: bucket("challenge-ip", settings.challengeIp ?? [60, 10]), key: ip },
+  ]);
+  return {
+    buy: hook(buy, "buy", metrics),
+    challenge: hook(challenge, "challenge", metrics),
+  };
+}
+
+/** A preHandler that checks the limits; fails closed after 500 ms (a sale must not run unlimited). */
+function hook(
+  limits: RateLimits<FastifyRequest>,
+  route: string,
+  metrics: SaleMetrics,
+): preHandlerAsyncHookHandler {
+  return async (req: FastifyRequest, reply: FastifyReply) => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), 500)));
+    let r: Awaited<ReturnType<typeof limits.check>> | "timeout";
+    try {
+      r = await Promise.race([limits.check(req), timeout]);
+    } catch (err) {
+      if (err instanceof InvalidArgumentError || !(err instanceof FlashSaleError)) throw err;
+      req.log.warn(err);
+      r = "timeout";
+    } finally {
+      clearTimeout(timer);
+    }
+    if (r === "timeout") {
+      reply.header("retry-after", "1");
+      throw new HttpError(503, "RATE_LIMITER_UNAVAILABLE", "The rate limiter did not answer: try again.");
+    }
+    if (!r.allowed) {
+      metrics.reject(`rate limit: ${route} ${r.rejectedBy}`);
+      metrics.requests.inc({ route, outcome: "RATE_LIMITED" });
+      reply.header("retry-after", String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))));
+      throw new HttpError(429, "RATE_LIMITED", "Too many requests: slow down.", {
+        rejectedBy: r.rejectedBy,
+        retryAfterMs: r.retryAfterMs,
+      });
+    }
+  };
+}

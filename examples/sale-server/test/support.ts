@@ -1,0 +1,65 @@
+// Test helpers of the example: a key prefix per test, a private PostgreSQL database on the machine's server,
+// and the clean-up of every key a test wrote in the machine's (shared) Redis.
+import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
+import pg from "pg";
+
+/** The machine's Redis, shared with other test runs: a test deletes every key it wrote there. */
+export const SHARED_REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const ADMIN_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+/** A fresh key prefix: every key the app writes contains it, so a test can find and delete its own keys. */
+export function randomPrefix(label: string): string {
+  return `${label}${randomBytes(6).toString("hex")}`;
+}
+
+/**
+ * Deletes every key containing `prefix` from the shared Redis and returns how many keys with it are left
+ * afterwards (a test asserts 0). Keys are found with SCAN, never KEYS, since the server is shared.
+ */
+export async function deleteKeys(prefix: string, url = SHARED_REDIS_URL): Promise<number> {
+  const redis = new Redis(url, { lazyConnect: true });
+  await redis.connect();
+  try {
+    const scan = async () => {
+      const found: string[] = [];
+      for await (const keys of redis.scanStream({ match: `*${prefix}*`, count: 1000 }) as AsyncIterable<
+        string[]
+      >)
+        found.push(...keys);
+      return found;
+    };
+    const keys = await scan();
+    for (let i = 0; i < keys.length; i += 500) await redis.unlink(...keys.slice(i, i + 500));
+    return (await scan()).length;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export interface PrivateDatabase {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/** A fresh database `fsk_<random>` on the machine's PostgreSQL; `stop()` drops it. */
+export async function startPostgres(): Promise<PrivateDatabase> {
+  const name = `fsk_${randomBytes(5).toString("hex")}`;
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: ADMIN_URL });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    // WITH (FORCE) ends the connections the app's pool has not closed yet.
+    stop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
+}
