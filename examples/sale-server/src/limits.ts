@@ -80,7 +80,7 @@ function hook(
       reply.header("retry-after", "1");
       throw new HttpError(503, "RATE_LIMITER_UNAVAILABLE", "The rate limiter did not answer: try again.");
     }
-    if (!r.allowed) {
+    if (!r.ok) {
       metrics.reject(`rate limit: ${route} ${r.rejectedBy}`);
       metrics.requests.inc({ route, outcome: "RATE_LIMITED" });
       reply.header("retry-after", String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))));

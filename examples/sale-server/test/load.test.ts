@@ -26,9 +26,10 @@ describe.each([
       });
       console.log(summary(r));
       const phase = (name: RegExp) => r.phases.find((p) => name.test(p.name))!;
-      // Page loads and clicks before the start: answered in process, no Redis command at all.
+      // Page loads and clicks before the start: answered in process, no Redis command at all. Counted on the
+      // example's own Redis only: on the shared one, other programs' commands are in the counts too.
       expect(phase(/^before the start/).requests).toBeGreaterThan(1000);
-      expect(phase(/^before the start/).commands).toEqual({});
+      if (!real) expect(phase(/^before the start/).commands).toEqual({});
       // A successful buy costs Redis something; the figure is printed and documented.
       expect(phase(/^sale: one successful buy/).total).toBeGreaterThan(0);
       expect(r.durationMs).toBeLessThan(45_000); // else cancelled units could be sold again during the run
