@@ -1,6 +1,7 @@
 // SaleGate: who may buy, and when. The sale window on Redis time, an eligibility predicate, a CAPTCHA, and
 // on success a single-use purchase token (the hidden purchase path) that the buy endpoint redeems.
 import { InvalidArgumentError } from "../errors.js";
+import { RedisClock } from "../internal/clock.js";
 import { redisTimeMs } from "../internal/time.js";
 import type { RedisClient } from "../internal/scripts.js";
 import {
@@ -86,8 +87,13 @@ export type AdmitResult =
 /** Where the sale stands, by Redis time. */
 export interface GateStatus {
   readonly state: "NOT_STARTED" | "OPEN" | "ENDED";
-  /** Redis time (epoch ms) of this reading: the clock a countdown page should follow. */
+  /**
+   * Redis time (epoch ms) of this reading: the clock a countdown page should follow. From the process's
+   * Redis-synced clock when it has a fresh sample, else read from Redis.
+   */
   readonly now: number;
+  /** How far `now` may be from the Redis server's clock, in ms (0 when read from Redis just now). */
+  readonly errorMs: number;
   readonly startsAt: number;
   readonly endsAt?: number;
   /** Ms until the sale opens; 0 once open. */
@@ -95,10 +101,16 @@ export interface GateStatus {
 }
 
 /**
- * The gate in front of a sale's buy endpoint. `admit` checks, in order, the sale window (Redis `TIME`, so
+ * The gate in front of a sale's buy endpoint. `admit` checks, in order, the sale window (Redis time, so
  * a server whose clock runs ahead cannot open early), eligibility, and the CAPTCHA, and then issues a
  * single-use purchase token bound to the user, the SKU and the sale. `redeem` spends that token on the buy
  * request, also refusing it once the sale has ended.
+ *
+ * The window is judged on the process's Redis-synced clock (sampled `TIME`, an offset and an error bound,
+ * running on the monotonic clock): a call clearly before the start, clearly after the end, or clearly
+ * inside the window is decided in process, with no round trip; one within the error bound of a boundary
+ * (or before the first sample) reads Redis `TIME`. The application server's wall clock (`Date.now`) never
+ * decides.
  *
  * @example
  * ```ts
@@ -132,6 +144,7 @@ export class SaleGate<Ctx = undefined> {
   readonly #tokens: PurchaseTokens;
   readonly #eligible: Eligibility<Ctx> | undefined;
   readonly #captcha: CaptchaVerifier | undefined;
+  readonly #clock: RedisClock;
 
   constructor(
     private readonly redis: RedisClient,
@@ -165,6 +178,7 @@ export class SaleGate<Ctx = undefined> {
     this.#tokens = options.tokens;
     this.#eligible = options.eligible;
     this.#captcha = options.captcha;
+    this.#clock = RedisClock.for(redis);
   }
 
   #stateAt(now: number): GateStatus["state"] {
@@ -174,18 +188,38 @@ export class SaleGate<Ctx = undefined> {
   }
 
   /**
-   * Where the sale stands by Redis time, with that time, for a countdown that follows the server.
+   * Redis time for a window decision: the clock's reading when it puts every boundary clearly on one side
+   * (the state is then the same for every instant within the error bound), else a `TIME` read.
+   */
+  async #now(): Promise<{ readonly now: number; readonly errorMs: number }> {
+    const r = this.#clock.read();
+    if (r !== undefined) {
+      // Every boundary clearly on one side of [ms - errorMs, ms + errorMs]: the state is the same at every
+      // instant of the interval, so at the true Redis time.
+      const clear = (b: number | undefined) =>
+        b === undefined || r.ms + r.errorMs < b || r.ms - r.errorMs >= b;
+      if (clear(this.startsAt) && clear(this.endsAt)) {
+        return { now: Math.floor(r.ms), errorMs: Math.ceil(r.errorMs) };
+      }
+    }
+    return { now: await redisTimeMs(this.redis), errorMs: 0 };
+  }
+
+  /**
+   * Where the sale stands by Redis time, with that time, for a countdown that follows the server. Answered
+   * in process unless the clock is unsure (no sample yet, or within its error bound of a boundary).
    *
    * @example
    * ```ts
-   * const s = await gate.status(); // { state: "NOT_STARTED", now, startsAt, startsInMs: 4200 }
+   * const s = await gate.status(); // { state: "NOT_STARTED", now, errorMs, startsAt, startsInMs: 4200 }
    * ```
    */
   async status(): Promise<GateStatus> {
-    const now = await redisTimeMs(this.redis);
+    const { now, errorMs } = await this.#now();
     return {
       state: this.#stateAt(now),
       now,
+      errorMs,
       startsAt: this.startsAt,
       ...(this.endsAt !== undefined && { endsAt: this.endsAt }),
       startsInMs: Math.max(0, this.startsAt - now),
@@ -195,7 +229,8 @@ export class SaleGate<Ctx = undefined> {
   /**
    * Lets a user through to the buy step: window (Redis time), eligibility, CAPTCHA, in that order, then a
    * purchase token. The CAPTCHA is judged (and its challenge spent) only once the window and eligibility
-   * passed.
+   * passed. Before the start and after the end this costs no Redis command once the process clock has
+   * synced (see the class notes); inside the window only the CAPTCHA's.
    *
    * @example
    * ```ts
@@ -211,7 +246,7 @@ export class SaleGate<Ctx = undefined> {
     const { userId, sku } = request;
     validateId("userId", userId);
     validateId("sku", sku);
-    let now = await redisTimeMs(this.redis);
+    let { now } = await this.#now();
     const state = this.#stateAt(now);
     if (state === "NOT_STARTED") return { ok: false, reason: "NOT_STARTED", startsInMs: this.startsAt - now };
     if (state === "ENDED") return { ok: false, reason: "ENDED" };
@@ -227,7 +262,7 @@ export class SaleGate<Ctx = undefined> {
       }
       // The predicate may have taken a while (a database, a service): the sale may have ended meanwhile,
       // and then the CAPTCHA stays unspent and no token is issued that could only be refused.
-      now = await redisTimeMs(this.redis);
+      ({ now } = await this.#now());
       if (this.#stateAt(now) === "ENDED") return { ok: false, reason: "ENDED" };
     }
     if (this.#captcha) {
