@@ -242,12 +242,13 @@ describe("RedisBloomFilter mirror", () => {
     await a.add("x");
     expect(a.mightContainLocal("x")).toBe(true); // own add: no reload needed
     expect(b.mightContainLocal("x")).toBe(false); // not yet
-    for (let i = 0; i < 100 && !b.mightContainLocal("x"); i++) await sleep(20);
+    const deadline = Date.now() + 20_000; // polled: b's timer picks up a's add
+    while (!b.mightContainLocal("x") && Date.now() < deadline) await sleep(20);
     expect(b.mightContainLocal("x")).toBe(true);
     // A clear bumps the version: both mirrors empty themselves.
     await b.clear();
     expect(b.mightContainLocal("x")).toBe(false);
-    for (let i = 0; i < 100 && a.mightContainLocal("x"); i++) await sleep(20);
+    while (a.mightContainLocal("x") && Date.now() < deadline + 20_000) await sleep(20);
     expect(a.mightContainLocal("x")).toBe(false);
     a.close();
     b.close();
@@ -353,13 +354,16 @@ describe("RedisBloomFilter.rebuild", () => {
     const f = new RedisBloomFilter(redis, "r3", { capacity: 1000, errorRate: 0.01, prefix, batchSize: 5 });
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
+    let began!: () => void;
+    const begun = new Promise<void>((r) => (began = r));
     async function* first() {
+      began(); // read lazily: the rebuild has begun
       yield "first-0";
       await gate;
       for (let i = 1; i < 20; i++) yield `first-${i}`;
     }
     const a = f.rebuild(first());
-    await sleep(50);
+    await begun;
     const b = await f.rebuild(["second"]);
     release();
     expect(b.ok).toBe(true);
@@ -374,13 +378,16 @@ describe("RedisBloomFilter.rebuild", () => {
     await f.add("before");
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
+    let began!: () => void;
+    const begun = new Promise<void>((r) => (began = r));
     async function* items() {
+      began(); // read lazily: the rebuild has begun
       yield "rebuilt-0";
       await gate;
       for (let i = 1; i < 20; i++) yield `rebuilt-${i}`;
     }
     const running = f.rebuild(items());
-    await sleep(50);
+    await begun;
     await f.clear();
     await f.add("after-clear");
     release();
@@ -431,13 +438,15 @@ describe("RedisBloomFilter.rebuild", () => {
       await new Promise(() => {}); // never yields again
     }
     void dead.rebuild(dies()).catch(() => {});
-    await stalled;
-    await sleep(20);
+    await stalled; // with batchSize 1, both items' build calls completed before the source stalled
     expect((await redis.keys(`*${prefix}*build*`)).length).toBe(1);
     await f.add("during");
     expect(await redis.llen(f.keys().pending)).toBe(f.hashes); // queued for the running rebuild
     deadClient.disconnect(); // the crash: no more lease renewals
-    await sleep(600);
+    const deadline = Date.now() + 20_000; // polled: the staging keys expire with the lease, on Redis's clock
+    const leftovers = async () =>
+      (await redis.keys(`*${prefix}*build*`)).length + (await redis.exists(f.keys().pending));
+    while ((await leftovers()) > 0 && Date.now() < deadline) await sleep(20);
     expect((await redis.keys(`*${prefix}*build*`)).length).toBe(0);
     expect(await redis.exists(f.keys().pending)).toBe(0);
     await f.add("after");
@@ -484,7 +493,12 @@ describe("RedisBloomFilter.rebuild", () => {
       expect(r.ok).toBe(true);
       if (r.ok) versions.push(r.version);
     }
-    await sleep(100); // let the mirrors reload the last version
+    // Keep reading until every mirror has loaded the last version (it holds items only that version has).
+    const last = range(20, (i) => `new2-${i}`);
+    const deadline = Date.now() + 20_000;
+    const loaded = () => mirrors.every((m) => last.every((item) => m.mightContainLocal(item) === true));
+    while (!loaded() && Date.now() < deadline) await sleep(10);
+    expect(loaded()).toBe(true);
     done = true;
     await Promise.all(reading);
     mirrors.forEach((m) => m.close());
