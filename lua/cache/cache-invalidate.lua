@@ -5,14 +5,12 @@
 --       [3] its ttl ms, [4] ms until it turns stale ('' or absent: no stamp, as in cache-set),
 --       [5] pub/sub channel ('' or absent: no message), [6] the message (the id)
 -- Returns: the new generation.
+-- @include cache/includes/entry.lua
 local gen = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 local entry = ARGV[2]
 if entry and entry ~= '' then
-  if ARGV[4] and ARGV[4] ~= '' then
-    local t = redis.call('TIME')
-    entry = 's' .. string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])) .. '|' .. entry
-  end
+  if ARGV[4] and ARGV[4] ~= '' then entry = stamp(entry, ARGV[4]) end
   redis.call('SET', KEYS[1], entry, 'PX', ARGV[3])
 else
   redis.call('DEL', KEYS[1])

@@ -6,13 +6,11 @@
 --       message), [6] the message (the id)
 -- Returns: 1 stored (the entry is "s<stale at, Redis ms>|<encoded entry>" when stamped); 0 invalidated
 --          meanwhile (nothing written, nothing published).
+-- @include cache/includes/entry.lua
 local gen = redis.call('GET', KEYS[2]) or ''
 if gen ~= ARGV[1] then return 0 end
 local entry = ARGV[2]
-if ARGV[4] and ARGV[4] ~= '' then
-  local t = redis.call('TIME')
-  entry = 's' .. string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])) .. '|' .. entry
-end
+if ARGV[4] and ARGV[4] ~= '' then entry = stamp(entry, ARGV[4]) end
 redis.call('SET', KEYS[1], entry, 'PX', ARGV[3])
 if ARGV[5] and ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return 1

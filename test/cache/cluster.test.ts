@@ -1,6 +1,7 @@
 // The cache module on a local 3-master Redis Cluster: a filter split over several keys stays on one slot,
 // its scripts, mirror (MULTI) and rebuild work unchanged; the read-through cache's entries spread over the
-// masters and breakdown protection holds across 4 cluster clients.
+// masters and breakdown protection holds across 4 cluster clients; L1 is emptied across processes by the
+// messages the scripts publish on whichever master owns the id.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Cluster } from "ioredis";
 import { PenetrationGuard, ReadThroughCache, RedisBloomFilter } from "../../src/cache/index.js";
@@ -69,5 +70,53 @@ describe("cache on Redis Cluster", () => {
     expect(await guarded.get("p3")).toEqual({ id: "p3" });
     const slots = new Set(await Promise.all(ids.map((id) => slotOf(guarded.keys(id).entry))));
     expect(slots.size).toBeGreaterThan(10);
+  });
+
+  it("L1: an invalidation by another process reaches this one's L1 from any master", async () => {
+    const prefix = randomPrefix();
+    const db = new Map<string, number>();
+    const make = () => {
+      const subscriber = cluster.client();
+      const cache = new ReadThroughCache<{ v: number }>({
+        redis: cluster.client(),
+        prefix,
+        name: "hot",
+        ttlMs: 3_600_000,
+        load: async (id) => ({ v: db.get(id) ?? 0 }),
+        l1: { subscriber, maxStaleMs: 3_600_000 },
+      });
+      return { cache, subscriber };
+    };
+    const [a, b] = [make(), make()];
+    await Promise.all([a.cache.ready(), b.cache.ready()]);
+    const channel = `${prefix}:c:hot:changed`;
+    const ids = Array.from({ length: 12 }, (_, i) => `id${i}`);
+    const slots = new Set(await Promise.all(ids.map((id) => slotOf(a.cache.keys(id).entry))));
+    expect(slots.size).toBeGreaterThan(3); // the ids live on several masters
+    const messages = (n: number) =>
+      new Promise<string[]>((resolve) => {
+        const got: string[] = [];
+        const on = (ch: string, m: string) => {
+          if (ch === channel && got.push(m) === n) {
+            a.subscriber.off("message", on);
+            resolve(got);
+          }
+        };
+        a.subscriber.on("message", on);
+      });
+    for (const id of ids) db.set(id, 1);
+    let seen = messages(ids.length);
+    await b.cache.prewarm(ids.map((id) => [id, { v: 1 }]));
+    expect((await seen).sort()).toEqual([...ids].sort());
+    for (const id of ids) expect(await a.cache.get(id)).toEqual({ v: 1 }); // into a's L1
+    for (const id of ids) await redis.set(a.cache.keys(id).entry, 'v{"v":9}', "PX", 3_600_000); // no message
+    for (const id of ids) expect(await a.cache.get(id)).toEqual({ v: 1 }); // answered by L1
+    for (const id of ids) db.set(id, 2);
+    seen = messages(ids.length);
+    for (const id of ids) await b.cache.invalidate(id);
+    expect((await seen).sort()).toEqual([...ids].sort());
+    // Every id was dropped from a's L1, whichever master published it: a loads the new values.
+    for (const id of ids) expect(await a.cache.get(id)).toEqual({ v: 2 });
+    await Promise.all([a.cache.close(), b.cache.close()]);
   });
 });
