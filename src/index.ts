@@ -173,6 +173,7 @@ export {
   type AmqpMessageLike,
   MAX_MESSAGE_ID_LENGTH,
   type OutboxMessage,
+  type DeleteOlderOptions,
 } from "./outbox/index.js";
 export {
   PostgresOrders,

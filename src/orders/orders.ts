@@ -3,12 +3,11 @@
 // order is cancelled and its reservation released. Paying is the mirror: the order is marked paid, then
 // the reservation confirmed. Both are `UPDATE … WHERE status = 'pending'`, so exactly one of them wins.
 import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import { SQL } from "../internal/embedded.generated.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
 import { optionKeys, validateId, validateInt, validateOptions } from "../internal/validate.js";
 import { MAX_QUANTITY, type StockStore } from "../stock/types.js";
 import type { PostgresOutbox } from "../outbox/postgres-outbox.js";
-import { checkTableName, rewriteTable } from "../outbox/sql-names.js";
+import { checkTableName, tableSchema } from "../outbox/sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "../outbox/transaction.js";
 import { validateTopic, type OutboxMessage } from "../outbox/types.js";
 
@@ -121,7 +120,7 @@ export interface PaymentTimeoutPayload {
  * ```
  */
 export function ordersSchema(table = "fsk_orders"): string {
-  return rewriteTable(SQL["orders/orders"], "fsk_orders", checkTableName("table", table));
+  return tableSchema("orders/orders", table);
 }
 
 interface OrderRow {

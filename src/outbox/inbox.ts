@@ -1,10 +1,10 @@
 // PostgresInbox: the message-process table. A consumer records each message it applies in the same
 // transaction as the message's effect, so a redelivered message is recognised and applied once.
 import { InvalidArgumentError } from "../errors.js";
-import { SQL } from "../internal/embedded.generated.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
-import { optionKeys, validateId, validateInt, validateOptions } from "../internal/validate.js";
-import { checkTableName, rewriteTable } from "./sql-names.js";
+import { optionKeys, validateId, validateOptions } from "../internal/validate.js";
+import { deleteOlderThan, type DeleteOlderOptions } from "./cleanup.js";
+import { checkTableName, tableSchema } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { validateMessageId } from "./types.js";
 
@@ -39,7 +39,7 @@ export type ProcessOutcome = "processed" | "duplicate";
  * ```
  */
 export function inboxSchema(table = "fsk_inbox"): string {
-  return rewriteTable(SQL["outbox/inbox"], "fsk_inbox", checkTableName("table", table));
+  return tableSchema("outbox/inbox", table);
 }
 
 /**
@@ -156,22 +156,11 @@ export class PostgresInbox {
    * await inbox.deleteProcessed({ olderThanMs: 30 * 24 * 3600_000 });
    * ```
    */
-  async deleteProcessed(options: { readonly olderThanMs: number; readonly limit?: number }): Promise<number> {
-    validateOptions("options", options, { required: true, known: ["olderThanMs", "limit"] });
-    validateInt("olderThanMs", options.olderThanMs, { min: 0 });
-    const limit = options.limit ?? 1000;
-    validateInt("limit", limit, { min: 1, max: 100_000 });
-    const [row] = await sqlRows<{ n: number }>(
+  deleteProcessed(options: DeleteOlderOptions): Promise<number> {
+    return deleteOlderThan(
       this.own,
-      `WITH gone AS (
-         DELETE FROM ${this.table} WHERE (consumer, message_id) IN (
-           SELECT consumer, message_id FROM ${this.table}
-           WHERE processed_at < now() - $1::float8 * interval '1 millisecond'
-           ORDER BY processed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-         RETURNING 1)
-       SELECT count(*)::int AS n FROM gone`,
-      [options.olderThanMs, limit],
+      { name: this.table, key: "consumer, message_id", column: "processed_at" },
+      options,
     );
-    return Number(row?.n ?? 0);
   }
 }

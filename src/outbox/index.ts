@@ -17,15 +17,8 @@ export {
   type OutboxStatus,
   type OutboxStats,
 } from "./postgres-outbox.js";
-export {
-  OutboxRelay,
-  type OutboxRelayOptions,
-  type PublishContext,
-  type RelayRound,
-  type ListenClient,
-  type PgListenClient,
-  type PgliteListenClient,
-} from "./relay.js";
+export { OutboxRelay, type OutboxRelayOptions, type PublishContext, type RelayRound } from "./relay.js";
+export type { ListenClient, PgListenClient, PgliteListenClient } from "./listen.js";
 export { retryDelayMs, DEFAULT_RELAY_BACKOFF, type RelayBackoffOptions } from "./backoff.js";
 export {
   PostgresInbox,
@@ -40,9 +33,9 @@ export {
   type RedisStreamPublisherOptions,
   type StreamedMessage,
 } from "./redis-stream-publisher.js";
+export { defaultDeadLetterStream } from "./stream-scripts.js";
 export {
   RedisStreamConsumer,
-  defaultDeadLetterStream,
   type RedisStreamConsumerOptions,
   type StreamEntry,
   type ConsumerRound,
@@ -55,3 +48,4 @@ export {
   type AmqpMessageLike,
 } from "./rabbitmq-publisher.js";
 export { MAX_MESSAGE_ID_LENGTH, type OutboxMessage } from "./types.js";
+export type { DeleteOlderOptions } from "./cleanup.js";

@@ -2,12 +2,21 @@
 // message exists if and only if that transaction committed; OutboxRelay delivers them afterwards.
 import { createHash, randomUUID } from "node:crypto";
 import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import { SQL } from "../internal/embedded.generated.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
 import { optionKeys, validateInt, validateOptions } from "../internal/validate.js";
-import { checkTableName, rewriteTable } from "./sql-names.js";
+import { deleteOlderThan, type DeleteOlderOptions } from "./cleanup.js";
+import { checkTableName, tableSchema } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
-import { payloadJson, validateMessageId, validateTopic, type OutboxMessage } from "./types.js";
+import {
+  MESSAGE_COLUMNS,
+  toRecord,
+  type MessageRow,
+  type OutboxRecord,
+  type OutboxStatus,
+} from "./records.js";
+import { payloadJson, validateMessageId, validateTopic } from "./types.js";
+
+export type { OutboxRecord, OutboxStatus };
 
 /** Options of `new PostgresOutbox()`. */
 export interface PostgresOutboxOptions {
@@ -61,22 +70,6 @@ export interface EnqueueResult {
   readonly duplicate: boolean;
 }
 
-/** Where a message is in its life. */
-export type OutboxStatus = "pending" | "sent" | "dead";
-
-/** A stored message with its delivery state (from `get` and `listDead`). */
-export interface OutboxRecord<P = unknown> extends Omit<OutboxMessage<P>, "attempt"> {
-  readonly status: OutboxStatus;
-  /** Delivery attempts started so far. */
-  readonly attempts: number;
-  /** Epoch ms (database time) from which the message is due; while a relay holds it, the end of its lease. */
-  readonly availableAt: number;
-  readonly sentAt: number | null;
-  readonly deadAt: number | null;
-  /** The error of the last failed attempt. */
-  readonly lastError: string | null;
-}
-
 /** Counts of messages by status (`stats()`). */
 export interface OutboxStats {
   readonly pending: number;
@@ -94,49 +87,7 @@ export interface OutboxStats {
  * ```
  */
 export function outboxSchema(table = "fsk_outbox"): string {
-  return rewriteTable(SQL["outbox/outbox"], "fsk_outbox", checkTableName("table", table));
-}
-
-const MESSAGE_COLUMNS = `id, topic, key, payload, status, attempts,
-  (extract(epoch FROM created_at) * 1000)::float8 AS created_ms,
-  (extract(epoch FROM available_at) * 1000)::float8 AS available_ms,
-  (extract(epoch FROM sent_at) * 1000)::float8 AS sent_ms,
-  (extract(epoch FROM dead_at) * 1000)::float8 AS dead_ms,
-  last_error`;
-
-/** @internal */
-export interface MessageRow {
-  id: string;
-  topic: string;
-  key: string | null;
-  payload: unknown;
-  status: OutboxStatus;
-  attempts: number;
-  created_ms: number;
-  available_ms?: number;
-  sent_ms?: number | null;
-  dead_ms?: number | null;
-  last_error?: string | null;
-  seq?: string | number;
-}
-
-const ms = (v: number | null | undefined): number | null =>
-  v === null || v === undefined ? null : Math.round(Number(v));
-
-function toRecord<P>(row: MessageRow): OutboxRecord<P> {
-  return {
-    id: row.id,
-    topic: row.topic,
-    key: row.key,
-    payload: row.payload as P,
-    createdAt: Math.round(Number(row.created_ms)),
-    status: row.status,
-    attempts: Number(row.attempts),
-    availableAt: Math.round(Number(row.available_ms)),
-    sentAt: ms(row.sent_ms),
-    deadAt: ms(row.dead_ms),
-    lastError: row.last_error ?? null,
-  };
+  return tableSchema("outbox/outbox", table);
 }
 
 /**
@@ -343,23 +294,12 @@ export class PostgresOutbox {
    * await outbox.deleteSent({ olderThanMs: 7 * 24 * 3600_000 });
    * ```
    */
-  async deleteSent(options: { readonly olderThanMs: number; readonly limit?: number }): Promise<number> {
-    validateOptions("options", options, { required: true, known: ["olderThanMs", "limit"] });
-    validateInt("olderThanMs", options.olderThanMs, { min: 0 });
-    const limit = options.limit ?? 1000;
-    validateInt("limit", limit, { min: 1, max: 100_000 });
-    const [row] = await sqlRows<{ n: number }>(
+  deleteSent(options: DeleteOlderOptions): Promise<number> {
+    return deleteOlderThan(
       this.own,
-      `WITH gone AS (
-         DELETE FROM ${this.table} WHERE id IN (
-           SELECT id FROM ${this.table}
-           WHERE status = 'sent' AND sent_at < now() - $1::float8 * interval '1 millisecond'
-           ORDER BY sent_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-         RETURNING 1)
-       SELECT count(*)::int AS n FROM gone`,
-      [options.olderThanMs, limit],
+      { name: this.table, key: "id", column: "sent_at", where: "status = 'sent'" },
+      options,
     );
-    return Number(row?.n ?? 0);
   }
 
   /**

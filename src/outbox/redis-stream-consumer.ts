@@ -1,153 +1,25 @@
 // RedisStreamConsumer: reads Redis Streams through a consumer group, at least once. An entry is acknowledged
 // only after its handler resolved (after the handler's transaction committed); entries left pending by a
 // failed or dead consumer are reclaimed (XAUTOCLAIM) and, after maxDeliveries, dead-lettered.
-import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
-import {
-  defineScript,
-  replyArray,
-  replyError,
-  replyInt,
-  replyInts,
-  toRedisError,
-  type RedisClient,
-} from "../internal/scripts.js";
-import { slotOf } from "../internal/slot.js";
-import {
-  optionKeys,
-  validateId,
-  validateInt,
-  validateOptionalInt,
-  validateOptions,
-} from "../internal/validate.js";
+import { InvalidArgumentError } from "../errors.js";
 import { validateRedisClient } from "../internal/client.js";
 import { PollingLoop } from "../internal/loop.js";
+import { replyError, toRedisError, type RedisClient } from "../internal/scripts.js";
+import { slotOf } from "../internal/slot.js";
+import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
+import {
+  DEAD_LETTER,
+  defaultDeadLetterStream,
+  entriesOf,
+  fieldsOf,
+  isNoGroup,
+  KEEP,
+  RECLAIM,
+} from "./stream-scripts.js";
 import { errorText } from "./types.js";
+import { CONSUMER_OPTIONS, type RedisStreamConsumerOptions, type StreamEntry } from "./consumer-options.js";
 
-/** A reclaimed entry as the reclaim script returns it: id, deliveries (this one included), flat fields. */
-type ReclaimedEntry = readonly [id: string, deliveries: number, fields: readonly unknown[]];
-
-/** `{nextCursor, entries, deadLettered}`. */
-const RECLAIM = defineScript(
-  "outbox/reclaim",
-  (reply): { cursor: string; entries: ReclaimedEntry[]; deadLettered: number } => {
-    const r = replyArray("outbox/reclaim", reply);
-    const entries = r[1];
-    const ok =
-      r.length === 3 &&
-      typeof r[0] === "string" &&
-      Array.isArray(entries) &&
-      entries.every(
-        (e: unknown) =>
-          Array.isArray(e) &&
-          e.length === 3 &&
-          typeof e[0] === "string" &&
-          Number.isSafeInteger(e[1]) &&
-          Array.isArray(e[2]),
-      );
-    if (!ok)
-      throw replyError("outbox/reclaim", reply, "{cursor, {{id, deliveries, fields}, …}, deadLettered}");
-    return {
-      cursor: r[0] as string,
-      entries: entries as ReclaimedEntry[],
-      deadLettered: replyInt("outbox/reclaim", r[2]),
-    };
-  },
-);
-/** Whether the entry was moved to the dead-letter stream. */
-const DEAD_LETTER = defineScript(
-  "outbox/dead-letter",
-  (reply) => replyInt("outbox/dead-letter", reply) === 1,
-);
-/** Per id: 1 still this consumer's, 0 taken over or gone. */
-const KEEP = defineScript("outbox/keep", (reply) => replyInts("outbox/keep", reply));
-
-/** One stream entry handed to a handler. */
-export interface StreamEntry {
-  /** The stream key it was read from. */
-  readonly stream: string;
-  /** The entry id (`<ms>-<seq>`). */
-  readonly id: string;
-  readonly fields: Readonly<Record<string, string>>;
-  /** How many times the group has delivered this entry, this delivery included (1 the first time). */
-  readonly deliveries: number;
-}
-
-/** Options of `new RedisStreamConsumer()`. */
-export interface RedisStreamConsumerOptions {
-  /**
-   * The stream keys to read, or a function returning them (called every round, so streams can come and go,
-   * like one `Inventory` event stream per SKU). Each stream gets its own consumer group and is read with its
-   * own commands, so streams may live on different Redis Cluster nodes.
-   */
-  readonly streams: readonly string[] | (() => readonly string[] | Promise<readonly string[]>);
-  /** The consumer group (created on first use with `XGROUP CREATE … MKSTREAM`). */
-  readonly group: string;
-  /** This consumer's name within the group; give each process its own (say, the host name and pid). */
-  readonly consumer: string;
-  /**
-   * Applies one entry. Resolve only once its effect is durable (its transaction committed): the entry is
-   * acknowledged (XACK) after that and never before. Throwing leaves the entry pending: it is delivered
-   * again after `claimIdleMs`, and dead-lettered when its `maxDeliveries`-th delivery fails. Entries can be
-   * delivered more than once (a consumer that dies before XACK), so make the effect idempotent, e.g. with
-   * {@link PostgresInbox.processOnce} keyed on `<stream>/<id>` or on the message id inside the entry.
-   */
-  readonly handler: (entry: StreamEntry) => Promise<unknown>;
-  /**
-   * Entries read (and reclaimed) per stream per round.
-   * @default 100
-   */
-  readonly batchSize?: number;
-  /**
-   * Pause after a round that read nothing. (Reads do not BLOCK: the consumer shares your client.)
-   * @default 200
-   */
-  readonly pollIntervalMs?: number;
-  /**
-   * An entry pending (delivered, not acknowledged) longer than this is taken over by whichever consumer of
-   * the group reclaims first. Keep it above your slowest handler, or entries are handled twice at once.
-   * @default 30000
-   */
-  readonly claimIdleMs?: number;
-  /**
-   * Deliveries per entry. When the last one fails, or its consumer dies during it, the entry goes to the
-   * dead-letter stream with the error and is acknowledged.
-   * @default 5
-   */
-  readonly maxDeliveries?: number;
-  /**
-   * Where a new group starts: `"0"` reads the stream's whole history, `"$"` only entries added afterwards.
-   * @default "0"
-   */
-  readonly startId?: string;
-  /**
-   * The dead-letter stream of a stream. On Redis Cluster it must hash to the same slot as the stream, or
-   * {@link InvalidArgumentError} is thrown (by the constructor for a stream array, else by the round that
-   * meets the stream) instead of every reclaim failing with `CROSSSLOT`. It must be a stream or not exist: a
-   * key of another type fails each reclaim with a `WRONGTYPE` `RedisCommandError`, changing nothing.
-   * Default: the stream key plus `:dead` when the key has a hash tag (`{fsk:sku-1}:events` →
-   * `{fsk:sku-1}:events:dead`), else `{<stream>}:dead`.
-   */
-  readonly deadLetterStream?: (stream: string) => string;
-  /** Trim dead-letter streams to about this many entries. Omitted: never trimmed. */
-  readonly deadLetterMaxLen?: number;
-  /** Called with handler errors (and the entry) and with errors of background rounds; the loop goes on. */
-  readonly onError?: (err: unknown, entry?: StreamEntry) => void;
-}
-
-const KNOWN = optionKeys<RedisStreamConsumerOptions>({
-  streams: 1,
-  group: 1,
-  consumer: 1,
-  handler: 1,
-  batchSize: 1,
-  pollIntervalMs: 1,
-  claimIdleMs: 1,
-  maxDeliveries: 1,
-  startId: 1,
-  deadLetterStream: 1,
-  deadLetterMaxLen: 1,
-  onError: 1,
-});
+export type { RedisStreamConsumerOptions, StreamEntry };
 
 /** What one round did, summed over the streams. */
 export interface ConsumerRound {
@@ -157,55 +29,6 @@ export interface ConsumerRound {
   readonly failed: number;
   readonly deadLettered: number;
 }
-
-/**
- * The dead-letter stream key used by default for a stream: `<stream>:dead` when the key has a hash tag, else
- * `{<stream>}:dead`, so that it always lands in the stream's cluster slot.
- *
- * @example
- * ```ts
- * defaultDeadLetterStream("{fsk:sku-1}:events"); // "{fsk:sku-1}:events:dead"
- * defaultDeadLetterStream("orders");            // "{orders}:dead"
- * ```
- */
-export function defaultDeadLetterStream(stream: string): string {
-  const open = stream.indexOf("{");
-  if (open >= 0) {
-    const close = stream.indexOf("}", open + 1);
-    if (close > open + 1) return `${stream}:dead`;
-  } else if (!stream.includes("}")) {
-    return `{${stream}}:dead`;
-  }
-  throw new InvalidArgumentError(
-    "deadLetterStream",
-    `cannot derive a dead-letter key in the slot of ${JSON.stringify(stream)}; pass deadLetterStream`,
-  );
-}
-
-type RawEntry = [id: string, fields: string[] | null];
-
-/** XREADGROUP replies: RESP2 `[[stream, entries]]`, RESP3 as flat `[stream, entries]` or as `{stream: entries}`. */
-function entriesOf(reply: unknown): RawEntry[] {
-  if (reply === null || reply === undefined) return [];
-  if (Array.isArray(reply)) {
-    if (reply.length === 0) return [];
-    if (Array.isArray(reply[0])) return (reply[0] as [string, RawEntry[]])[1] ?? [];
-    return (reply[1] as RawEntry[]) ?? [];
-  }
-  if (typeof reply === "object") {
-    const values = Object.values(reply as Record<string, RawEntry[]>);
-    return values[0] ?? [];
-  }
-  throw new UnexpectedReplyError("XREADGROUP returned an unexpected reply");
-}
-
-function fieldsOf(flat: readonly unknown[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = String(flat[i + 1]);
-  return out;
-}
-
-const isNoGroup = (err: unknown): boolean => err instanceof Error && /NOGROUP/.test(err.message);
 
 /**
  * Consumes Redis Streams through a consumer group, at least once, on standalone Redis or Cluster. Each
@@ -260,7 +83,7 @@ export class RedisStreamConsumer {
     private readonly redis: RedisClient,
     options: RedisStreamConsumerOptions,
   ) {
-    validateOptions("options", options, { required: true, known: KNOWN });
+    validateOptions("options", options, { required: true, known: CONSUMER_OPTIONS });
     validateRedisClient("redis", redis);
     if (!Array.isArray(options.streams) && typeof options.streams !== "function") {
       throw new InvalidArgumentError(

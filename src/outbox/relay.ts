@@ -1,31 +1,13 @@
 // OutboxRelay: delivers outbox rows at least once. Claims due rows with FOR UPDATE SKIP LOCKED (so several
 // relays share the work), publishes, marks sent; failures are retried on the database clock, then dead.
 import { randomUUID } from "node:crypto";
-import { DatabaseError, FlashSaleError, InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError } from "../errors.js";
 import { optionKeys, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { PollingLoop } from "../internal/loop.js";
 import { resolveBackoff, retryDelayMs, type RelayBackoffOptions } from "./backoff.js";
 import type { OutboxRecord, PostgresOutbox } from "./postgres-outbox.js";
-import { isPool } from "./transaction.js";
+import { checkListenClient, listen, type ListenClient } from "./listen.js";
 import { errorText, validateTopic, type OutboxMessage } from "./types.js";
-
-/** A `pg.Client` (not a pool: LISTEN needs one dedicated connection) to receive NOTIFY on. */
-export interface PgListenClient {
-  query(sql: string): Promise<unknown>;
-  on(event: "notification", listener: (message: { channel: string; payload?: string }) => void): unknown;
-  removeListener(
-    event: "notification",
-    listener: (message: { channel: string; payload?: string }) => void,
-  ): unknown;
-}
-
-/** PGlite's `listen(channel, callback)`. */
-export interface PgliteListenClient {
-  listen(channel: string, callback: (payload: string) => void): Promise<() => Promise<void>>;
-}
-
-/** Where a relay receives the outbox's NOTIFY wake-ups from. */
-export type ListenClient = PgListenClient | PgliteListenClient;
 
 /** What a relay passes to `publish` besides the message. */
 export interface PublishContext {
@@ -221,13 +203,7 @@ export class OutboxRelay {
       this.delay = (n) => retryDelayMs(n, resolved);
     }
 
-    if (options.listen !== undefined) {
-      const l = options.listen as Partial<PgListenClient & PgliteListenClient>;
-      if (isPool(l)) throw new InvalidArgumentError("listen", "must be a dedicated client, not a pool");
-      if (typeof l.listen !== "function" && (typeof l.on !== "function" || typeof l.query !== "function")) {
-        throw new InvalidArgumentError("listen", "must be a pg.Client or a PGlite instance");
-      }
-    }
+    if (options.listen !== undefined) checkListenClient("listen", options.listen);
     this.listenClient = options.listen;
     this.onError = options.onError ?? (() => {});
     const listenClient = this.listenClient;
@@ -239,7 +215,7 @@ export class OutboxRelay {
       },
       intervalMs: this.pollIntervalMs,
       onError: this.onError,
-      setup: listenClient && (() => this.subscribe(listenClient)),
+      setup: listenClient && (() => listen(listenClient, this.outbox.channel, this.nudge)),
     });
   }
 
@@ -428,37 +404,4 @@ export class OutboxRelay {
     if (this.topics && topic && !this.topics.includes(topic)) return;
     this.loop.wake();
   };
-
-  /** LISTENs on the outbox's channel; resolves to the UNLISTEN. */
-  private async subscribe(client: ListenClient): Promise<() => Promise<void>> {
-    try {
-      return await this.listenOn(client);
-    } catch (err) {
-      if (err instanceof FlashSaleError) throw err;
-      const message = err instanceof Error ? err.message : String(err);
-      throw new DatabaseError(`LISTEN failed: ${message}`, { cause: err });
-    }
-  }
-
-  private async listenOn(client: ListenClient): Promise<() => Promise<void>> {
-    const channel = this.outbox.channel;
-    if ("listen" in client && typeof client.listen === "function") {
-      return client.listen(channel, (payload) => this.nudge(payload));
-    }
-    const pgClient = client as PgListenClient;
-    const listener = (msg: { channel: string; payload?: string }): void => {
-      if (msg.channel === channel) this.nudge(msg.payload);
-    };
-    pgClient.on("notification", listener);
-    try {
-      await pgClient.query(`LISTEN "${channel}"`);
-    } catch (err) {
-      pgClient.removeListener("notification", listener);
-      throw err;
-    }
-    return async () => {
-      pgClient.removeListener("notification", listener);
-      await pgClient.query(`UNLISTEN "${channel}"`);
-    };
-  }
 }

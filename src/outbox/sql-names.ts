@@ -1,5 +1,6 @@
 // Table names the outbox module accepts, and how its shipped SQL is rewritten to use them.
 import { InvalidArgumentError } from "../errors.js";
+import { SQL } from "../internal/embedded.generated.js";
 
 const PART = "[a-z_][a-z0-9_]{0,50}";
 const TABLE_RE = new RegExp(`^(?:${PART}\\.)?${PART}$`);
@@ -34,4 +35,13 @@ export function rewriteTable(script: string, placeholder: string, table: string)
   return script
     .replace(new RegExp(`\\b${placeholder}_(\\w+)`, "g"), `${bare}_$1`)
     .replace(new RegExp(`\\b${placeholder}\\b`, "g"), table);
+}
+
+/**
+ * A shipped schema (`sql/<name>.sql`, written for the table `fsk_<file name>`) for the table `table`.
+ * @internal
+ */
+export function tableSchema(name: "outbox/outbox" | "outbox/inbox" | "orders/orders", table: string): string {
+  const placeholder = `fsk_${name.slice(name.indexOf("/") + 1)}`;
+  return rewriteTable(SQL[name], placeholder, checkTableName("table", table));
 }
