@@ -30,6 +30,7 @@ import {
   type InventorySnapshot,
   type ReleaseResult,
   type ReserveOptions,
+  type ReserveRejection,
   type ReserveResult,
   type StockOptions,
   type StockStore,
@@ -91,6 +92,15 @@ const KNOWN_OPTIONS = optionKeys<InventoryOptions>({
   localMaxIds: 1,
   subscriber: 1,
   batch: 1,
+});
+
+/** The refusals answered in process, allocated once (results are read-only). */
+const REFUSED: Readonly<Record<ReserveRejection, ReserveResult>> = Object.freeze({
+  SOLD_OUT: Object.freeze({ ok: false, reason: "SOLD_OUT" }),
+  LIMIT_REACHED: Object.freeze({ ok: false, reason: "LIMIT_REACHED" }),
+  UNKNOWN_SKU: Object.freeze({ ok: false, reason: "UNKNOWN_SKU" }),
+  NOT_STARTED: Object.freeze({ ok: false, reason: "NOT_STARTED" }),
+  ENDED: Object.freeze({ ok: false, reason: "ENDED" }),
 });
 
 /** The most reservations one script call carries. */
@@ -267,7 +277,7 @@ export class Inventory implements StockStore {
   async reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
     const quantity = checkReserveArgs(sku, options);
     const known = this.flags.answer(sku, options.reservationId, options.userId, quantity);
-    if (known !== undefined) return { ok: false, reason: known };
+    if (known !== undefined) return REFUSED[known];
     const item = {
       reservationId: options.reservationId ?? randomUUID(),
       userId: options.userId,

@@ -1,6 +1,7 @@
 // Shared shapes of the stock module: options, results and the validation both inventories apply.
 import { InvalidArgumentError } from "../errors.js";
 import {
+  checkKnownKeys,
   optionKeys,
   validateId,
   validateInt,
@@ -167,7 +168,12 @@ export function checkReserveArgs(sku: string, options: ReserveOptions): number {
   validateId("sku", sku);
   if (typeof options !== "object" || options === null)
     throw new InvalidArgumentError("options", "must be an object with a userId");
-  validateOptions("options", options, { known: RESERVE_KEYS });
+  // The buy path runs this on every call, answered in process or not: no key array unless a key is unknown.
+  for (const key in options) {
+    if (key !== "userId" && key !== "quantity" && key !== "reservationId") {
+      checkKnownKeys("options", options, RESERVE_KEYS);
+    }
+  }
   validateId("userId", options.userId);
   const quantity = options.quantity === undefined ? 1 : options.quantity;
   validateInt("quantity", quantity, { min: 1, max: MAX_QUANTITY });
