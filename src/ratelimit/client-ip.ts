@@ -172,7 +172,7 @@ function isTrusted(bl: BlockList, addr: string): boolean {
  * ```
  */
 export function clientIp(req: ClientIpRequest, options: ClientIpOptions = {}): string | undefined {
-  validateOptions("options", options);
+  validateOptions("options", options, { known: ["trustedProxies", "header"] });
   const peer = normalize(req.socket?.remoteAddress);
   if (peer === undefined) return undefined;
   const trust = options.trustedProxies ?? 0;
@@ -277,7 +277,7 @@ function format6(g: readonly number[]): string {
  * ```
  */
 export function ipKey(address: string | undefined, options: IpKeyOptions = {}): string {
-  validateOptions("options", options);
+  validateOptions("options", options, { known: ["ipv6PrefixLength"] });
   const bits = options.ipv6PrefixLength ?? 64;
   if (!Number.isInteger(bits) || bits < 1 || bits > 128) {
     throw new InvalidArgumentError("ipv6PrefixLength", "must be an integer from 1 to 128");

@@ -269,11 +269,6 @@ export class TokenBucket {
     return `{${this.prefix}:${key}}:tb`; // as entityKeys(prefix, key).key("tb"), without its closure
   }
 
-  /** Whether a Redis fault is answered by the insurance bucket. @internal */
-  get insured(): boolean {
-    return this.#insure;
-  }
-
   /** The in-process refusal of `item` at monotonic `now`, if this process knows one. @internal */
   localRefusal(item: BucketItem, now: number): LocalRefusal | undefined {
     return this.#local.refusal(item.key, item.cost, now);

@@ -149,6 +149,10 @@ describe("clientIp", () => {
   });
 
   it("refuses bad options", () => {
+    expect(() => clientIp(req("10.0.0.2", "1.1.1.1"), { trustedProxy: 1 } as never)).toThrow(
+      /options.trustedProxy is not a known option/,
+    );
+    expect(() => ipKey("::1", { ipv6Prefix: 48 } as never)).toThrow(InvalidArgumentError);
     expect(() => clientIp(req("10.0.0.2", "1.1.1.1"), { trustedProxies: -1 })).toThrow(InvalidArgumentError);
     expect(() => clientIp(req("10.0.0.2", "1.1.1.1"), { trustedProxies: ["10.0.0.0/33"] })).toThrow(
       /trustedProxies/,

@@ -137,7 +137,7 @@ describe("in-process refusals", () => {
       new RateLimits<string>([
         {
           name: "api",
-          bucket: new TokenBucket(c, { capacity: 1e6, refillPerSecond: 1, prefix: `${tag}a` }),
+          bucket: new TokenBucket(c, { capacity: 1e6, refillPerSecond: 0.01, prefix: `${tag}a` }),
           key: () => "api",
         },
         {
