@@ -18,11 +18,15 @@ import { CONFIRM, EXPIRE, RELEASE, RESERVE, SET_STOCK } from "./scripts.js";
 import { readIds, readReservation, readSnapshot, readUserQuantity, type ReservationInfo } from "./records.js";
 import { SoldOutFlags, type FlagToken } from "./sold-out-flags.js";
 
+import type { InventoryOptions } from "./inventory-options.js";
+
+export type { InventoryOptions } from "./inventory-options.js";
 export type { ReservationInfo, StockEvent } from "./records.js";
 import {
   checkExpireArgs,
   checkReserveArgs,
   checkStockArgs,
+  REFUSED,
   RESERVE_REJECTIONS,
   ReserveCode,
   type ConfirmResult,
@@ -30,60 +34,10 @@ import {
   type InventorySnapshot,
   type ReleaseResult,
   type ReserveOptions,
-  type ReserveRejection,
   type ReserveResult,
   type StockOptions,
   type StockStore,
 } from "./types.js";
-
-/** Options of `new Inventory()`. */
-export interface InventoryOptions {
-  /**
-   * First part of every key's hash tag: `{<prefix>:<sku>}:…`.
-   * @default "fsk"
-   */
-  readonly prefix?: string;
-  /**
-   * Trim each SKU's event stream to about this many entries (`XADD MAXLEN ~`). Omitted: never trimmed, so a
-   * consumer that falls behind loses nothing; trim it once the order pipeline has read it.
-   */
-  readonly eventsMaxLen?: number;
-  /**
-   * Answer `reserve` in process, with no round trip, when Redis's answer is already known: `SOLD_OUT` once
-   * Redis has said a SKU has no unit left, and `NOT_STARTED` / `ENDED` when the call is clearly before the
-   * SKU's `startsAt` or at/after its `endsAt` on a Redis-synced clock (never the application's clock; a call
-   * within the clock's error bound of a boundary asks Redis). A call with its own `reservationId` is answered
-   * in process only when no reservation of the SKU has that id (the ids are read from Redis once the SKU is
-   * sold out or over, at most `localMaxIds` of them); a retry of a reservation made in any process still
-   * gets its replay from Redis.
-   *
-   * With a `subscriber`, what is known stands until a change message (release or expired hold of a sold-out
-   * SKU, any `setStock`) and only while the subscriber is subscribed; without one, for `localCacheMs` after
-   * the reply it came from. `0` turns in-process answers off.
-   * @default 1000
-   */
-  readonly localCacheMs?: number;
-  /**
-   * The most reservation ids held in process for one SKU. A sold-out SKU with more reservations than this
-   * answers only calls without a `reservationId` in process.
-   * @default 100000
-   */
-  readonly localMaxIds?: number;
-  /**
-   * A connection this Inventory may put in subscriber mode to hear changes (`<prefix>:restock`), e.g.
-   * `redis.duplicate()`. In-process answers then hold until a change and only while it is subscribed; all are
-   * dropped when its connection drops (a change published meanwhile would be missed). Omitted: they time out
-   * after `localCacheMs`.
-   */
-  readonly subscriber?: RedisClient;
-  /**
-   * Let `reserve` calls for one SKU that arrive in the same tick share one script call (up to 32 at a time),
-   * each still applied atomically and in order with its own result. Saves most of the per-call cost of
-   * EVALSHA under a crowd; adds no waiting (the batch leaves at the end of the current tick).
-   * @default true
-   */
-  readonly batch?: boolean;
-}
 
 const KNOWN_OPTIONS = optionKeys<InventoryOptions>({
   prefix: 1,
@@ -92,15 +46,6 @@ const KNOWN_OPTIONS = optionKeys<InventoryOptions>({
   localMaxIds: 1,
   subscriber: 1,
   batch: 1,
-});
-
-/** The refusals answered in process, allocated once (results are read-only). */
-const REFUSED: Readonly<Record<ReserveRejection, ReserveResult>> = Object.freeze({
-  SOLD_OUT: Object.freeze({ ok: false, reason: "SOLD_OUT" }),
-  LIMIT_REACHED: Object.freeze({ ok: false, reason: "LIMIT_REACHED" }),
-  UNKNOWN_SKU: Object.freeze({ ok: false, reason: "UNKNOWN_SKU" }),
-  NOT_STARTED: Object.freeze({ ok: false, reason: "NOT_STARTED" }),
-  ENDED: Object.freeze({ ok: false, reason: "ENDED" }),
 });
 
 /** The most reservations one script call carries. */

@@ -201,3 +201,12 @@ export const RESERVE_REJECTIONS: Readonly<Record<number, ReserveRejection>> = Ob
 
 /** Reserve codes shared by lua/stock/reserve.lua and sql/stock/schema.sql. @internal */
 export const ReserveCode = Object.freeze({ OK: 0, REPLAY: 1, CONFLICT: 7 } as const);
+
+/** The refusals answered in process, allocated once (results are read-only). @internal */
+export const REFUSED: Readonly<Record<ReserveRejection, ReserveResult>> = Object.freeze({
+  SOLD_OUT: Object.freeze({ ok: false, reason: "SOLD_OUT" }),
+  LIMIT_REACHED: Object.freeze({ ok: false, reason: "LIMIT_REACHED" }),
+  UNKNOWN_SKU: Object.freeze({ ok: false, reason: "UNKNOWN_SKU" }),
+  NOT_STARTED: Object.freeze({ ok: false, reason: "NOT_STARTED" }),
+  ENDED: Object.freeze({ ok: false, reason: "ENDED" }),
+});
