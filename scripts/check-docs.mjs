@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const out = path.join(root, ".tmp", "docs-check");
-const TIMEOUT_MS = 120_000;
+const TIMEOUT_MS = 180_000;
 const REDIS = ["-h", "127.0.0.1", "-p", "6379"];
 const DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
 
