@@ -1,4 +1,5 @@
 // SpinLock.using: auto-extension, loss detection through the routine's AbortSignal, maxHoldMs, release.
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
@@ -23,6 +24,13 @@ afterAll(async () => srv?.stop());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A promise settled from outside. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 /** Resolves with the time (ms, performance.now) at which `signal` aborts. */
 function abortedAt(signal: AbortSignal): Promise<number> {
   return new Promise((resolve) => {
@@ -32,15 +40,16 @@ function abortedAt(signal: AbortSignal): Promise<number> {
 }
 
 describe("SpinLock.using", () => {
-  it("holds a 200 ms-TTL lock through a 1 s routine, then releases it", async () => {
-    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 200 });
+  it("holds a 1 s-TTL lock through a 3 s routine, then releases it", async () => {
+    // The TTL leaves a third (333 ms) for each extension to land: room for a busy machine's event-loop lag.
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 1_000 });
     const key = lock.keys("r").lock;
     let fence = 0;
     const result = await lock.using("r", async (signal, handle) => {
       fence = handle.fence;
       const started = Date.now();
-      while (Date.now() - started < 1_000) {
-        // the key stays ours the whole time, though it would have expired five times over
+      while (Date.now() - started < 3_000) {
+        // the key stays ours the whole time, though it would have expired three times over
         expect(signal.reason).toBeUndefined();
         expect(await admin.get(key)).toBe(handle.token);
         expect(await admin.pttl(key)).toBeGreaterThan(0);
@@ -88,8 +97,7 @@ describe("SpinLock.using", () => {
       async (signal) => ({ at: await abortedAt(signal), reason: signal.reason as unknown }),
       { maxHoldMs: 500 },
     );
-    expect(at - t0).toBeGreaterThanOrEqual(480);
-    expect(at - t0).toBeLessThan(500 + 150);
+    expect(at - t0).toBeGreaterThanOrEqual(480); // never before maxHoldMs (late only on a busy machine)
     expect(reason).toBeInstanceOf(LockLostError);
     expect(String((reason as Error).message)).toMatch(/maxHoldMs/);
     expect(await admin.exists(lock.keys("r").lock)).toBe(0);
@@ -109,24 +117,36 @@ describe("SpinLock.using", () => {
   });
 
   it("a stalled event loop does not count a lock as lost when the extension's reply is already in", async () => {
-    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 300 }); // extends at 200, expires at 300
+    // A TTL long enough that the extension (sent when a third is left) reaches the server well before the
+    // key expires even on a loaded machine; the stall then covers the moment the lock would have expired.
+    const ttlMs = 3_000;
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs });
     const key = lock.keys("r").lock;
     let stalls = 0;
+    const extended = deferred();
     const aborted = await lock.using("r", async (signal, handle) => {
-      const acquiredAt = handle.expiresAt - 300;
       const extend = handle.extend.bind(handle);
-      // The process stalls (a heavy callback in the check phase) right after the extension is written: its
-      // reply arrives during the stall, and when the loop comes round the expiry timer (due at 300) runs
-      // before the socket is read again.
-      handle.extend = (ttlMs) => {
-        const sent = extend(ttlMs);
+      // The process stalls (a heavy callback in the check phase) right after the extension is written, until
+      // the server has applied it (its reply is then on the way) and the expiry timer is due: when the loop
+      // comes round, that timer runs before the socket is read again.
+      handle.extend = (ttl) => {
+        const lossDue = handle.expiresAt;
+        const sent = extend(ttl);
         if (stalls++ === 0)
           setImmediate(() => {
-            while (Date.now() < acquiredAt + 340);
+            // Blocks this process until the server shows the new TTL (or the key gone, which fails below).
+            execFileSync("sh", [
+              "-c",
+              `until t=$(redis-cli -h ${srv.host} -p ${srv.port} PTTL ${key}); [ "$t" -gt ${ttlMs / 2} ] || [ "$t" -eq -2 ]; do :; done`,
+            ]);
+            while (Date.now() <= lossDue); // the expiry timer is due
+            extended.resolve();
           });
         return sent;
       };
-      await sleep(450);
+      await extended.promise;
+      await new Promise((r) => setImmediate(r)); // the turn in which the expiry timer and the reply land
+      await new Promise((r) => setImmediate(r));
       expect(await admin.get(key)).toBe(handle.token);
       return signal.aborted;
     });
@@ -135,7 +155,8 @@ describe("SpinLock.using", () => {
   });
 
   it("waits for an extension in flight, releases last, and sends nothing after the release", async () => {
-    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 600 });
+    const ttlMs = 2_000;
+    const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs });
     const key = lock.keys("r").lock;
     const sha = (name: string) =>
       createHash("sha1")
@@ -155,18 +176,31 @@ describe("SpinLock.using", () => {
       };
       seen.push(names[args[1] ?? ""] ?? "other");
     });
-    let pausedUntil = 0;
     let signalAfter: AbortSignal | undefined;
-    await lock.using("r", async (signal) => {
+    let lastExpiry = 0;
+    const returned = deferred();
+    const done = lock.using("r", async (signal, handle) => {
       signalAfter = signal;
-      await sleep(300);
-      // the extension due at ~400 ms is sent while the server is paused: still in flight at return (500 ms)
-      await admin.client("PAUSE", 250, "WRITE");
-      pausedUntil = performance.now() + 250;
-      await sleep(200);
+      // Writes (scripts included) wait from here until UNPAUSE: the extension due when a third of the TTL
+      // is left is still in flight when the routine returns.
+      await admin.client("PAUSE", 60_000, "WRITE");
+      const extending = deferred();
+      const extend = handle.extend.bind(handle);
+      handle.extend = (ttl) => {
+        const sent = extend(ttl);
+        extending.resolve();
+        return sent;
+      };
+      await extending.promise;
+      lastExpiry = handle.expiresAt;
+      returned.resolve();
     });
-    expect(performance.now()).toBeGreaterThanOrEqual(pausedUntil - 5);
-    await sleep(400); // a timer left behind would extend within this
+    await returned.promise;
+    await admin.client("UNPAUSE");
+    await done;
+    expect(await admin.exists(key)).toBe(0);
+    // A timer left behind would extend once a third of the TTL is left of the last extension: past then.
+    await sleep(Math.max(0, lastExpiry + ttlMs - extensionLeadMs(ttlMs) - Date.now()) + 100);
     expect(await admin.exists(key)).toBe(0);
     expect(signalAfter?.aborted).toBe(false);
     expect(seen).toEqual(["acquire", "extend", "release"]);
