@@ -172,7 +172,10 @@ export class SoldOutFlags {
       reason = (k.users.get(userId) ?? 0) + quantity > k.perUserLimit ? "LIMIT_REACHED" : "SOLD_OUT";
     }
     if (reason === undefined || reservationId === undefined) return reason;
-    // A caller's id: refused here only if it is certainly new; a retry must get its first outcome.
+    // A caller's id: refused here only if it is certainly new; a retry must get its first outcome. Without
+    // a subscriber nothing tells this process that another one restocked (or moved the window) and then
+    // made a reservation whose retry may come here, so a caller's id always goes to Redis.
+    if (this.subscriber === undefined) return undefined;
     if (k.ids === undefined || k.ids.has(reservationId)) return undefined;
     return k.idsClosed || reason === "NOT_STARTED" ? reason : undefined;
   }
