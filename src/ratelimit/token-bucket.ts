@@ -149,9 +149,23 @@ function validateMs(name: string, value: unknown): asserts value is number {
   validateInt(name, value, { min: 1, max: 366 * 86_400_000 });
 }
 
-/** Whether `client` can take a command now (ioredis `status`, on Redis and Cluster alike). */
+/** Clients seen ready at least once: a later non-ready status is an outage, not a first connection. */
+const seenReady = new WeakSet<RedisClient>();
+
+/**
+ * Whether a command sent to `client` now should go to Redis (ioredis `status`, on Redis and Cluster
+ * alike): it is ready, or it has never been ready yet (a lazyConnect client connects on its first command,
+ * and one still making its first connection queues it), so that `failMode: "local"` steps in only for an
+ * outage, never for a client that simply has not connected yet. A failed first connection still falls
+ * back, through the command's error.
+ */
 export function isReady(client: RedisClient): boolean {
-  return (client as { readonly status?: string }).status === "ready";
+  const status = (client as { readonly status?: string }).status;
+  if (status === "ready") {
+    seenReady.add(client);
+    return true;
+  }
+  return (status === "wait" || status === "connecting" || status === "connect") && !seenReady.has(client);
 }
 
 /**
