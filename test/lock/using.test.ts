@@ -39,6 +39,14 @@ function abortedAt(signal: AbortSignal): Promise<number> {
   });
 }
 
+/** Script calls the server has run (EVALSHA and EVAL), from INFO commandstats. */
+async function scriptCalls(): Promise<number> {
+  const info = await admin.info("commandstats");
+  let n = 0;
+  for (const m of info.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)) n += Number(m[2]);
+  return n;
+}
+
 describe("SpinLock.using", () => {
   it("holds a 1 s-TTL lock through a 3 s routine, then releases it", async () => {
     // The TTL leaves a third (333 ms) for each extension to land: room for a busy machine's event-loop lag.
@@ -72,15 +80,14 @@ describe("SpinLock.using", () => {
     expect(period).toBeLessThanOrEqual(ttlMs - Math.floor(ttlMs / 3));
     const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs });
     const key = lock.keys("r").lock;
-    let overwrittenAt = 0;
     const reason = await lock.using("r", async (signal) => {
       const aborted = abortedAt(signal);
       await sleep(300);
       await admin.set(key, "someone-else", "PX", 10_000);
-      overwrittenAt = performance.now();
-      const at = await aborted;
-      // one period, plus a margin for a loaded machine
-      expect(at - overwrittenAt).toBeLessThanOrEqual(period + 100);
+      const scriptsBefore = await scriptCalls();
+      await aborted;
+      // Found by the very next extension (one script call), however late a busy machine runs it.
+      expect((await scriptCalls()) - scriptsBefore).toBe(1);
       return signal.reason as unknown;
     });
     expect(reason).toBeInstanceOf(LockLostError);
@@ -107,9 +114,11 @@ describe("SpinLock.using", () => {
     const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 200 });
     const t0 = performance.now();
     const reason = await lock.using("r", async (signal) => {
-      await admin.client("PAUSE", 600, "ALL");
+      // Paused far longer than the TTL: the abort must come from the lock's own expiry, not from a reply.
+      await admin.client("PAUSE", 30_000, "ALL");
       const at = await abortedAt(signal);
-      expect(at - t0).toBeLessThan(200 + 150);
+      await admin.client("UNPAUSE");
+      expect(at - t0).toBeLessThan(30_000);
       return signal.reason as unknown;
     });
     expect(reason).toBeInstanceOf(LockLostError);
