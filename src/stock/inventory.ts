@@ -34,6 +34,7 @@ import {
   type InventorySnapshot,
   type ReleaseResult,
   type ReserveOptions,
+  type ReserveRejection,
   type ReserveResult,
   type StockOptions,
   type StockStore,
@@ -206,6 +207,16 @@ export class Inventory implements StockStore {
       now: -1,
     };
     this.flags.changedBy(sku, state, token);
+  }
+
+  /**
+   * What `reserve` would refuse in this process (no Redis call, nothing reserved), or `undefined`: lets a
+   * route refuse before it spends rate limits or a token. @example
+   * `if (inventory.knownRefusal(sku, { userId, reservationId })) return reply.code(409).send();`
+   */
+  knownRefusal(sku: string, options: ReserveOptions): ReserveRejection | undefined {
+    const quantity = checkReserveArgs(sku, options);
+    return this.flags.answer(sku, options.reservationId, options.userId, quantity);
   }
 
   /**

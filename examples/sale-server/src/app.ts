@@ -60,6 +60,8 @@ export interface SaleApp {
   readonly pipeline: OrderPipeline;
   readonly catalog: Catalog;
   readonly metrics: SaleMetrics;
+  /** The rendered page, dashboard and hashed assets (what `--export` writes). */
+  readonly site: StaticSite;
   /** This process's Redis-synced clock (what GET /api/time serves). */
   readonly clock: TimeSource;
   /**
@@ -180,6 +182,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     pipeline,
     catalog,
     metrics,
+    site,
     clock,
     background,
     createSale: (input) => sales.create(input),

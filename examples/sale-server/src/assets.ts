@@ -1,7 +1,8 @@
 // The static activity page: HTML pre-rendered once per sale, JS and CSS under content-hashed names, and the
 // headers a CDN needs (immutable assets, a short max-age plus an ETag on the HTML).
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const PUBLIC = fileURLToPath(new URL("../public/", import.meta.url));
@@ -82,6 +83,39 @@ export class StaticSite {
       this.pages.set(route, { body, type: TYPES[".html"]!, etag: `"${hash(body).slice(0, 16)}"` });
     }
   }
+}
+
+/**
+ * Writes the rendered pages and the hashed assets to `dir` for a CDN origin (`index.html`,
+ * `dashboard/index.html`, `assets/<name>.<hash>.<ext>`), plus `_headers` with the cache headers each path
+ * wants (the format Netlify and Cloudflare Pages read; other CDNs: set the same by path). Returns the paths.
+ */
+export function exportSite(site: StaticSite, dir: string): string[] {
+  const written: string[] = [];
+  const write = (path: string, body: Buffer | string) => {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), body);
+    written.push(path);
+  };
+  const home = site.pages.get("/");
+  const dash = site.pages.get("/dashboard");
+  if (!home || !dash) throw new Error("no sale to export: create one first");
+  write("index.html", home.body);
+  write("dashboard/index.html", dash.body);
+  for (const [url, asset] of site.assets) write(url.slice(1), asset.body);
+  write(
+    "_headers",
+    [
+      `/`,
+      `  Cache-Control: ${CACHE_HTML}`,
+      `/dashboard/*`,
+      `  Cache-Control: no-cache`,
+      `/assets/*`,
+      `  Cache-Control: ${CACHE_IMMUTABLE}`,
+      "",
+    ].join("\n"),
+  );
+  return written;
 }
 
 /** Cache headers: assets never change under their name; the HTML may change when a sale is re-created. */

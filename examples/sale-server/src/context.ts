@@ -1,4 +1,5 @@
 // What the routes share: the library's objects and the example's own pieces, made once by createSaleApp.
+import { createHash } from "node:crypto";
 import type { RedisCaptcha } from "flash-sale-kit/gate";
 import type { Inventory } from "flash-sale-kit/stock";
 import type { FastifyRequest } from "fastify";
@@ -6,7 +7,7 @@ import type { Redis } from "ioredis";
 import type { StaticSite } from "./assets.js";
 import type { Catalog } from "./catalog.js";
 import type { TimeSource } from "./clock.js";
-import { HttpError } from "./http.js";
+import { HttpError, refusal } from "./http.js";
 import type { Limits } from "./limits.js";
 import type { SaleMetrics } from "./metrics.js";
 import type { Sales } from "./sales.js";
@@ -33,11 +34,18 @@ export interface SaleContext {
 export const userOf = (req: FastifyRequest): string => String(req.headers["x-user-id"]);
 
 /**
- * A preHandler that answers, in process, what is known without Redis: an unknown SKU (404) and a sale
- * clearly not open yet or over by the process's Redis-synced clock (409). Runs before the rate limits, so
- * the crowd that clicks before the start costs Redis nothing.
+ * A preHandler that answers, in process, what is known without Redis: an unknown SKU (404), a sale clearly
+ * not open yet or over by the process's Redis-synced clock (409), and, from the stock's in-process flags, a
+ * sale sold out (or a user who already bought) for a request that is certainly new. Runs before the rate
+ * limits, so the crowd that clicks before the start or after the sell-out costs Redis nothing.
+ * `reservationIdOf`: the id a buy would reserve under (a retry of a reservation that succeeded goes on,
+ * to be answered as its replay).
  */
-export function saleOpen(ctx: SaleContext, skuOf: (req: FastifyRequest) => string) {
+export function saleOpen(
+  ctx: SaleContext,
+  skuOf: (req: FastifyRequest) => string,
+  reservationIdOf?: (req: FastifyRequest) => string,
+) {
   return async (req: FastifyRequest): Promise<void> => {
     const sku = skuOf(req);
     if (ctx.sales.gate(sku) === undefined)
@@ -50,5 +58,20 @@ export function saleOpen(ctx: SaleContext, skuOf: (req: FastifyRequest) => strin
       });
     }
     if (w === "ended") throw new HttpError(409, "ENDED", "The sale has ended.");
+    const known = ctx.inventory.knownRefusal(sku, {
+      userId: userOf(req),
+      ...(reservationIdOf && { reservationId: reservationIdOf(req) }),
+    });
+    if (known !== undefined) {
+      ctx.metrics.reject(`${known} (in process)`);
+      throw refusal(known);
+    }
   };
 }
+
+/**
+ * The reservation id of a buy, derived from its purchase token: a buy retried after a lost reply (its token
+ * already spent) is answered with the first outcome instead of a refusal, and can never reserve twice.
+ */
+export const reservationIdOf = (token: string): string =>
+  `t-${createHash("sha256").update(token).digest("hex").slice(0, 40)}`;

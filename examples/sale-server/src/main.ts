@@ -8,11 +8,20 @@
 //   TOKEN_SECRET  the purchase tokens' HMAC secret; share it between processes
 //   TRUST_PROXY   hop count or comma-separated CIDRs of trusted reverse proxies (default none)
 //   --worker-only run only the order worker (stream consumer + outbox relay), no HTTP
+//   --export DIR  write the static page, the dashboard and the hashed assets of the featured sale to DIR (for
+//                 a CDN origin; the API stays on this server) and exit
+import { exportSite } from "./assets.js";
 import { createSaleApp } from "./app.js";
 import { startInfra } from "./infra.js";
 
 const env = process.env;
 const workerOnly = process.argv.includes("--worker-only");
+const exportAt = process.argv.indexOf("--export");
+const exportDir = exportAt >= 0 ? process.argv[exportAt + 1] : undefined;
+if (exportAt >= 0 && !exportDir) {
+  console.error("--export needs a directory: npm run example -- --export DIR");
+  process.exit(1);
+}
 if (workerOnly && (!env.REDIS_URL || !env.DATABASE_URL)) {
   // A worker on private servers of its own would see no sale and write no order: refuse instead.
   console.error("--worker-only needs REDIS_URL and DATABASE_URL, the servers the sale server uses");
@@ -29,6 +38,7 @@ const sale = await createSaleApp({
     trustedProxies: /^\d+$/.test(trust) ? Number(trust) : trust.split(",").map((s) => s.trim()),
   }),
   logger: env.LOG === "1",
+  worker: !exportDir,
 });
 
 const shutdown = async () => {
@@ -59,6 +69,11 @@ if (workerOnly) {
       stock: Number(env.STOCK ?? 100),
       startsAt,
     });
+  }
+  if (exportDir) {
+    const files = exportSite(sale.site, exportDir);
+    console.log(`exported ${files.length} files to ${exportDir}: ${files.join(", ")}`);
+    await shutdown();
   }
   const port = Number(env.PORT ?? 3000);
   const host = env.HOST ?? "127.0.0.1";

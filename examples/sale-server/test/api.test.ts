@@ -16,6 +16,7 @@ beforeAll(async () => {
     captchaGenerate: () => ({ svg: "<svg/>", answer: "7" }),
   });
   await sale.createSale({ sku: "p", name: "P", priceCents: 100, stock: 1, startsAt: Date.now() - 1000 });
+  await sale.createSale({ sku: "m", name: "M", priceCents: 100, stock: 5, startsAt: Date.now() - 1000 });
 }, 60_000);
 afterAll(async () => {
   await sale?.close();
@@ -32,10 +33,10 @@ const call = async (method: "GET" | "POST", url: string, user: string, body?: ob
   return { status: res.statusCode, body: res.json() as Record<string, unknown> };
 };
 
-async function token(user: string): Promise<string> {
-  const c = await call("GET", "/api/captcha?sku=p", user);
-  const t = await call("POST", "/api/purchase-token", user, { sku: "p", captchaId: c.body.id, answer: "7" });
-  expect(t.status).toBe(200);
+async function token(user: string, sku = "p"): Promise<string> {
+  const c = await call("GET", `/api/captcha?sku=${sku}`, user);
+  const t = await call("POST", "/api/purchase-token", user, { sku, captchaId: c.body.id, answer: "7" });
+  expect(t.status, JSON.stringify([c, t])).toBe(200);
   return String(t.body.token);
 }
 
@@ -61,6 +62,7 @@ describe("sale server API", () => {
 
   it("a buy retried with its spent token gets its first outcome; a spent token never buys again", async () => {
     const t = await token("alice");
+    const tb = await token("bob"); // before the sell-out
     const first = await call("POST", "/api/buy", "alice", { sku: "p", token: t });
     expect(first.status).toBe(202);
     const again = await call("POST", "/api/buy", "alice", { sku: "p", token: t });
@@ -68,24 +70,42 @@ describe("sale server API", () => {
     expect((await call("POST", "/api/buy", "mallory", { sku: "p", token: t })).body).toMatchObject({
       error: { code: "BAD_TOKEN" },
     });
-    // bob is refused (sold out); his spent token does not let him try again without a new CAPTCHA
-    const tb = await token("bob");
+    // bob is refused (sold out). Answered in process (his token unspent) or by Redis (his token spent): either
+    // way a second try with the same token is refused again and never reserves.
     expect(await call("POST", "/api/buy", "bob", { sku: "p", token: tb })).toMatchObject({
       status: 409,
       body: { error: { code: "SOLD_OUT", message: "Sold out." } },
     });
-    expect(await call("POST", "/api/buy", "bob", { sku: "p", token: tb })).toMatchObject({
-      status: 403,
-      body: { error: { code: "BAD_TOKEN", detail: "USED" } },
+    const second = await call("POST", "/api/buy", "bob", { sku: "p", token: tb });
+    expect([
+      [409, "SOLD_OUT", undefined],
+      [403, "BAD_TOKEN", "USED"],
+    ]).toContainEqual([
+      second.status,
+      (second.body.error as { code: string }).code,
+      (second.body.error as { detail?: string }).detail,
+    ]);
+    // alice's retry after the sell-out is still answered as her reservation.
+    expect(await call("POST", "/api/buy", "alice", { sku: "p", token: t })).toEqual({
+      status: 202,
+      body: first.body,
     });
+    // Once this process knows the SKU is sold out, a click (a CAPTCHA request) is refused in process.
+    const deadline = performance.now() + 10_000;
+    let click = await call("GET", "/api/captcha?sku=p", "carol");
+    while (click.status === 200 && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      click = await call("GET", "/api/captcha?sku=p", "carol");
+    }
+    expect(click).toMatchObject({ status: 409, body: { error: { code: "SOLD_OUT" } } });
     const stats = (await call("GET", "/api/stats?sku=p", "x")).body as { stock: Record<string, number> };
     expect(stats.stock).toMatchObject({ initial: 1, available: 0, held: 1 });
   });
 
   it("members only: a guest gets no purchase token", async () => {
-    const c = await call("GET", "/api/captcha?sku=p", "guest-1");
+    const c = await call("GET", "/api/captcha?sku=m", "guest-1");
     const t = await call("POST", "/api/purchase-token", "guest-1", {
-      sku: "p",
+      sku: "m",
       captchaId: c.body.id,
       answer: "7",
     });
@@ -152,7 +172,7 @@ describe("sale server hardening", () => {
   it("the CAPTCHA steps are rate limited per user (no blind guessing at full speed)", async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 15; i++)
-      statuses.push((await call("GET", "/api/captcha?sku=p", "member-bot")).status);
+      statuses.push((await call("GET", "/api/captcha?sku=m", "member-bot")).status);
     expect(statuses.slice(0, 10).every((s) => s === 200)).toBe(true);
     expect(statuses.slice(10)).toContain(429);
   });
@@ -245,6 +265,31 @@ describe("sale server across processes", () => {
       expect(await etag(b)).toBe(await etag(a));
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+describe("sale server export", () => {
+  it("--export writes the page, the dashboard and the hashed assets with their cache headers", async () => {
+    const { exportSite } = await import("../src/assets.js");
+    const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "fsk-export-"));
+    try {
+      const files = exportSite(sale.site, dir);
+      const html = readFileSync(join(dir, "index.html"), "utf8");
+      expect(html).toBe((await sale.app.inject({ method: "GET", url: "/" })).body);
+      const js = /src="\/(assets\/app\.[0-9a-f]{12}\.js)"/.exec(html)?.[1];
+      expect(files).toContain(js);
+      expect(readFileSync(join(dir, js!), "utf8")).toBe(
+        (await sale.app.inject({ method: "GET", url: `/${js}` })).body,
+      );
+      expect(readFileSync(join(dir, "_headers"), "utf8")).toContain(
+        "/assets/*\n  Cache-Control: public, max-age=31536000, immutable",
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

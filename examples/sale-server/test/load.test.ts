@@ -30,6 +30,12 @@ describe.each([
       // example's own Redis only: on the shared one, other programs' commands are in the counts too.
       expect(phase(/^before the start/).requests).toBeGreaterThan(1000);
       if (!real) expect(phase(/^before the start/).commands).toEqual({});
+      // A client refused by a rate limit, retrying before its next token time: refused in process.
+      expect(phase(/^a refused client/).requests).toBeGreaterThan(10);
+      if (!real) expect(phase(/^a refused client/).commands).toEqual({});
+      // After the sell-out, buys with new reservation ids (valid tokens): SOLD_OUT in process.
+      expect(phase(/^after sell-out/).requests).toBe(200);
+      if (!real) expect(phase(/^after sell-out/).commands).toEqual({});
       // A successful buy costs Redis something; the figure is printed and documented.
       expect(phase(/^sale: one successful buy/).total).toBeGreaterThan(0);
       expect(r.durationMs).toBeLessThan(45_000); // else cancelled units could be sold again during the run

@@ -1,8 +1,8 @@
-// POST /api/buy: what is known in process first (unknown SKU, not open yet), then the rate limits (user, IP,
-// API), then SaleGate.redeem (the single-use purchase token) and Inventory.reserve: 202 { reservationId }.
-import { createHash } from "node:crypto";
+// POST /api/buy: what is known in process first (unknown SKU, not open yet, sold out for a new id), then the
+// rate limits (user, IP, API), then SaleGate.redeem (the single-use purchase token) and Inventory.reserve:
+// 202 { reservationId }.
 import type { FastifyInstance } from "fastify";
-import { saleOpen, userOf, type SaleContext } from "../context.js";
+import { reservationIdOf, saleOpen, userOf, type SaleContext } from "../context.js";
 import { HttpError, idSchema, refusal, userHeaders } from "../http.js";
 
 interface BuyBody {
@@ -22,7 +22,14 @@ export function buyRoutes(app: FastifyInstance, ctx: SaleContext): void {
     "/api/buy",
     {
       schema: { headers: userHeaders, body: buyBody },
-      preHandler: [saleOpen(ctx, (req) => (req.body as BuyBody).sku), ctx.limits.buy],
+      preHandler: [
+        saleOpen(
+          ctx,
+          (req) => (req.body as BuyBody).sku,
+          (req) => reservationIdOf((req.body as BuyBody).token),
+        ),
+        ctx.limits.buy,
+      ],
     },
     async (req, reply) => {
       const started = process.hrtime.bigint();
@@ -33,9 +40,7 @@ export function buyRoutes(app: FastifyInstance, ctx: SaleContext): void {
       const userId = userOf(req);
       const { sku, token } = req.body;
       const gate = ctx.sales.gate(sku)!;
-      // The reservation id is derived from the token: a buy retried after a lost reply (its token already
-      // spent) is answered with the first outcome instead of a refusal, and can never reserve twice.
-      const reservationId = `t-${createHash("sha256").update(token).digest("hex").slice(0, 40)}`;
+      const reservationId = reservationIdOf(token);
       const t = await gate.redeem(token, { userId, sku: gate.saleId });
       if (!t.ok) {
         // A spent token only replays a reservation it made; it never buys a new attempt without a CAPTCHA.
