@@ -25,16 +25,23 @@ async function contents(pattern: string): Promise<Record<string, string>> {
 describe("SpinLock basics", () => {
   it("acquires, refuses a second owner, releases, and hands out increasing fences", async () => {
     const lock = new SpinLock(redis, { prefix: randomPrefix(), ttlMs: 5_000, acquireTimeoutMs: 0 });
+    const [s0, us0] = await redis.time();
+    const sentAt = Date.now();
     const a = await lock.acquire("r");
+    const doneAt = Date.now();
+    const [s1, us1] = await redis.time();
     expectTypeOf(a).toEqualTypeOf<LockHandle<number>>();
     expect(a.resource).toBe("r");
     expect(a.token).toMatch(/^[0-9a-f-]{36}$/);
     expect(a.fence).toBe(1);
     expect(await redis.get(lock.keys("r").lock)).toBe(a.token);
-    const pttl = await redis.pttl(lock.keys("r").lock);
-    expect(pttl).toBeGreaterThan(4_000);
-    expect(pttl).toBeLessThanOrEqual(5_000);
-    expect(a.expiresAt).toBeGreaterThan(Date.now() + 4_000);
+    // The key expires ttlMs after the server set it (exact, on Redis time, however slow the machine)...
+    const expiry = Number(await redis.call("PEXPIRETIME", lock.keys("r").lock));
+    expect(expiry).toBeGreaterThanOrEqual(Math.floor((Number(s0) * 1e6 + Number(us0)) / 1000) + 5_000);
+    expect(expiry).toBeLessThanOrEqual(Math.ceil((Number(s1) * 1e6 + Number(us1)) / 1000) + 5_000);
+    // ...and the holder counts on it from a moment during its call, never from after the reply.
+    expect(a.expiresAt).toBeLessThanOrEqual(doneAt + 5_000);
+    expect(a.expiresAt).toBeGreaterThan(sentAt);
     expect(await lock.tryAcquire("r")).toBeNull();
     await expect(lock.acquire("r")).rejects.toBeInstanceOf(LockTimeoutError);
     expect(await a.release()).toBe(true);

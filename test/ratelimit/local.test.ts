@@ -76,7 +76,9 @@ describe("in-process refusals", () => {
   it("the refusal ends when the bucket may have refilled: the next take goes to Redis and passes", async () => {
     const b = new TokenBucket(redis, { capacity: 1, refillPerSecond: 20, prefix: randomPrefix() });
     expect((await b.take("k")).ok).toBe(true);
-    const refused = await b.take("k");
+    // A busy machine may let a token refill between two calls: take until one is refused.
+    let refused = await b.take("k");
+    for (let i = 0; refused.ok && i < 1_000; i++) refused = await b.take("k");
     expect(refused.ok).toBe(false);
     // Waiting the advertised retryAfterMs is what a well-behaved client does: then it must pass.
     await new Promise((r) => setTimeout(r, refused.retryAfterMs));
