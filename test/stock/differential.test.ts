@@ -146,7 +146,7 @@ describe("Inventory vs PostgresInventory", () => {
       expect(a, `seed ${seed} batched vs unbatched\n${JSON.stringify(ops)}`).toEqual(b);
       expect(b, `seed ${seed} redis vs sql\n${JSON.stringify(ops)}`).toEqual(c);
     }
-  });
+  }, 240_000); // 120 sequences against Redis and PGlite: minutes on a busy machine
 
   it("in-process answers (sold out with ids, the window on the Redis clock) change no answer", async () => {
     let redisScripts = 0;
@@ -169,5 +169,5 @@ describe("Inventory vs PostgresInventory", () => {
     // The same operations cost fewer script calls (so some were answered in process), not counting the
     // reads of ids.
     expect(localScripts).toBeLessThan(redisScripts);
-  });
+  }, 240_000);
 });
