@@ -16,7 +16,8 @@ export default defineConfig({
     // (.ci/examples runs `npm test` in each example folder).
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Set-up starts servers and PGlite databases: on a busy machine that alone can take a minute.
+    hookTimeout: 180_000,
     // Two cores: two files at a time, each with its own private redis-server.
     maxWorkers: 2,
     pool: "forks",
