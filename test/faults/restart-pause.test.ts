@@ -45,7 +45,8 @@ describe("kill -9 with appendfsync always", () => {
       }
     };
     const workers = Array.from({ length: 8 }, worker);
-    while (acknowledged.length < 300) await new Promise((r) => setTimeout(r, 5));
+    const deadline = Date.now() + 30_000;
+    while (acknowledged.length < 300 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     const info = srv.server.getInstanceInfo();
     const proc = info === false ? undefined : info.childProcess;
     expect(proc).toBeDefined();

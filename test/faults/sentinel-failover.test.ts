@@ -59,7 +59,9 @@ describe("Sentinel failover (replication delayed 30 ms)", () => {
     while (firstOkAfterKill === 0 && Date.now() < deadline + 30_000)
       await new Promise((r) => setTimeout(r, 10));
     const okAfter = acknowledged.length;
-    while (acknowledged.length < okAfter + 200) await new Promise((r) => setTimeout(r, 10));
+    const after = Date.now() + 30_000;
+    while (acknowledged.length < okAfter + 200 && Date.now() < after)
+      await new Promise((r) => setTimeout(r, 10));
     stop = true;
     await Promise.all(workers);
 
