@@ -46,5 +46,23 @@ for (const [spec, names] of Object.entries(expected)) {
     }
   }
 }
+// Both builds in one process: an error made by one is an instance of the other's classes.
+{
+  const esm = await import("flash-sale-kit");
+  const cjs = require("flash-sale-kit");
+  const checks = [
+    [new cjs.InvalidArgumentError("sku", "is bad"), esm.InvalidArgumentError, true],
+    [new cjs.InvalidArgumentError("sku", "is bad"), esm.FlashSaleError, true],
+    [new esm.ConflictError("RESERVATION_CONFLICT", "taken"), cjs.ConflictError, true],
+    [new esm.ConflictError("RESERVATION_CONFLICT", "taken"), cjs.InvalidArgumentError, false],
+    [new Error("plain"), cjs.FlashSaleError, false],
+  ];
+  for (const [err, cls, want] of checks) {
+    if (err instanceof cls !== want) {
+      console.error(`${err.name} instanceof ${cls.name} across builds should be ${want}`);
+      failed++;
+    }
+  }
+}
 if (failed) process.exit(1);
 console.log(`dist exports ok: ${Object.keys(expected).length} entry points, ESM and CJS`);
