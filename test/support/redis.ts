@@ -7,10 +7,10 @@ import { RedisMemoryServer } from "redis-memory-server";
 
 // redis-memory-server runs the installed binary and never downloads or builds one (set here, not in the
 // published package.json, so that no machine path ships).
-process.env.REDISMS_SYSTEM_BINARY ??= execFileSync("sh", ["-c", "command -v redis-server"], {
+process.env.REDISMS_SYSTEM_BINARY ||= execFileSync("sh", ["-c", "command -v redis-server"], {
   encoding: "utf8",
 }).trim();
-process.env.REDISMS_DISABLE_POSTINSTALL ??= "1";
+process.env.REDISMS_DISABLE_POSTINSTALL ||= "1";
 
 export interface PrivateRedis {
   readonly host: string;
