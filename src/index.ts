@@ -14,6 +14,7 @@ export type { SqlClient } from "./internal/sql.js";
 export {
   Inventory,
   type InventoryOptions,
+  type ReplicatedOptions,
   type HoldSweeper,
   type HoldSweeperOptions,
   type StockEvent,

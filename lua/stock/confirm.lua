@@ -3,7 +3,7 @@
 -- ARGV: [1] reservationId, [2] sku, [3] events MAXLEN or '', [4] restock pub/sub channel
 -- Returns: 0 confirmed (now or before), 1 released (before, or now because the hold expired),
 --          2 unknown reservation.
--- A key of another type: a WRONGTYPE error before anything is written.
+-- A key of another type: a WRONGTYPE error before anything is written. Runs while memory is full (OOM).
 -- @include stock/includes/common.lua
 local wrong = wrongType()
 if wrong then return wrong end
@@ -21,6 +21,7 @@ if exp > 0 and now >= exp then
   giveBack(rid, qty, exp, remaining, user, ARGV[3], ARGV[2], now, 'expired', ARGV[4])
   return 1
 end
+writeEvenIfFull()
 rcall('HSET', KEYS[1], rfield, packRecord('C', qty, exp, remaining, user), 'held', tonumber(s[2]) - qty,
   'confirmed', tonumber(s[3]) + qty)
 if exp > 0 then rcall('ZREM', KEYS[2], rid) end

@@ -2,7 +2,7 @@
 -- KEYS: [1] stock hash, [2] holds zset (reservation ids by expiry), [3] events stream
 -- ARGV: [1] reservationId, [2] sku, [3] events MAXLEN or '', [4] restock pub/sub channel
 -- Returns: 0 released (now or before), 1 already confirmed (nothing written), 2 unknown reservation.
--- A key of another type: a WRONGTYPE error before anything is written.
+-- A key of another type: a WRONGTYPE error before anything is written. Runs while memory is full (OOM).
 -- @include stock/includes/common.lua
 local wrong = wrongType()
 if wrong then return wrong end

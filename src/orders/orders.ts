@@ -2,7 +2,7 @@
 // enqueues a delayed `payment-timeout` outbox message in the same transaction; when it comes due, an unpaid
 // order is cancelled and its reservation released. Paying is the mirror: the order is marked paid, then
 // the reservation confirmed. Both are `UPDATE … WHERE status = 'pending'`, so exactly one of them wins.
-import { InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { InvalidArgumentError, RedisUnavailableError, UnexpectedReplyError } from "../errors.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
 import { optionKeys, validateId, validateInt, validateOptions } from "../internal/validate.js";
 import { MAX_QUANTITY, type StockStore } from "../stock/types.js";
@@ -304,6 +304,8 @@ export class PostgresOrders {
   private async settlePaid(orderId: string, row: { sku: string; reservation_id: string }): Promise<boolean> {
     const confirmed = await this.stock.confirm(row.sku, row.reservation_id);
     if (confirmed.ok) return true;
+    // A stock store with replicated acknowledgement may not know yet: an error, so the caller pays again.
+    if (confirmed.reason === "IN_DOUBT") throw inDoubt("confirm", row.reservation_id);
     await sqlRows(
       this.own,
       `UPDATE ${this.table} SET status = 'cancelled', cancelled_at = now(), cancel_reason = $2
@@ -348,7 +350,8 @@ export class PostgresOrders {
     // Paid: finish the confirm in case the payment's own call to the stock store never happened (a crash
     // or an error between its UPDATE and the confirm), or the unit would go back on sale with its hold.
     if (row.status === "paid" && (await this.settlePaid(orderId, row))) return { ok: false, reason: "PAID" };
-    await this.stock.release(row.sku, row.reservation_id);
+    const released = await this.stock.release(row.sku, row.reservation_id);
+    if (!released.ok && released.reason === "IN_DOUBT") throw inDoubt("release", row.reservation_id);
     return { ok: true };
   }
 
@@ -418,4 +421,9 @@ export class PostgresOrders {
     );
     return row;
   }
+}
+
+/** A stock step whose outcome is in doubt: thrown, so that the message or the payment is retried. */
+function inDoubt(step: string, reservationId: string): RedisUnavailableError {
+  return new RedisUnavailableError(`${step} of reservation ${reservationId} is in doubt; repeat the call`);
 }

@@ -1,5 +1,11 @@
 // flash-sale-kit/stock: atomic stock reservation in Redis (Inventory) and in PostgreSQL (PostgresInventory).
-export { Inventory, type InventoryOptions, type StockEvent, type ReservationInfo } from "./inventory.js";
+export {
+  Inventory,
+  type InventoryOptions,
+  type ReplicatedOptions,
+  type StockEvent,
+  type ReservationInfo,
+} from "./inventory.js";
 export { type HoldSweeper, type HoldSweeperOptions } from "./hold-sweeper.js";
 export {
   PostgresInventory,

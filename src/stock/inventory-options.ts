@@ -1,5 +1,8 @@
 // The options of `new Inventory()`, with what each one guarantees.
 import type { RedisClient } from "../internal/scripts.js";
+import type { ReplicatedOptions } from "./replication.js";
+
+export type { ReplicatedOptions } from "./replication.js";
 
 /** Options of `new Inventory()`. */
 export interface InventoryOptions {
@@ -48,4 +51,31 @@ export interface InventoryOptions {
    * @default true
    */
   readonly batch?: boolean;
+  /**
+   * Replicated acknowledgement: `reserve`, `confirm` and `release` answer that a write stands only once
+   * `WAIT <replicas> <timeoutMs>` says that many replicas have it, so a failover to one of them cannot lose
+   * it. One `WAIT` per batch at most (calls that finish while one is out share the next), on a connection of
+   * the Inventory's own (`redis.duplicate()`, closed by `close()`), so a blocked `WAIT` never holds up other
+   * commands. Refusals answer at once (they wrote nothing). Too few replicas in time: `IN_DOUBT` (after
+   * retries, within `settleMs`). `setStock` waits too and throws `RedisUnavailableError` on a short count.
+   * `expireHolds` does not wait: a release lost in a failover is simply expired again.
+   *
+   * Sentinel promotes the most up-to-date replica it knows of; `replicas` equal to the number of replicas
+   * makes every acknowledged write survive any single promotion, but stops acknowledgements (all
+   * `IN_DOUBT`) while a replica is missing.
+   */
+  readonly replicated?: ReplicatedOptions;
+  /**
+   * How long (ms) `reserve`, `confirm` and `release` may spend settling a call whose outcome is in doubt (a
+   * lost reply: command timeout, dropped connection, failover; or a short replica count): the same call is
+   * repeated with the same reservation id, with p-retry's backoff (10 ms doubling to 500 ms, randomised),
+   * until it gets an answer that stands; when time runs out the answer is `IN_DOUBT`, never an error. A
+   * `reserve` without a `reservationId` is settled with the id generated for it (returned in every answer).
+   * Failures known to have changed nothing (READONLY, LOADING… during a failover) are retried too, and
+   * thrown when time runs out. `0`: no retry; a lost reply throws `RedisUnavailableError` (whether it ran is
+   * unknown) and a short replica count answers `IN_DOUBT` at once. Set it to what the caller can wait: a
+   * Sentinel failover takes `down-after-milliseconds` plus about a second.
+   * @default 0
+   */
+  readonly settleMs?: number;
 }

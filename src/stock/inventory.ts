@@ -1,6 +1,11 @@
 // Inventory: atomic stock reservation in Redis. Each operation is one Lua script on the SKU's hash slot.
 import { randomUUID } from "node:crypto";
-import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import {
+  ConflictError,
+  InvalidArgumentError,
+  RedisUnavailableError,
+  UnexpectedReplyError,
+} from "../errors.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
 import type { RedisClient } from "../internal/scripts.js";
 import { TickBatcher, type Pending } from "../internal/batch.js";
@@ -17,10 +22,12 @@ import { RedisClock } from "../internal/clock.js";
 import { CONFIRM, EXPIRE, RELEASE, RESERVE, SET_STOCK } from "./scripts.js";
 import { readIds, readReservation, readSnapshot, readUserQuantity, type ReservationInfo } from "./records.js";
 import { SoldOutFlags, type FlagToken } from "./sold-out-flags.js";
+import { checkReplicated, RecordState, ReplicaAcks } from "./replication.js";
+import { InDoubt, settle } from "./settle.js";
 
 import type { InventoryOptions } from "./inventory-options.js";
 
-export type { InventoryOptions } from "./inventory-options.js";
+export type { InventoryOptions, ReplicatedOptions } from "./inventory-options.js";
 export type { ReservationInfo, StockEvent } from "./records.js";
 import {
   checkExpireArgs,
@@ -47,7 +54,12 @@ const KNOWN_OPTIONS = optionKeys<InventoryOptions>({
   localMaxIds: 1,
   subscriber: 1,
   batch: 1,
+  replicated: 1,
+  settleMs: 1,
 });
+
+/** The longest `settleMs` accepted: 10 minutes. */
+const MAX_SETTLE_MS = 600_000;
 
 /** The most reservations one script call carries. */
 const MAX_BATCH = 32;
@@ -89,6 +101,9 @@ export class Inventory implements StockStore {
   private readonly channel: string;
   private readonly flags: SoldOutFlags;
   private readonly batcher: TickBatcher<string, ReserveItem, ReserveResult> | undefined;
+  /** Replicated acknowledgement, when asked for. */
+  private readonly acks: ReplicaAcks | undefined;
+  private readonly settleMs: number;
 
   constructor(
     private readonly redis: RedisClient,
@@ -106,6 +121,10 @@ export class Inventory implements StockStore {
     if (options.batch !== undefined && typeof options.batch !== "boolean") {
       throw new InvalidArgumentError("batch", "must be a boolean");
     }
+    const replicated = checkReplicated(options.replicated);
+    this.acks = replicated === undefined ? undefined : new ReplicaAcks(redis, replicated);
+    this.settleMs = options.settleMs ?? 0;
+    validateInt("settleMs", this.settleMs, { min: 0, max: MAX_SETTLE_MS });
     this.flags = new SoldOutFlags(
       `${this.prefix}:restock`,
       options.subscriber,
@@ -122,7 +141,8 @@ export class Inventory implements StockStore {
   }
 
   /**
-   * Stops listening for restocks on the `subscriber` (the connection stays open: it is yours).
+   * Stops listening for restocks on the `subscriber` (the connection stays open: it is yours) and closes
+   * the Inventory's own `WAIT` connection (`replicated`).
    *
    * @example
    * ```ts
@@ -130,7 +150,7 @@ export class Inventory implements StockStore {
    * ```
    */
   async close(): Promise<void> {
-    await this.flags.close();
+    await Promise.all([this.flags.close(), this.acks?.close()]);
   }
 
   /**
@@ -198,6 +218,15 @@ export class Inventory implements StockStore {
         `cannot set ${sku} to ${quantity} units: ${value} are already held or confirmed`,
       );
     }
+    if (this.acks !== undefined) {
+      const { replicas } = await this.acks.wait(this.keys(sku).stock, []);
+      const { replicas: want, timeoutMs } = this.acks.options;
+      if (replicas < want) {
+        throw new RedisUnavailableError(
+          `setStock(${sku}) reached ${replicas} of ${want} replicas within ${timeoutMs} ms; repeat the call`,
+        );
+      }
+    }
     const state = {
       records,
       available: value,
@@ -234,29 +263,85 @@ export class Inventory implements StockStore {
     const quantity = checkReserveArgs(sku, options);
     const known = this.flags.answer(sku, options.reservationId, options.userId, quantity);
     if (known !== undefined) return REFUSED[known];
-    const item = {
-      reservationId: options.reservationId ?? randomUUID(),
-      userId: options.userId,
-      quantity,
-      token: this.flags.token(sku),
-    };
-    if (this.batcher !== undefined) return this.batcher.submit(sku, item);
-    const [result] = await this.runReserves(sku, [item]);
-    if (result instanceof Error) throw result;
-    return result!;
+    const reservationId = options.reservationId ?? randomUUID();
+    const { userId } = options;
+    if (this.settleMs === 0 && this.acks === undefined) {
+      return this.reserveOnce(sku, { reservationId, userId, quantity, token: this.flags.token(sku) });
+    }
+    // Every attempt carries the same id, so a repeat is answered by the first one that ran (a replay).
+    return settle(
+      this.settleMs,
+      () => this.reserveOnce(sku, { reservationId, userId, quantity, token: this.flags.token(sku) }),
+      () => ({ ok: false, reason: "IN_DOUBT", reservationId }),
+    );
   }
 
-  /** Runs a batch of reservations and settles each caller. */
+  /** One attempt: in a batch, or alone. */
+  private reserveOnce(sku: string, item: ReserveItem): Promise<ReserveResult> {
+    if (this.batcher !== undefined) return this.batcher.submit(sku, item);
+    return new Promise<ReserveResult>((resolve, reject) => {
+      this.sendReserves(sku, [{ item, resolve, reject }]).catch(reject);
+    });
+  }
+
+  /**
+   * Runs a batch of reservations and settles each caller. With `replicated`, refusals are answered at once
+   * and reservations (new ones and replays) after the batch's WAIT; one not acknowledged as asked is
+   * rejected with {@link InDoubt}, which `settle` turns into another attempt or `IN_DOUBT`.
+   */
   private async sendReserves(sku: string, batch: Pending<ReserveItem, ReserveResult>[]): Promise<void> {
     const results = await this.runReserves(
       sku,
       batch.map((p) => p.item),
     );
+    const held: number[] = [];
     batch.forEach((p, i) => {
       const r = results[i];
       if (r === undefined || r instanceof Error)
         p.reject(r ?? new UnexpectedReplyError("stock/reserve: short reply"));
+      else if (r.ok && this.acks !== undefined) held.push(i);
       else p.resolve(r);
+    });
+    if (held.length === 0) return;
+    const verdicts = await this.replicated(
+      sku,
+      held.map((i) => batch[i]!.item.reservationId),
+      (state) => state !== RecordState.NONE,
+    );
+    held.forEach((i, k) => {
+      const doubt = verdicts[k];
+      if (doubt !== undefined) batch[i]!.reject(doubt);
+      else batch[i]!.resolve(results[i] as ReserveResult);
+    });
+  }
+
+  /**
+   * One WAIT (shared with the calls of the SKU that finish meanwhile) for the given reservations: per id,
+   * `undefined` when it stands on the master in the state `want` accepts and the master has enough replicas
+   * that acknowledged it, or the {@link InDoubt} that says why not.
+   */
+  private async replicated(
+    sku: string,
+    ids: readonly string[],
+    want: (state: number) => boolean,
+  ): Promise<(InDoubt | undefined)[]> {
+    const acks = this.acks!;
+    const need = acks.options.replicas;
+    let ack;
+    try {
+      ack = await acks.wait(this.keyList(sku)[0]!, ids);
+    } catch (err) {
+      const doubt = new InDoubt(`could not wait for replicas of ${sku}`, { cause: err });
+      return ids.map(() => doubt);
+    }
+    return ids.map((id, i) => {
+      if (!want(ack.states[i] ?? RecordState.NONE)) {
+        return new InDoubt(`reservation ${id} of ${sku} is not as written on the master that answered WAIT`);
+      }
+      if (ack.replicas < need) {
+        return new InDoubt(`reservation ${id} of ${sku} reached ${ack.replicas} of ${need} replicas`);
+      }
+      return undefined;
     });
   }
 
@@ -306,18 +391,24 @@ export class Inventory implements StockStore {
   async confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
-    const code = await CONFIRM.run(this.redis, this.keyList(sku), [
-      reservationId,
-      sku,
-      this.maxLen,
-      this.channel,
-    ]);
-    if (code === 0) return { ok: true };
-    if (code === 1) {
-      this.flags.changed(sku); // an expired hold may just have been given back
-      return { ok: false, reason: "RELEASED" };
-    }
-    return { ok: false, reason: "UNKNOWN_RESERVATION" };
+    const once = async (): Promise<ConfirmResult> => {
+      const code = await CONFIRM.run(this.redis, this.keyList(sku), [
+        reservationId,
+        sku,
+        this.maxLen,
+        this.channel,
+      ]);
+      if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
+      if (code === 1) this.flags.changed(sku); // an expired hold may just have been given back
+      if (this.acks !== undefined) {
+        const state = code === 0 ? RecordState.CONFIRMED : RecordState.RELEASED;
+        const [doubt] = await this.replicated(sku, [reservationId], (s) => s === state);
+        if (doubt !== undefined) throw doubt;
+      }
+      return code === 0 ? { ok: true } : { ok: false, reason: "RELEASED" };
+    };
+    if (this.settleMs === 0 && this.acks === undefined) return once();
+    return settle(this.settleMs, once, () => ({ ok: false, reason: "IN_DOUBT" }));
   }
 
   /**
@@ -332,18 +423,24 @@ export class Inventory implements StockStore {
   async release(sku: string, reservationId: string): Promise<ReleaseResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
-    const code = await RELEASE.run(this.redis, this.keyList(sku), [
-      reservationId,
-      sku,
-      this.maxLen,
-      this.channel,
-    ]);
-    if (code === 0) {
-      this.flags.changed(sku);
-      return { ok: true };
-    }
-    if (code === 1) return { ok: false, reason: "CONFIRMED" };
-    return { ok: false, reason: "UNKNOWN_RESERVATION" };
+    const once = async (): Promise<ReleaseResult> => {
+      const code = await RELEASE.run(this.redis, this.keyList(sku), [
+        reservationId,
+        sku,
+        this.maxLen,
+        this.channel,
+      ]);
+      if (code === 2) return { ok: false, reason: "UNKNOWN_RESERVATION" };
+      if (code === 0) this.flags.changed(sku);
+      if (this.acks !== undefined) {
+        const state = code === 0 ? RecordState.RELEASED : RecordState.CONFIRMED;
+        const [doubt] = await this.replicated(sku, [reservationId], (s) => s === state);
+        if (doubt !== undefined) throw doubt;
+      }
+      return code === 0 ? { ok: true } : { ok: false, reason: "CONFIRMED" };
+    };
+    if (this.settleMs === 0 && this.acks === undefined) return once();
+    return settle(this.settleMs, once, () => ({ ok: false, reason: "IN_DOUBT" }));
   }
 
   /**

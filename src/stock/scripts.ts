@@ -56,3 +56,10 @@ export const EXPIRE = defineScript("stock/expire-holds", (r) => {
   if (n < 0) throw replyError("stock/expire-holds", r, "a count");
   return n;
 });
+
+/** Per reservation id asked: 0 none, 1 held, 2 confirmed, 3 released (see lua/stock/sync.lua). */
+export const SYNC = defineScript("stock/sync", (r) => {
+  const states = replyInts("stock/sync", r);
+  if (states.some((s) => s < 0 || s > 3)) throw replyError("stock/sync", r, "states 0 to 3");
+  return states;
+});

@@ -25,19 +25,36 @@ export type ReserveRejection = "SOLD_OUT" | "LIMIT_REACHED" | "UNKNOWN_SKU" | "N
 
 /**
  * The outcome of `reserve`: the reservation (with the units left right after it; `-1` for unlimited stock),
- * or the reason it was refused.
+ * the reason it was refused, or `IN_DOUBT`.
+ *
+ * `IN_DOUBT` (only from an `Inventory` with `replicated` or `settleMs`): the call may or may not have
+ * reserved, and nothing could settle it in time: its reply was lost (a command timeout, a dropped
+ * connection, a failover) or fewer replicas than `replicated.replicas` acknowledged it. `reservationId` is
+ * the id the call used (yours, or the one generated for it): `reserve` again with it to learn the outcome
+ * (a replay of the reservation, or a fresh decision if it never happened). Never an error: a buyer told
+ * `IN_DOUBT` may hold the unit.
  */
 export type ReserveResult =
   | { readonly ok: true; readonly reservationId: string; readonly remaining: number }
-  | { readonly ok: false; readonly reason: ReserveRejection };
+  | { readonly ok: false; readonly reason: ReserveRejection }
+  | { readonly ok: false; readonly reason: "IN_DOUBT"; readonly reservationId: string };
 
-/** The outcome of `confirm`. `RELEASED`: the reservation was released (or its hold expired) first. */
+/**
+ * The outcome of `confirm`. `RELEASED`: the reservation was released (or its hold expired) first.
+ * `IN_DOUBT` (only with `replicated` or `settleMs`): the confirm may or may not stand (see
+ * {@link ReserveResult}); confirm again to learn.
+ */
 export type ConfirmResult =
-  { readonly ok: true } | { readonly ok: false; readonly reason: "RELEASED" | "UNKNOWN_RESERVATION" };
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: "RELEASED" | "UNKNOWN_RESERVATION" | "IN_DOUBT" };
 
-/** The outcome of `release`. `CONFIRMED`: the reservation was confirmed first and keeps its units. */
+/**
+ * The outcome of `release`. `CONFIRMED`: the reservation was confirmed first and keeps its units.
+ * `IN_DOUBT` (only with `replicated` or `settleMs`): the release may or may not stand; release again.
+ */
 export type ReleaseResult =
-  { readonly ok: true } | { readonly ok: false; readonly reason: "CONFIRMED" | "UNKNOWN_RESERVATION" };
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: "CONFIRMED" | "UNKNOWN_RESERVATION" | "IN_DOUBT" };
 
 /** Options of `setStock`. */
 export interface StockOptions {

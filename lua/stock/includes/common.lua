@@ -4,8 +4,19 @@
 -- ends), each user's units as `u:<userId>` and each reservation as `r:<reservationId>`, so the buy step reads
 -- everything with one HMGET and writes with one HSET. A reservation record is packed as
 -- "<state>|<quantity>|<expiresAtMs or 0>|<remaining>|<userId>"; state is H (held), C (confirmed) or
--- R (released); userId comes last because it may contain '|'.
+-- R (released); userId comes last because it may contain '|'. A field `sync` is written by stock/sync only.
 local rcall = redis.call
+
+-- Under `maxmemory` with `noeviction`, Redis refuses a script's first write when that command may grow
+-- memory (HSET, XADD…), but lets a script that has already written go on (refusing it halfway would break
+-- its atomicity). A step that must work while memory is full (giving stock back, confirming a paid
+-- reservation) therefore opens with a write that cannot grow memory: HDEL of a field that never exists
+-- (it changes nothing and is not replicated). Redis 7's `#!lua flags=allow-oom` would say the same, but a
+-- shebang does not compile on Redis 6.2. Reserve does not do this: its first write (XADD) is refused with
+-- OOM before anything is written.
+local function writeEvenIfFull()
+  rcall('HDEL', KEYS[1], '-')
+end
 
 local function nowMs()
   local t = rcall('TIME')
@@ -34,6 +45,7 @@ end
 -- Returns a held reservation's units to stock and the user's quota, and records it as released.
 -- When the SKU was sold out, tells every process (channel = ARGV restock channel) to drop its sold-out flag.
 local function giveBack(rid, qty, exp, remaining, user, maxlen, sku, now, cause, channel)
+  writeEvenIfFull()
   local ufield = 'u:' .. user
   local s = rcall('HMGET', KEYS[1], 'available', 'held', ufield)
   local available = tonumber(s[1])
