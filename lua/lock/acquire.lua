@@ -7,7 +7,9 @@
 --          another owner holds it (pttl = its remaining ms, -1 when it has no expiry), writing only the flag;
 --          0 when its fence counter holds no count that can be raised and stay exact (a negative number, text,
 --          another type, 2^53 - 1 or more, past which Lua and JavaScript numbers skip integers): nothing is
---          written for that lock, not even the counter.
+--          written for that lock, not even the counter; the error reply of the counter's INCR when Redis
+--          refused it (OOM under `maxmemory` with `noeviction`): nothing is written for that lock.
+-- The waiters flag is best effort: under OOM it is not set, and that waiter retries on its pause instead.
 -- Locks asked for in the same tick share this script; each is decided on its own, in order.
 local rcall = redis.call
 local out = {}
@@ -16,7 +18,7 @@ for i = 0, #KEYS / 3 - 1 do
   if rcall('EXISTS', lock) == 1 then
     local wait = tonumber(ARGV[3 * i + 3])
     -- Only ever lengthened: a waiter with a shorter pause must not cut short another waiter's flag.
-    if wait > 0 and rcall('PTTL', waiters) < wait then rcall('SET', waiters, '1', 'PX', wait) end
+    if wait > 0 and rcall('PTTL', waiters) < wait then redis.pcall('SET', waiters, '1', 'PX', wait) end
     out[i + 1] = -(rcall('PTTL', lock) + 2)
   else
     -- Check the counter before writing anything: a valid count is absent or a non-negative integer below
@@ -32,7 +34,9 @@ for i = 0, #KEYS / 3 - 1 do
         f = redis.pcall('INCR', fence)
       end
     end
-    if type(f) ~= 'number' then
+    if type(f) == 'table' then
+      out[i + 1] = f -- {err = 'OOM …'}: sent as an error inside the array, for that lock's caller alone
+    elseif type(f) ~= 'number' then
       out[i + 1] = 0
     else
       rcall('SET', lock, ARGV[3 * i + 1], 'PX', ARGV[3 * i + 2])

@@ -1,5 +1,5 @@
 // The lock module's faults: a wait that ran out, and a lock lost while its holder was still working.
-import { FlashSaleError } from "../errors.js";
+import { FlashSaleError, RedisUnavailableError } from "../errors.js";
 
 /**
  * `acquire` waited `acquireTimeoutMs` and the lock stayed taken. For `QuorumLock`, `cause` is a
@@ -57,5 +57,40 @@ export class LockLostError extends FlashSaleError {
     options?: { cause?: unknown },
   ) {
     super("LOCK_LOST", `lock on ${resource} lost: ${message}`, options);
+  }
+}
+
+/**
+ * A lock with `replicated` acknowledgement was granted on the master, but `WAIT` counted fewer replicas than
+ * asked within its timeout. The grant was not given: the lock was released again (compare-and-delete), and
+ * its fence was never handed out, so a failover to a replica without it cannot repeat a fence anyone holds.
+ * Retrying is safe. `tryAcquire` throws it; `acquire` keeps trying until `acquireTimeoutMs` and then throws
+ * a {@link LockTimeoutError} with this error as its `cause`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   const handle = await lock.tryAcquire("order:42");
+ * } catch (err) {
+ *   if (err instanceof LockNotReplicatedError) console.warn(`${err.acknowledged}/${err.replicas} replicas`);
+ *   throw err;
+ * }
+ * ```
+ */
+export class LockNotReplicatedError extends RedisUnavailableError {
+  /** The class's stable name, matched by `instanceof` across copies of the package. */
+  static override readonly kind: string = "LockNotReplicatedError";
+
+  constructor(
+    /** The resource that was not locked. */
+    readonly resource: string,
+    /** How many replicas had to confirm the grant. */
+    readonly replicas: number,
+    /** How many did within the timeout. */
+    readonly acknowledged: number,
+  ) {
+    super(
+      `lock on ${resource} not granted: ${acknowledged} of ${replicas} replicas confirmed it in time (WAIT); it was released`,
+    );
   }
 }

@@ -1,14 +1,14 @@
 // SpinLock: an owner-checked lock on one Redis (standalone, Sentinel or Cluster) with fencing tokens,
 // release wake-ups for waiters, and `using` with auto-extension.
 import { randomUUID } from "node:crypto";
-import { InvalidArgumentError, RedisCommandError } from "../errors.js";
+import { InvalidArgumentError, RedisCommandError, RedisUnavailableError } from "../errors.js";
 import { validateRedisClient } from "../internal/client.js";
 import { resolvePrefix } from "../internal/keys.js";
 import type { RedisClient } from "../internal/scripts.js";
 import { slotOf } from "../internal/slot.js";
 import { validateId, validateInt, validateOptions } from "../internal/validate.js";
-import { LockTimeoutError } from "./errors.js";
-import { batchersOf, EXTEND } from "./scripts.js";
+import { LockNotReplicatedError, LockTimeoutError } from "./errors.js";
+import { batchersOf, EXTEND, replicatedAcquireOf } from "./scripts.js";
 import { lockTimings, MAX_LOCK_MS, TIMING_OPTIONS } from "./timings.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
 import { ACQUIRE_OPTIONS, using } from "./using.js";
@@ -46,6 +46,33 @@ export interface SpinLockOptions {
    * by releases made through this SpinLock and otherwise retry every `retryDelayMs`.
    */
   readonly subscriber?: RedisClient;
+  /**
+   * Give a lock only once `WAIT` has counted `replicas` replicas holding the grant (its fence `INCR` and
+   * its `SET`) within `timeoutMs`. A short count is not a grant: the lock is released again, `tryAcquire`
+   * throws {@link LockNotReplicatedError} and `acquire` keeps trying until `acquireTimeoutMs`. With it, a
+   * failover to a replica that had confirmed (Sentinel promotes the most up-to-date one) never hands out a
+   * fence again that a holder already got. Omitted: a grant is given as soon as the master has it, and a
+   * failover that loses the last writes can repeat fences (a fenced store then refuses the writes).
+   */
+  readonly replicated?: ReplicatedOptions;
+}
+
+/** The `replicated` option of {@link SpinLockOptions}: acknowledge a grant only once replicas have it. */
+export interface ReplicatedOptions {
+  /** How many replicas must confirm each grant (`WAIT`'s count), at least 1. */
+  readonly replicas: number;
+  /**
+   * How long `WAIT` may wait for them, in ms (at least 1; keep it below the client's `commandTimeout`). A
+   * batch of acquires waits at most this long on top of its round trip.
+   */
+  readonly timeoutMs: number;
+  /**
+   * The connection acquires (and their `WAIT`) go out on, for example `redis.duplicate()` (you create and
+   * close it; it must reach the same master as the lock's client). `WAIT` holds up the commands queued
+   * behind it on its connection, so a connection of its own keeps the other users of the lock's client
+   * from waiting on replicas. Omitted: the lock's client.
+   */
+  readonly connection?: RedisClient;
 }
 
 /** The keys and the release channel of one resource; all share the hash tag `{<prefix>:<resource>}`. */
@@ -58,6 +85,12 @@ export interface SpinLockKeys {
   readonly waiters: string;
   /** Pub/sub channel a release publishes to when the waiters flag is set. */
   readonly channel: string;
+}
+
+/** The checked `replicated` option. */
+interface Replication {
+  readonly replicas: number;
+  readonly timeoutMs: number;
 }
 
 class SpinLockHandle implements LockHandle<number> {
@@ -140,12 +173,15 @@ export class SpinLock implements Locker<number> {
   private readonly wakeups: Wakeups;
   // How long a subscribed waiter's flag outlives its last attempt: its pause is at most 1.5 retry delays.
   private readonly waitFlagMs: number;
+  // Where acquires go out: the lock's client, or the `replicated.connection`.
+  private readonly acquirer: RedisClient;
+  private readonly replication: Replication | undefined;
 
   constructor(
     private readonly redis: RedisClient,
     options: SpinLockOptions = {},
   ) {
-    validateOptions("options", options, { known: [...TIMING_OPTIONS, "subscriber"] });
+    validateOptions("options", options, { known: [...TIMING_OPTIONS, "subscriber", "replicated"] });
     validateRedisClient("redis", redis);
     this.prefix = resolvePrefix(options.prefix);
     ({
@@ -165,6 +201,24 @@ export class SpinLock implements Locker<number> {
       }
     }
     this.wakeups = Wakeups.for(subscriber);
+    const { replicated } = options;
+    this.acquirer = redis;
+    if (replicated !== undefined) {
+      validateOptions("replicated", replicated, { known: ["replicas", "timeoutMs", "connection"] });
+      validateInt("replicated.replicas", replicated.replicas, { min: 1, max: 1_000 });
+      validateInt("replicated.timeoutMs", replicated.timeoutMs, { min: 1, max: MAX_LOCK_MS });
+      if (replicated.connection !== undefined) {
+        validateRedisClient("replicated.connection", replicated.connection);
+        if (replicated.connection === subscriber) {
+          throw new InvalidArgumentError(
+            "replicated.connection",
+            "must not be the subscriber (subscriber mode blocks other commands)",
+          );
+        }
+        this.acquirer = replicated.connection;
+      }
+      this.replication = { replicas: replicated.replicas, timeoutMs: replicated.timeoutMs };
+    }
   }
 
   /**
@@ -200,6 +254,7 @@ export class SpinLock implements Locker<number> {
    */
   async tryAcquire(resource: string): Promise<LockHandle<number> | null> {
     const got = await this.attempt(resource, this.keys(resource), 0);
+    if (got instanceof LockNotReplicatedError) throw got;
     return typeof got === "number" ? null : got;
   }
 
@@ -230,8 +285,8 @@ export class SpinLock implements Locker<number> {
     // changed release count instead, and sends the waiter straight into a second attempt.
     const releases = this.wakeups.releases;
     const first = await this.attemptOnce(resource, keys, 0, signal, started);
-    if (typeof first !== "number") return first;
-    if (this.acquireTimeoutMs === 0) throw new LockTimeoutError(resource, Date.now() - started);
+    if (first instanceof SpinLockHandle) return first;
+    if (this.acquireTimeoutMs === 0) throw timeout(resource, started, first);
     return this.wait(resource, keys, started, first, releases !== this.wakeups.releases, signal);
   }
 
@@ -240,13 +295,14 @@ export class SpinLock implements Locker<number> {
     resource: string,
     keys: SpinLockKeys,
     started: number,
-    firstPttl: number,
+    first: number | LockNotReplicatedError,
     releasedMeanwhile: boolean,
     signal: AbortSignal | undefined,
   ): Promise<LockHandle<number>> {
     const deadline = started + this.acquireTimeoutMs;
     const subscription = this.wakeups.subscribe(keys.channel);
-    let pttl = firstPttl;
+    // The last attempt's outcome: the holder's remaining TTL, or a grant too few replicas confirmed.
+    let last = first;
     let again = releasedMeanwhile;
     // Registered across pauses and attempts alike, so a release that lands while an attempt is in flight
     // still reaches this waiter; it keeps its place in the queue until a release wakes it.
@@ -255,11 +311,11 @@ export class SpinLock implements Locker<number> {
       for (;;) {
         if (!again) {
           const left = deadline - Date.now();
-          if (left <= 0) throw new LockTimeoutError(resource, Date.now() - started);
+          if (left <= 0) throw timeout(resource, started, last);
           const wakes: Promise<unknown>[] = [waiter.woken];
           // Once subscribed, attempt again at once, with the flag set: no release can be missed after that.
           if (subscription?.pending) wakes.push(subscription.settled);
-          const untilExpiry = pttl > 0 ? pttl + 1 : Infinity;
+          const untilExpiry = typeof last === "number" && last > 0 ? last + 1 : Infinity;
           await pause(Math.min(left, jittered(this.retryDelayMs), untilExpiry), signal, wakes);
         }
         again = false;
@@ -267,9 +323,9 @@ export class SpinLock implements Locker<number> {
         if (waiter.fired) waiter = this.wakeups.waiter(keys.channel);
         const flag = subscription?.ready ? this.waitFlagMs : 0;
         const got = await this.attemptOnce(resource, keys, flag, signal, started);
-        if (typeof got !== "number") return got;
-        pttl = got;
-        if (Date.now() >= deadline) throw new LockTimeoutError(resource, Date.now() - started);
+        if (got instanceof SpinLockHandle) return got;
+        last = got;
+        if (Date.now() >= deadline) throw timeout(resource, started, last);
         // Woken while the attempt was in flight: the script may have run just before that release, and the
         // wake-up is spent (no other waiter here got it), so attempt again at once instead of pausing.
         again = waiter.fired;
@@ -296,9 +352,9 @@ export class SpinLock implements Locker<number> {
     waitFlagMs: number,
     signal: AbortSignal | undefined,
     started: number,
-  ): Promise<SpinLockHandle | number> {
-    const orphan = (late: SpinLockHandle | number): void => {
-      if (typeof late !== "number") late.release().catch(() => {});
+  ): Promise<Attempt> {
+    const orphan = (late: Attempt): void => {
+      if (late instanceof SpinLockHandle) late.release().catch(() => {});
     };
     let work = this.attempt(resource, keys, waitFlagMs);
     // acquireTimeoutMs 0 is "one attempt": it waits for its answer (bounded by the client's commandTimeout).
@@ -336,26 +392,42 @@ export class SpinLock implements Locker<number> {
     return using(this, resource, routine, options);
   }
 
-  /** One acquire script: the handle, or the holder's remaining TTL (-1: no expiry, -2: gone meanwhile). */
-  private async attempt(
-    resource: string,
-    keys: SpinLockKeys,
-    waitFlagMs: number,
-  ): Promise<SpinLockHandle | number> {
+  /**
+   * One acquire script: the handle, the holder's remaining TTL (-1: no expiry, -2: gone meanwhile), or (with
+   * `replicated`) a grant too few replicas confirmed, already being released.
+   */
+  private async attempt(resource: string, keys: SpinLockKeys, waitFlagMs: number): Promise<Attempt> {
     const token = randomUUID();
     const sentAt = Date.now();
-    const reply = await batchersOf(this.redis).acquire.submit(slotOf(this.redis, keys.lock), {
-      keys,
-      token,
-      ttlMs: this.ttlMs,
-      waitFlagMs,
-    });
+    const item = { keys, token, ttlMs: this.ttlMs, waitFlagMs };
+    const slot = slotOf(this.acquirer, keys.lock);
+    const replication = this.replication;
+    let reply: number;
+    let acked = Infinity;
+    try {
+      if (replication === undefined) reply = await batchersOf(this.redis).acquire.submit(slot, item);
+      else
+        ({ reply, acked } = await replicatedAcquireOf(
+          this.acquirer,
+          replication.replicas,
+          replication.timeoutMs,
+        ).submit(slot, item));
+    } catch (err) {
+      // No answer (a timeout, a dropped connection): the script may still run, or have run, and leave a lock
+      // that nobody holds until its TTL. Only this attempt knows the token, so it removes that lock itself.
+      if (err instanceof RedisUnavailableError) this.cleanUp(keys, token);
+      throw err;
+    }
     if (reply === 0) {
       throw new RedisCommandError(
         `lock/acquire: the fence counter ${keys.fence} is not a count that can be raised exactly (a non-negative integer below 2^53 - 1)`,
       );
     }
     if (reply < 0) return -reply - 2;
+    if (replication !== undefined && acked < replication.replicas) {
+      this.cleanUp(keys, token);
+      return new LockNotReplicatedError(resource, replication.replicas, acked);
+    }
     return new SpinLockHandle(
       this.redis,
       keys,
@@ -367,4 +439,45 @@ export class SpinLock implements Locker<number> {
       this.wakeups,
     );
   }
+
+  /**
+   * Removes the lock `token` may hold (compare-and-delete), in the background. Sent on the connection the
+   * acquire went out on, so Redis runs it after that acquire even when the acquire is still queued (a paused
+   * or stalled server answers both in order). A release that gets no answer either is sent again, with a
+   * growing pause, for up to the lock's TTL (after which the lock is gone anyway), and not once the client is
+   * closed. Timers are unref'd: they never keep a process alive.
+   */
+  private cleanUp(keys: SpinLockKeys, token: string): void {
+    const conn = this.acquirer;
+    const until = Date.now() + this.ttlMs;
+    let delayMs = 50;
+    const once = (): void => {
+      batchersOf(conn)
+        .release.submit(slotOf(conn, keys.lock), { keys, token })
+        .then(
+          (released) => {
+            if (released === 1) this.wakeups.wake(keys.channel);
+          },
+          (err: unknown) => {
+            if (!(err instanceof RedisUnavailableError) || conn.status === "end") return;
+            if (Date.now() + delayMs > until) return;
+            setTimeout(once, delayMs).unref();
+            delayMs = Math.min(delayMs * 2, 1_000);
+          },
+        );
+    };
+    once();
+  }
+}
+
+/** What one attempt yields: the handle, the holder's remaining TTL, or an unconfirmed grant. */
+type Attempt = SpinLockHandle | number | LockNotReplicatedError;
+
+/** The LockTimeoutError of a wait whose last attempt ended in `last` (its cause when replicas fell short). */
+function timeout(resource: string, started: number, last: number | LockNotReplicatedError): LockTimeoutError {
+  return new LockTimeoutError(
+    resource,
+    Date.now() - started,
+    last instanceof LockNotReplicatedError ? { cause: last } : undefined,
+  );
 }
