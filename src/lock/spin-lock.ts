@@ -322,7 +322,7 @@ export class SpinLock implements Locker<number> {
         // A woken waiter has left the queue: register again before the attempt goes out.
         if (waiter.fired) waiter = this.wakeups.waiter(keys.channel);
         const flag = subscription?.ready ? this.waitFlagMs : 0;
-        const got = await this.attemptOnce(resource, keys, flag, signal, started);
+        const got = await this.attemptOnce(resource, keys, flag, signal, started, last);
         if (got instanceof SpinLockHandle) return got;
         last = got;
         if (Date.now() >= deadline) throw timeout(resource, started, last);
@@ -352,6 +352,7 @@ export class SpinLock implements Locker<number> {
     waitFlagMs: number,
     signal: AbortSignal | undefined,
     started: number,
+    last?: number | LockNotReplicatedError,
   ): Promise<Attempt> {
     const orphan = (late: Attempt): void => {
       if (late instanceof SpinLockHandle) late.release().catch(() => {});
@@ -362,7 +363,7 @@ export class SpinLock implements Locker<number> {
       work = withDeadline(
         work,
         started + this.acquireTimeoutMs - Date.now(),
-        () => new LockTimeoutError(resource, Date.now() - started),
+        () => timeout(resource, started, last ?? 0),
         orphan,
       );
     }
