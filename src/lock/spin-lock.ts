@@ -54,11 +54,11 @@ export interface SpinLockOptions {
    * fence again that a holder already got. Omitted: a grant is given as soon as the master has it, and a
    * failover that loses the last writes can repeat fences (a fenced store then refuses the writes).
    */
-  readonly replicated?: ReplicatedOptions;
+  readonly replicated?: LockReplicatedOptions;
 }
 
 /** The `replicated` option of {@link SpinLockOptions}: acknowledge a grant only once replicas have it. */
-export interface ReplicatedOptions {
+export interface LockReplicatedOptions {
   /** How many replicas must confirm each grant (`WAIT`'s count), at least 1. */
   readonly replicas: number;
   /**
@@ -205,8 +205,9 @@ export class SpinLock implements Locker<number> {
     this.acquirer = redis;
     if (replicated !== undefined) {
       validateOptions("replicated", replicated, { known: ["replicas", "timeoutMs", "connection"] });
-      validateInt("replicated.replicas", replicated.replicas, { min: 1, max: 1_000 });
-      validateInt("replicated.timeoutMs", replicated.timeoutMs, { min: 1, max: MAX_LOCK_MS });
+      validateInt("replicated.replicas", replicated.replicas, { min: 1, max: 100 });
+      // WAIT 0 would block for ever: a bound is required (the limits of Inventory's `replicated`).
+      validateInt("replicated.timeoutMs", replicated.timeoutMs, { min: 1, max: 60_000 });
       if (replicated.connection !== undefined) {
         validateRedisClient("replicated.connection", replicated.connection);
         if (replicated.connection === subscriber) {

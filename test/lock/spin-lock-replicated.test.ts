@@ -3,7 +3,7 @@
 // (acquire). A private master and one replica (redis-server --replicaof).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { InvalidArgumentError } from "../../src/errors.js";
+import { InvalidArgumentError, RedisUnavailableError } from "../../src/errors.js";
 import { LockNotReplicatedError, LockTimeoutError, SpinLock } from "../../src/lock/index.js";
 import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 
@@ -85,6 +85,7 @@ describe("SpinLock replicated acknowledgement", () => {
     });
     const err = await lock.tryAcquire("r").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LockNotReplicatedError);
+    expect(err).toBeInstanceOf(RedisUnavailableError); // caught as any other "retry later"
     expect(err).toMatchObject({ resource: "r", replicas: 2, acknowledged: 1, code: "REDIS_UNAVAILABLE" });
     // The grant is taken back (in the background, right after WAIT's answer).
     const deadline = Date.now() + 10_000;
