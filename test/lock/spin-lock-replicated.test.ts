@@ -1,6 +1,9 @@
 // SpinLock with `replicated`: a grant is given only once WAIT has counted the replicas asked for; a short
 // count releases the lock and reports LockNotReplicatedError (tryAcquire) or a LockTimeoutError caused by it
 // (acquire). A private master and one replica (redis-server --replicaof).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { InvalidArgumentError, RedisUnavailableError } from "../../src/errors.js";
@@ -12,9 +15,11 @@ let replicaSrv: PrivateRedis;
 let redis: Redis;
 let acks: Redis;
 let replica: Redis;
+// The replica stores the master's snapshot as dump.rdb in its directory: a temporary one, not the cwd.
+const dir = mkdtempSync(join(tmpdir(), "fsk-replica-"));
 beforeAll(async () => {
   master = await startRedis();
-  replicaSrv = await startRedis(["--replicaof", master.host, String(master.port)]);
+  replicaSrv = await startRedis(["--replicaof", master.host, String(master.port), "--dir", dir]);
   redis = master.client();
   acks = master.client();
   replica = replicaSrv.client();
@@ -27,6 +32,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await replicaSrv?.stop();
   await master?.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 async function waitCalls(): Promise<number> {
