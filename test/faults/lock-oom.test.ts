@@ -11,33 +11,23 @@ import { randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js
 let srv: PrivateRedis;
 let redis: Redis;
 beforeAll(async () => {
-  srv = await startRedis(["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
+  srv = await startRedis(["--maxmemory-policy", "noeviction"]);
   redis = srv.client();
 });
 afterAll(async () => srv?.stop());
 
 /**
- * Writes values until the server refuses them with OOM: 16 KB ones, then 512-byte and 8-byte ones (a refused
- * big write frees its own query buffer, which can bring the server back under the limit for small ones).
+ * Writes 2 MB of values, then sets `maxmemory` 1 MB below what the server uses: every write that may grow
+ * memory is refused with OOM, with a margin that the server's own buffer housekeeping cannot undo. Returns
+ * the keys written (deleting them brings the server back under the limit).
  */
 async function fillMemory(client: Redis, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  for (const size of [16 * 1024, 512, 8]) {
-    const value = "x".repeat(size);
-    // Bounded: 4 MB needs about 256 16 KB values; 20,000 writes of one size means no OOM came.
-    let refused = false;
-    for (let i = 0; i < 20_000 && !refused; i++) {
-      const key = `${prefix}:fill:${size}:${i}`;
-      try {
-        await client.set(key, value);
-        keys.push(key);
-      } catch (err) {
-        expect(String(err)).toMatch(/OOM/);
-        refused = true;
-      }
-    }
-    if (!refused) throw new Error("the server never refused a write: maxmemory is not in effect");
-  }
+  const keys = Array.from({ length: 128 }, (_, i) => `${prefix}:fill:${i}`);
+  const value = "x".repeat(16 * 1024);
+  for (const key of keys) await client.set(key, value);
+  const used = Number(/used_memory:(\d+)/.exec(await client.info("memory"))![1]);
+  await client.config("SET", "maxmemory", String(used - 1024 * 1024));
+  await expect(client.set(`${prefix}:probe`, "1")).rejects.toThrow(/^OOM /);
   return keys;
 }
 
@@ -80,7 +70,7 @@ describe("SpinLock under OOM (maxmemory + noeviction)", () => {
     expect(await redis.exists(lock.keys("held").lock)).toBe(0);
 
     // Once memory is freed, grants come back with the next fences.
-    for (let i = 0; i < filled.length; i += 100) await redis.del(...filled.slice(i, i + 100));
+    await redis.del(...filled);
     const again = await lock.tryAcquire("used");
     expect(again?.fence).toBe(2);
     await again!.release();
