@@ -1,7 +1,7 @@
 // Build: ESM + CJS + type declarations for the root and every module subpath.
 import { defineConfig } from "tsup";
 
-export const modules = ["stock", "lock", "cache", "ratelimit", "gate", "outbox", "orders"] as const;
+export const modules = ["stock", "lock", "cache", "ratelimit", "gate", "outbox", "orders", "metrics"] as const;
 
 export default defineConfig({
   entry: {
@@ -16,5 +16,5 @@ export default defineConfig({
   splitting: true,
   treeshake: true,
   target: "node20",
-  external: ["ioredis", "pg", "@electric-sql/pglite", "amqplib"],
+  external: ["ioredis", "pg", "@electric-sql/pglite", "amqplib", "prom-client", "@opentelemetry/api"],
 });

@@ -29,6 +29,7 @@ const expected = {
     "RedisStreamConsumer",
   ],
   "flash-sale-kit/orders": ["PostgresOrders", "readStockEvent"],
+  "flash-sale-kit/metrics": ["channels", "events", "prometheusMetrics", "openTelemetryTracing"],
 };
 let failed = 0;
 for (const [spec, names] of Object.entries(expected)) {

@@ -15,6 +15,10 @@ import { RedisClock } from "../internal/clock.js";
 import { LocalTier } from "./local-tier.js";
 import { Loader, type Encoded } from "./loader.js";
 import type { CacheKeys, CacheSerializer, ReadThroughCacheOptions } from "./read-through-types.js";
+import { published } from "../internal/trace.js";
+import { events, type CacheLookupEvent } from "../metrics/channels.js";
+
+const LOOKUP = published<CacheLookupEvent>(events.cacheLookup);
 
 /** How long an id's generation outlives its last invalidation: longer than any load may take. */
 const GENERATION_TTL_MS = 3_600_000;
@@ -227,13 +231,19 @@ export class ReadThroughCache<V> {
     const l1 = this.l1;
     if (l1 !== undefined) {
       const hit = l1.lookup(id);
-      if (hit !== undefined) return hit.value;
+      if (hit !== undefined) {
+        LOOKUP.publish(() => ({ cache: this.prefix, id, outcome: "l1" }));
+        return hit.value;
+      }
     }
     const guard = this.guard;
     if (guard !== undefined) {
       const filter = guard.filter;
       const known = filter.mightContainLocal(id) ?? (await filter.mightContain(id));
-      if (!known) return undefined;
+      if (!known) {
+        LOOKUP.publish(() => ({ cache: this.prefix, id, outcome: "rejected" }));
+        return undefined;
+      }
     }
     const key = this.entryKey(id);
     const ticket = l1?.active === true ? l1.begin() : undefined;
@@ -247,8 +257,17 @@ export class ReadThroughCache<V> {
     } finally {
       if (ticket !== undefined) l1!.end(ticket, id, decoded !== undefined, decoded?.value);
     }
-    if (decoded === undefined) return this.loader.miss(id);
-    if (decoded.staleAt !== undefined) this.refreshIfStale(id, decoded.staleAt);
+    if (decoded === undefined) {
+      LOOKUP.publish(() => ({ cache: this.prefix, id, outcome: "miss" }));
+      return this.loader.miss(id);
+    }
+    const staleAt = decoded.staleAt;
+    if (staleAt !== undefined) this.refreshIfStale(id, staleAt);
+    LOOKUP.publish(() => ({
+      cache: this.prefix,
+      id,
+      outcome: staleAt !== undefined && this.clock.compare(staleAt) === "after" ? "stale" : "hit",
+    }));
     return decoded.value;
   }
 

@@ -13,6 +13,10 @@ import {
 } from "../internal/validate.js";
 import type { CaptchaResponse, CaptchaVerifier } from "./captcha.js";
 import type { PurchaseTokens, RedeemResult } from "./purchase-tokens.js";
+import { traced } from "../internal/trace.js";
+import { channels, type AdmitTrace } from "../metrics/channels.js";
+
+const ADMIT = traced<AdmitTrace>(channels.admit);
 
 /** Whom the eligibility predicate judges. */
 export interface GateSubject<Ctx> {
@@ -238,7 +242,14 @@ export class SaleGate<Ctx = undefined> {
    * if (!a.ok && a.reason === "NOT_STARTED") showCountdown(a.startsInMs);
    * ```
    */
-  async admit(request: AdmitRequest<Ctx>): Promise<AdmitResult> {
+  admit(request: AdmitRequest<Ctx>): Promise<AdmitResult> {
+    return ADMIT.run(
+      () => ({ gate: this.saleId }),
+      () => this.#admit(request),
+    );
+  }
+
+  async #admit(request: AdmitRequest<Ctx>): Promise<AdmitResult> {
     if (typeof request !== "object" || request === null) {
       throw new InvalidArgumentError("request", "must be an object with userId and sku");
     }

@@ -14,6 +14,10 @@ import {
   type ItemOutcome,
 } from "./engine.js";
 import { isReady, type TokenBucket } from "./token-bucket.js";
+import { traced } from "../internal/trace.js";
+import { channels, type CheckTrace } from "../metrics/channels.js";
+
+const CHECK = traced<CheckTrace>(channels.check);
 
 /** One limit of a {@link RateLimits} set. */
 export interface RateLimit<Ctx> {
@@ -140,6 +144,7 @@ export class RateLimits<Ctx = unknown> {
   /** The one standalone client every limit lives on (so one script decides them all), if there is one. */
   readonly #single: { readonly client: RedisClient; readonly batch: boolean } | undefined;
   readonly #insure: boolean;
+  readonly #names: readonly string[];
 
   constructor(limits: readonly RateLimit<Ctx>[], options: RateLimitsOptions = {}) {
     validateOptions("options", options, { known: ["onRefundError", "failMode"] });
@@ -193,6 +198,7 @@ export class RateLimits<Ctx = unknown> {
       earlier.push(b);
     }
     this.#limits = [...limits];
+    this.#names = Object.freeze(limits.map((l) => l.name));
     this.#onRefundError = options.onRefundError;
     this.#insure = failMode === "local";
     const client = limits[0]!.bucket.redis;
@@ -244,7 +250,14 @@ export class RateLimits<Ctx = unknown> {
    * if (!r.ok) return reply.code(429).send({ limit: r.rejectedBy });
    * ```
    */
-  async check(ctx: Ctx): Promise<RateLimitsResult> {
+  check(ctx: Ctx): Promise<RateLimitsResult> {
+    return CHECK.run(
+      () => ({ limits: this.#names }),
+      () => this.#check(ctx),
+    );
+  }
+
+  async #check(ctx: Ctx): Promise<RateLimitsResult> {
     const applied = this.#applied(ctx);
     if (applied.length === 0) return { ok: true, limits: [] };
     const sentAt = performance.now();

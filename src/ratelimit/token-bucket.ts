@@ -6,6 +6,10 @@ import { validateId, validateInt, validateOptions } from "../internal/validate.j
 import { slotOf } from "../internal/slot.js";
 import { takeGroup, type BucketItem, type ItemOutcome } from "./engine.js";
 import { LocalState, UNITS, type BanPolicy, type LocalRefusal } from "./local.js";
+import { traced } from "../internal/trace.js";
+import { channels, type TakeTrace } from "../metrics/channels.js";
+
+const TAKE = traced<TakeTrace>(channels.take);
 
 /** Options of `new TokenBucket()`. */
 export interface TokenBucketOptions {
@@ -344,7 +348,14 @@ export class TokenBucket {
    * r.retryAfterMs; // when 5 will be there
    * ```
    */
-  async take(key: string, options: TakeOptions = {}): Promise<TakeResult> {
+  take(key: string, options: TakeOptions = {}): Promise<TakeResult> {
+    return TAKE.run(
+      () => ({ bucket: this.prefix, key, cost: (options as TakeOptions | undefined)?.cost ?? 1 }),
+      () => this.#take(key, options),
+    );
+  }
+
+  async #take(key: string, options: TakeOptions): Promise<TakeResult> {
     validateOptions("options", options, { known: ["cost"] });
     const cost = options.cost ?? 1;
     validateInt("cost", cost, { min: 1 });
