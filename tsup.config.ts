@@ -1,7 +1,16 @@
 // Build: ESM + CJS + type declarations for the root and every module subpath.
 import { defineConfig } from "tsup";
 
-export const modules = ["stock", "lock", "cache", "ratelimit", "gate", "outbox", "orders", "metrics"] as const;
+export const modules = [
+  "stock",
+  "lock",
+  "cache",
+  "ratelimit",
+  "gate",
+  "outbox",
+  "orders",
+  "metrics",
+] as const;
 
 export default defineConfig({
   entry: {

@@ -243,10 +243,8 @@ export class SaleGate<Ctx = undefined> {
    * ```
    */
   admit(request: AdmitRequest<Ctx>): Promise<AdmitResult> {
-    return ADMIT.run(
-      () => ({ gate: this.saleId }),
-      () => this.#admit(request),
-    );
+    if (!ADMIT.active) return this.#admit(request);
+    return ADMIT.trace(() => this.#admit(request), { gate: this.saleId });
   }
 
   async #admit(request: AdmitRequest<Ctx>): Promise<AdmitResult> {

@@ -1,20 +1,30 @@
 // Publishing on the library's diagnostics channels (names and payloads: src/metrics/channels.ts). When nobody
-// subscribes, an operation costs one `hasSubscribers` check and no allocation of its payload.
+// subscribes, an operation costs one `hasSubscribers` check: its payload and closures are never built.
+//
+//   take(key, o) {
+//     return TAKE.active ? TAKE.trace(() => this.#take(key, o), { bucket, key, cost }) : this.#take(key, o);
+//   }
 import { channel, tracingChannel, type Channel, type TracingChannel } from "node:diagnostics_channel";
+import type { ReserveTrace } from "../metrics/channels.js";
 
-/** A traced operation: `run(payload, fn)` runs `fn` inside the channel's events when anyone listens. */
+/** A traced operation. */
 export interface Traced<C extends object> {
   readonly channel: TracingChannel<unknown, C>;
-  run<R>(payload: () => C, fn: () => Promise<R>): Promise<R>;
+  /** Whether anyone subscribes to any of the operation's events. */
+  readonly active: boolean;
+  /** Runs `fn` inside the operation's events (start, end, asyncStart, asyncEnd, error). */
+  trace<R>(fn: () => Promise<R>, payload: C): Promise<R>;
 }
 
 export function traced<C extends object>(name: string): Traced<C> {
   const ch = tracingChannel<unknown, C>(name);
   return {
     channel: ch,
-    run<R>(payload: () => C, fn: () => Promise<R>): Promise<R> {
-      if (!ch.hasSubscribers) return fn();
-      return ch.tracePromise(fn, payload());
+    get active() {
+      return ch.hasSubscribers;
+    },
+    trace<R>(fn: () => Promise<R>, payload: C): Promise<R> {
+      return ch.tracePromise(fn, payload);
     },
   };
 }
@@ -36,5 +46,17 @@ export function published<M>(name: string): Published<M> {
     publish(message: () => M): void {
       if (ch.hasSubscribers) ch.publish(message());
     },
+  };
+}
+
+/** The reserve payload's caller fields, read without trusting `options` (bad input is refused afterwards). */
+export function reservePayload(
+  options: unknown,
+): Pick<ReserveTrace, "userId" | "quantity" | "reservationId"> {
+  const o = (typeof options === "object" && options !== null ? options : {}) as Record<string, unknown>;
+  return {
+    userId: o.userId as string,
+    quantity: (o.quantity as number | undefined) ?? 1,
+    reservationId: o.reservationId as string | undefined,
   };
 }

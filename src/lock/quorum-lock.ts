@@ -10,6 +10,10 @@ import { lockTimings, MAX_LOCK_MS, TIMING_OPTIONS } from "./timings.js";
 import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } from "./types.js";
 import { ACQUIRE_OPTIONS, using } from "./using.js";
 import { abortable, jittered, pause, validateSignal } from "./wait.js";
+import { traced } from "../internal/trace.js";
+import { channels, type AcquireTrace } from "../metrics/channels.js";
+
+const TRACE_ACQUIRE = traced<AcquireTrace>(channels.acquire);
 
 /** Options of `new QuorumLock()`. All durations are integer milliseconds. */
 export interface QuorumLockOptions {
@@ -241,7 +245,12 @@ export class QuorumLock implements Locker<undefined> {
    * if (handle === null) return; // another instance runs it
    * ```
    */
-  async tryAcquire(resource: string): Promise<LockHandle<undefined> | null> {
+  tryAcquire(resource: string): Promise<LockHandle<undefined> | null> {
+    if (!TRACE_ACQUIRE.active) return this.#tryAcquire(resource);
+    return TRACE_ACQUIRE.trace(() => this.#tryAcquire(resource), { lock: "quorum", resource, wait: false });
+  }
+
+  async #tryAcquire(resource: string): Promise<LockHandle<undefined> | null> {
     const { handle, unavailable } = await this.attempt(resource, this.keys(resource).lock);
     if (unavailable !== null) throw unavailable;
     return handle;
@@ -258,7 +267,16 @@ export class QuorumLock implements Locker<undefined> {
    * try { await buildReports(); } finally { await handle.release(); }
    * ```
    */
-  async acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<undefined>> {
+  acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<undefined>> {
+    if (!TRACE_ACQUIRE.active) return this.#acquire(resource, options);
+    return TRACE_ACQUIRE.trace(() => this.#acquire(resource, options), {
+      lock: "quorum",
+      resource,
+      wait: true,
+    });
+  }
+
+  async #acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<undefined>> {
     validateOptions("options", options, { known: ACQUIRE_OPTIONS });
     const { signal } = options;
     validateSignal(signal);

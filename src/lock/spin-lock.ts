@@ -14,6 +14,10 @@ import type { AcquireOptions, LockHandle, LockedRoutine, Locker, UsingOptions } 
 import { ACQUIRE_OPTIONS, using } from "./using.js";
 import { abortable, jittered, pause, validateSignal, withDeadline } from "./wait.js";
 import { Wakeups } from "./wakeups.js";
+import { traced } from "../internal/trace.js";
+import { channels, type AcquireTrace } from "../metrics/channels.js";
+
+const TRACE_ACQUIRE = traced<AcquireTrace>(channels.acquire);
 
 /** Options of `new SpinLock()`. All durations are integer milliseconds. */
 export interface SpinLockOptions {
@@ -253,7 +257,12 @@ export class SpinLock implements Locker<number> {
    * try { await rebuild(); } finally { await handle.release(); }
    * ```
    */
-  async tryAcquire(resource: string): Promise<LockHandle<number> | null> {
+  tryAcquire(resource: string): Promise<LockHandle<number> | null> {
+    if (!TRACE_ACQUIRE.active) return this.#tryAcquire(resource);
+    return TRACE_ACQUIRE.trace(() => this.#tryAcquire(resource), { lock: "spin", resource, wait: false });
+  }
+
+  async #tryAcquire(resource: string): Promise<LockHandle<number> | null> {
     const got = await this.attempt(resource, this.keys(resource), 0);
     if (got instanceof LockNotReplicatedError) throw got;
     return typeof got === "number" ? null : got;
@@ -275,7 +284,16 @@ export class SpinLock implements Locker<number> {
    * }
    * ```
    */
-  async acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<number>> {
+  acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<number>> {
+    if (!TRACE_ACQUIRE.active) return this.#acquire(resource, options);
+    return TRACE_ACQUIRE.trace(() => this.#acquire(resource, options), {
+      lock: "spin",
+      resource,
+      wait: true,
+    });
+  }
+
+  async #acquire(resource: string, options: AcquireOptions = {}): Promise<LockHandle<number>> {
     validateOptions("options", options, { known: ACQUIRE_OPTIONS });
     const { signal } = options;
     validateSignal(signal);

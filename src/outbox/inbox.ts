@@ -7,6 +7,10 @@ import { deleteOlderThan, type DeleteOlderOptions } from "./cleanup.js";
 import { checkTableName, tableSchema } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { validateMessageId } from "./types.js";
+import { traced } from "../internal/trace.js";
+import { channels, type ProcessTrace } from "../metrics/channels.js";
+
+const PROCESS = traced<ProcessTrace>(channels.process);
 
 /** Options of `new PostgresInbox()`. */
 export interface PostgresInboxOptions {
@@ -104,7 +108,18 @@ export class PostgresInbox {
    * );
    * ```
    */
-  async processOnce(
+  processOnce(
+    tx: SqlClient,
+    ref: InboxMessageRef,
+    fn: (tx: SqlClient) => Promise<unknown>,
+  ): Promise<ProcessOutcome> {
+    if (!PROCESS.active) return this.#processOnce(tx, ref, fn);
+    const r = (typeof ref === "object" && ref !== null ? ref : {}) as Partial<InboxMessageRef>;
+    const payload = { consumer: r.consumer as string, messageId: r.messageId as string };
+    return PROCESS.trace(() => this.#processOnce(tx, ref, fn), payload);
+  }
+
+  async #processOnce(
     tx: SqlClient,
     ref: InboxMessageRef,
     fn: (tx: SqlClient) => Promise<unknown>,

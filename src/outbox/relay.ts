@@ -8,6 +8,12 @@ import { resolveBackoff, retryDelayMs, type RelayBackoffOptions } from "./backof
 import type { OutboxRecord, PostgresOutbox } from "./postgres-outbox.js";
 import { checkListenClient, listen, type ListenClient } from "./listen.js";
 import { errorText, validateTopic, type OutboxMessage } from "./types.js";
+import { backlog } from "./backlog.js";
+import { published, traced } from "../internal/trace.js";
+import { channels, events, type PublishTrace, type RelayRoundEvent } from "../metrics/channels.js";
+
+const PUBLISH = traced<PublishTrace>(channels.publish);
+const ROUND = published<RelayRoundEvent>(events.relayRound);
 
 /** What a relay passes to `publish` besides the message. */
 export interface PublishContext {
@@ -234,7 +240,15 @@ export class OutboxRelay {
    * ```
    */
   runOnce(): Promise<RelayRound> {
-    return this.loop.track(this.round());
+    return this.loop.track(this.round().then((r) => this.reportRound(r)));
+  }
+
+  /** Publishes the round (with the backlog, read only while someone listens) on the relay-round channel. */
+  private async reportRound(round: RelayRound): Promise<RelayRound> {
+    if (!ROUND.active) return round;
+    const b = await backlog(this.outbox);
+    ROUND.publish(() => ({ ...round, ...b }));
+    return round;
   }
 
   private async round(): Promise<RelayRound> {
@@ -275,7 +289,11 @@ export class OutboxRelay {
           continue;
         }
         try {
-          await this.publishWithin(message);
+          if (!PUBLISH.active) await this.publishWithin(message);
+          else {
+            const payload = { messageId: message.id, topic: message.topic, attempt: message.attempt };
+            await PUBLISH.trace(() => this.publishWithin(message), payload);
+          }
           sent.push(message.id);
         } catch (err) {
           failed.push({ id: message.id, attempt: message.attempt, error: errorText(err) });

@@ -251,10 +251,8 @@ export class RateLimits<Ctx = unknown> {
    * ```
    */
   check(ctx: Ctx): Promise<RateLimitsResult> {
-    return CHECK.run(
-      () => ({ limits: this.#names }),
-      () => this.#check(ctx),
-    );
+    if (!CHECK.active) return this.#check(ctx);
+    return CHECK.trace(() => this.#check(ctx), { limits: this.#names });
   }
 
   async #check(ctx: Ctx): Promise<RateLimitsResult> {

@@ -349,10 +349,9 @@ export class TokenBucket {
    * ```
    */
   take(key: string, options: TakeOptions = {}): Promise<TakeResult> {
-    return TAKE.run(
-      () => ({ bucket: this.prefix, key, cost: (options as TakeOptions | undefined)?.cost ?? 1 }),
-      () => this.#take(key, options),
-    );
+    if (!TAKE.active) return this.#take(key, options);
+    const cost = (options as TakeOptions | undefined)?.cost ?? 1;
+    return TAKE.trace(() => this.#take(key, options), { bucket: this.prefix, key, cost });
   }
 
   async #take(key: string, options: TakeOptions): Promise<TakeResult> {

@@ -46,6 +46,12 @@ import {
   type StockOptions,
   type StockStore,
 } from "./types.js";
+import { reservePayload, traced } from "../internal/trace.js";
+import { channels, type ConfirmTrace, type ReleaseTrace, type ReserveTrace } from "../metrics/channels.js";
+
+const TRACE_RESERVE = traced<ReserveTrace>(channels.reserve);
+const TRACE_CONFIRM = traced<ConfirmTrace>(channels.confirm);
+const TRACE_RELEASE = traced<ReleaseTrace>(channels.release);
 
 const KNOWN_OPTIONS = optionKeys<InventoryOptions>({
   prefix: 1,
@@ -259,7 +265,16 @@ export class Inventory implements StockStore {
    * if (!r.ok && r.reason === "SOLD_OUT") showSoldOut();
    * ```
    */
-  async reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
+  reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
+    if (!TRACE_RESERVE.active) return this.#reserve(sku, options);
+    return TRACE_RESERVE.trace(() => this.#reserve(sku, options), {
+      store: "redis",
+      sku,
+      ...reservePayload(options),
+    });
+  }
+
+  async #reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
     const quantity = checkReserveArgs(sku, options);
     const known = this.flags.answer(sku, options.reservationId, options.userId, quantity);
     if (known !== undefined) return REFUSED[known];
@@ -388,7 +403,16 @@ export class Inventory implements StockStore {
    * if (!c.ok) refund(); // RELEASED: the hold ran out or was cancelled first
    * ```
    */
-  async confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
+  confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
+    if (!TRACE_CONFIRM.active) return this.#confirm(sku, reservationId);
+    return TRACE_CONFIRM.trace(() => this.#confirm(sku, reservationId), {
+      store: "redis",
+      sku,
+      reservationId,
+    });
+  }
+
+  async #confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
     const once = async (): Promise<ConfirmResult> => {
@@ -420,7 +444,16 @@ export class Inventory implements StockStore {
    * await inventory.release("iphone-17", reservationId); // payment timed out
    * ```
    */
-  async release(sku: string, reservationId: string): Promise<ReleaseResult> {
+  release(sku: string, reservationId: string): Promise<ReleaseResult> {
+    if (!TRACE_RELEASE.active) return this.#release(sku, reservationId);
+    return TRACE_RELEASE.trace(() => this.#release(sku, reservationId), {
+      store: "redis",
+      sku,
+      reservationId,
+    });
+  }
+
+  async #release(sku: string, reservationId: string): Promise<ReleaseResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
     const once = async (): Promise<ReleaseResult> => {

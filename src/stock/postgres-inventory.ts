@@ -20,6 +20,12 @@ import {
   type StockOptions,
   type StockStore,
 } from "./types.js";
+import { reservePayload, traced } from "../internal/trace.js";
+import { channels, type ConfirmTrace, type ReleaseTrace, type ReserveTrace } from "../metrics/channels.js";
+
+const TRACE_RESERVE = traced<ReserveTrace>(channels.reserve);
+const TRACE_CONFIRM = traced<ConfirmTrace>(channels.confirm);
+const TRACE_RELEASE = traced<ReleaseTrace>(channels.release);
 
 /** Options of `new PostgresInventory()`. */
 export interface PostgresInventoryOptions {
@@ -128,7 +134,16 @@ export class PostgresInventory implements StockStore {
    * const r = await stock.reserve("iphone-17", { userId: "u42", reservationId: "req-7f3a" });
    * ```
    */
-  async reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
+  reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
+    if (!TRACE_RESERVE.active) return this.#reserve(sku, options);
+    return TRACE_RESERVE.trace(() => this.#reserve(sku, options), {
+      store: "postgresql",
+      sku,
+      ...reservePayload(options),
+    });
+  }
+
+  async #reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
     const quantity = checkReserveArgs(sku, options);
     const reservationId = options.reservationId ?? randomUUID();
     const [row] = await sqlRows<{ code: number; remaining: number }>(
@@ -160,7 +175,16 @@ export class PostgresInventory implements StockStore {
    * await stock.confirm("iphone-17", reservationId);
    * ```
    */
-  async confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
+  confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
+    if (!TRACE_CONFIRM.active) return this.#confirm(sku, reservationId);
+    return TRACE_CONFIRM.trace(() => this.#confirm(sku, reservationId), {
+      store: "postgresql",
+      sku,
+      reservationId,
+    });
+  }
+
+  async #confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
     const code = await this.scalar(`SELECT ${this.p}confirm($1, $2) AS code`, [sku, reservationId]);
@@ -178,7 +202,16 @@ export class PostgresInventory implements StockStore {
    * await stock.release("iphone-17", reservationId);
    * ```
    */
-  async release(sku: string, reservationId: string): Promise<ReleaseResult> {
+  release(sku: string, reservationId: string): Promise<ReleaseResult> {
+    if (!TRACE_RELEASE.active) return this.#release(sku, reservationId);
+    return TRACE_RELEASE.trace(() => this.#release(sku, reservationId), {
+      store: "postgresql",
+      sku,
+      reservationId,
+    });
+  }
+
+  async #release(sku: string, reservationId: string): Promise<ReleaseResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
     const code = await this.scalar(`SELECT ${this.p}release($1, $2) AS code`, [sku, reservationId]);

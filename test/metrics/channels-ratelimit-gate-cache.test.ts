@@ -22,7 +22,12 @@ afterAll(async () => srv?.stop());
 describe("ratelimit.take", () => {
   it("publishes start, end, asyncStart and asyncEnd with bucket, key, cost and the result", async () => {
     const prefix = randomPrefix();
-    const bucket = new TokenBucket(redis, { capacity: 2, refillPerSecond: 0.001, prefix, localRefusals: false });
+    const bucket = new TokenBucket(redis, {
+      capacity: 2,
+      refillPerSecond: 0.001,
+      prefix,
+      localRefusals: false,
+    });
     const rec = recordTrace(channels.take);
     try {
       await bucket.take("u1", { cost: 2 });
