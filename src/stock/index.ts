@@ -5,6 +5,8 @@ export {
   type ReplicatedOptions,
   type StockEvent,
   type ReservationInfo,
+  type BucketKeys,
+  type BucketedKeys,
 } from "./inventory.js";
 export { type HoldSweeper, type HoldSweeperOptions } from "./hold-sweeper.js";
 export {
@@ -16,6 +18,7 @@ export {
   UNLIMITED,
   MAX_QUANTITY,
   MAX_HOLD_MS,
+  MAX_BUCKETS,
   type ReserveRejection,
   type ReserveResult,
   type ConfirmResult,

@@ -24,11 +24,13 @@ import { readIds, readReservation, readSnapshot, readUserQuantity, type Reservat
 import { SoldOutFlags, type FlagToken } from "./sold-out-flags.js";
 import { checkReplicated, RecordState, ReplicaAcks } from "./replication.js";
 import { InDoubt, settle } from "./settle.js";
+import { Buckets, type BucketedKeys } from "./buckets.js";
 
 import type { InventoryOptions } from "./inventory-options.js";
 
 export type { InventoryOptions, ReplicatedOptions } from "./inventory-options.js";
 export type { ReservationInfo, StockEvent } from "./records.js";
+export type { BucketKeys, BucketedKeys } from "./buckets.js";
 import {
   checkExpireArgs,
   checkReserveArgs,
@@ -38,6 +40,7 @@ import {
   ReserveCode,
   type ConfirmResult,
   type ExpireOptions,
+  MAX_BUCKETS,
   type InventorySnapshot,
   type ReleaseResult,
   type ReserveOptions,
@@ -110,6 +113,8 @@ export class Inventory implements StockStore {
   /** Replicated acknowledgement, when asked for. */
   private readonly acks: ReplicaAcks | undefined;
   private readonly settleMs: number;
+  /** SKUs split into buckets (setStock's `buckets`): see buckets.ts. */
+  private readonly buckets: Buckets;
 
   constructor(
     private readonly redis: RedisClient,
@@ -137,9 +142,22 @@ export class Inventory implements StockStore {
       cacheMs,
       maxIds,
       RedisClock.for(redis),
-      (sku) => readIds(this.redis, this.keyList(sku)[0]!, maxIds),
+      (sku) => {
+        const b = this.buckets.known(sku);
+        return b ? this.buckets.readIds(b, maxIds) : readIds(this.redis, this.keyList(sku)[0]!, maxIds);
+      },
     );
     this.channel = this.flags.channel;
+    this.buckets = new Buckets(
+      redis,
+      this.prefix,
+      this.maxLen,
+      this.channel,
+      this.flags.origin,
+      this.flags,
+      options.batch !== false,
+      MAX_BATCH,
+    );
     this.batcher =
       options.batch === false
         ? undefined
@@ -173,6 +191,23 @@ export class Inventory implements StockStore {
     return { stock: k.key("stock"), holds: k.key("holds"), events: k.key("events") };
   }
 
+  /**
+   * The keys of a SKU split into `buckets` buckets (`setStock`'s `buckets` option): the SKU's record and,
+   * per bucket, its stock hash, holds, event stream and unfinished transfers. Each bucket's stream carries the
+   * events of the users whose home it is; read all of them. Useful to delete a finished sale.
+   *
+   * @example
+   * ```ts
+   * const { meta, buckets } = inventory.bucketKeys("hot-sku", 3);
+   * for (const b of buckets) console.log(b.events);
+   * ```
+   */
+  bucketKeys(sku: string, buckets: number): BucketedKeys {
+    validateId("sku", sku);
+    validateInt("buckets", buckets, { min: 1, max: MAX_BUCKETS });
+    return this.buckets.keysOf(sku, buckets);
+  }
+
   /** The script KEYS of a SKU; cached because the buy path builds them on every call. */
   private keyList(sku: string): string[] {
     let list = this.keyCache.get(sku);
@@ -202,6 +237,20 @@ export class Inventory implements StockStore {
    */
   async setStock(sku: string, quantity: number, options: StockOptions = {}): Promise<void> {
     const o = checkStockArgs(sku, quantity, options);
+    // A live SKU keeps its bucket count; saying another one is refused before anything is written.
+    const live = await this.buckets.countOf(sku);
+    const count = o.buckets ?? (live === 0 ? 1 : live);
+    if (live !== 0 && count !== live) {
+      throw new ConflictError(
+        "BUCKET_COUNT",
+        `${sku} has ${live} bucket${live === 1 ? "" : "s"}, not ${count}: the count of a live SKU cannot change (delete its keys first)`,
+      );
+    }
+    if (count > 1) {
+      if (this.acks !== undefined)
+        throw new InvalidArgumentError("buckets", "cannot be used with the replicated option yet");
+      return this.buckets.setStock(sku, quantity, count, o);
+    }
     const token = this.flags.token(sku);
     const reply = await SET_STOCK.run(
       this.redis,
@@ -280,15 +329,32 @@ export class Inventory implements StockStore {
     if (known !== undefined) return REFUSED[known];
     const reservationId = options.reservationId ?? randomUUID();
     const { userId } = options;
+    const b = this.buckets.known(sku);
+    if (b !== undefined)
+      return this.buckets.reserve(sku, b, { reservationId, userId, quantity, token: this.flags.token(sku) });
+    let result: ReserveResult;
     if (this.settleMs === 0 && this.acks === undefined) {
-      return this.reserveOnce(sku, { reservationId, userId, quantity, token: this.flags.token(sku) });
+      result = await this.reserveOnce(sku, { reservationId, userId, quantity, token: this.flags.token(sku) });
+    } else {
+      // Every attempt carries the same id, so a repeat is answered by the first one that ran (a replay).
+      result = await settle(
+        this.settleMs,
+        () => this.reserveOnce(sku, { reservationId, userId, quantity, token: this.flags.token(sku) }),
+        () => ({ ok: false, reason: "IN_DOUBT", reservationId }),
+      );
     }
-    // Every attempt carries the same id, so a repeat is answered by the first one that ran (a replay).
-    return settle(
-      this.settleMs,
-      () => this.reserveOnce(sku, { reservationId, userId, quantity, token: this.flags.token(sku) }),
-      () => ({ ok: false, reason: "IN_DOUBT", reservationId }),
-    );
+    if (!result.ok && result.reason === "UNKNOWN_SKU") {
+      // Not a one-bucket SKU: perhaps a bucketed one this process has not met yet.
+      const found = await this.buckets.lookup(sku);
+      if (found !== undefined)
+        return this.buckets.reserve(sku, found, {
+          reservationId,
+          userId,
+          quantity,
+          token: this.flags.token(sku),
+        });
+    }
+    return result;
   }
 
   /** One attempt: in a batch, or alone. */
@@ -415,6 +481,21 @@ export class Inventory implements StockStore {
   async #confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
+    let b = this.buckets.known(sku);
+    if (b === undefined) {
+      const r = await this.confirmOne(sku, reservationId);
+      if (r.ok || r.reason !== "UNKNOWN_RESERVATION") return r;
+      b = await this.buckets.lookup(sku);
+      if (b === undefined) return r;
+    }
+    const code = await this.buckets.confirm(sku, b, reservationId);
+    if (code !== 1) return code;
+    this.flags.changed(sku); // an expired hold may just have been given back
+    return { ok: false, reason: "RELEASED" };
+  }
+
+  /** `confirm` of a one-bucket SKU. */
+  private async confirmOne(sku: string, reservationId: string): Promise<ConfirmResult> {
     const once = async (): Promise<ConfirmResult> => {
       const code = await CONFIRM.run(this.redis, this.keyList(sku), [
         reservationId,
@@ -456,6 +537,20 @@ export class Inventory implements StockStore {
   async #release(sku: string, reservationId: string): Promise<ReleaseResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
+    let b = this.buckets.known(sku);
+    if (b === undefined) {
+      const r = await this.releaseOne(sku, reservationId);
+      if (r.ok || r.reason !== "UNKNOWN_RESERVATION") return r;
+      b = await this.buckets.lookup(sku);
+      if (b === undefined) return r;
+    }
+    const r = await this.buckets.release(sku, b, reservationId);
+    if (r.ok) this.flags.changed(sku);
+    return r;
+  }
+
+  /** `release` of a one-bucket SKU. */
+  private async releaseOne(sku: string, reservationId: string): Promise<ReleaseResult> {
     const once = async (): Promise<ReleaseResult> => {
       const code = await RELEASE.run(this.redis, this.keyList(sku), [
         reservationId,
@@ -486,7 +581,13 @@ export class Inventory implements StockStore {
    */
   async expireHolds(sku: string, options: ExpireOptions = {}): Promise<number> {
     const limit = checkExpireArgs(sku, options);
-    const n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen, this.channel]);
+    let b = this.buckets.known(sku);
+    let n = 0;
+    if (b === undefined) {
+      n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen, this.channel]);
+      if (n === 0) b = await this.buckets.lookup(sku);
+    }
+    if (b !== undefined) n = await this.buckets.expireHolds(sku, b, limit);
     if (n > 0) this.flags.changed(sku);
     return n;
   }
@@ -516,7 +617,11 @@ export class Inventory implements StockStore {
    * ```
    */
   async snapshot(sku: string): Promise<InventorySnapshot | null> {
-    return readSnapshot(this.redis, this.keys(sku).stock);
+    const b = this.buckets.known(sku);
+    const s = b === undefined ? await readSnapshot(this.redis, this.keys(sku).stock) : null;
+    if (s !== null) return s;
+    const found = b ?? (await this.buckets.lookup(sku));
+    return found === undefined ? null : this.buckets.snapshot(sku, found);
   }
 
   /**
@@ -531,7 +636,11 @@ export class Inventory implements StockStore {
    */
   async reservation(sku: string, reservationId: string): Promise<ReservationInfo | null> {
     validateId("reservationId", reservationId);
-    return readReservation(this.redis, this.keys(sku).stock, reservationId);
+    const b = this.buckets.known(sku);
+    const r = b === undefined ? await readReservation(this.redis, this.keys(sku).stock, reservationId) : null;
+    if (r !== null) return r;
+    const found = b ?? (await this.buckets.lookup(sku));
+    return found === undefined ? null : this.buckets.reservation(sku, found, reservationId);
   }
 
   /**
@@ -544,6 +653,10 @@ export class Inventory implements StockStore {
    */
   async userQuantity(sku: string, userId: string): Promise<number> {
     validateId("userId", userId);
-    return readUserQuantity(this.redis, this.keys(sku).stock, userId);
+    const b = this.buckets.known(sku);
+    const q = b === undefined ? await readUserQuantity(this.redis, this.keys(sku).stock, userId) : 0;
+    if (q !== 0) return q;
+    const found = b ?? (await this.buckets.lookup(sku));
+    return found === undefined ? 0 : this.buckets.userQuantity(found, userId);
   }
 }

@@ -112,6 +112,11 @@ export class PostgresInventory implements StockStore {
    */
   async setStock(sku: string, quantity: number, options: StockOptions = {}): Promise<void> {
     const o = checkStockArgs(sku, quantity, options);
+    if (o.buckets !== undefined && o.buckets !== 1)
+      throw new InvalidArgumentError(
+        "buckets",
+        "is an Inventory (Redis) option: PostgreSQL has one row per SKU",
+      );
     const [row] = await sqlRows<{ code: number; available: number }>(
       this.db,
       `SELECT code, available FROM ${this.p}set_stock($1, $2, $3, $4, $5, $6)`,

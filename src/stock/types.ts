@@ -72,6 +72,14 @@ export interface StockOptions {
    * units back. Omitted: holds never expire on their own.
    */
   readonly holdMs?: number;
+  /**
+   * `Inventory` only: split the SKU's units over this many buckets, each on its own hash slot (so on a
+   * cluster, on different masters), to spread a hot SKU's reservations over several Redis cores. At most
+   * {@link MAX_BUCKETS}; the count of a live SKU cannot change (a `ConflictError`, code `BUCKET_COUNT`).
+   * Omitted: the live SKU's count, or 1 for a new SKU. See docs/stock.md, "Buckets".
+   * @default 1
+   */
+  readonly buckets?: number;
 }
 
 /** Arguments of `reserve`. */
@@ -105,6 +113,8 @@ export interface InventorySnapshot {
   readonly startsAt?: number;
   readonly endsAt?: number;
   readonly holdMs?: number;
+  /** How many buckets the SKU is split into (`setStock`'s `buckets`); omitted for a one-bucket SKU. */
+  readonly buckets?: number;
 }
 
 /** Options of `expireHolds`. */
@@ -156,7 +166,25 @@ export const MAX_HOLD_MS = 365 * 24 * 3_600_000;
  */
 export const MAX_QUANTITY = 2_147_483_647;
 
-const STOCK_KEYS = optionKeys<StockOptions>({ perUserLimit: 1, startsAt: 1, endsAt: 1, holdMs: 1 });
+/**
+ * The most buckets one SKU may be split into (`setStock`'s `buckets`). Finding a reservation (`confirm`,
+ * `release`, `reservation`) reads every bucket, and so does deciding that the SKU is sold out, so a few
+ * buckets per cluster master is the useful range.
+ *
+ * @example
+ * ```ts
+ * await inventory.setStock("hot-sku", 30_000, { buckets: Math.min(3, MAX_BUCKETS) });
+ * ```
+ */
+export const MAX_BUCKETS = 16;
+
+const STOCK_KEYS = optionKeys<StockOptions>({
+  perUserLimit: 1,
+  startsAt: 1,
+  endsAt: 1,
+  holdMs: 1,
+  buckets: 1,
+});
 const RESERVE_KEYS = optionKeys<ReserveOptions>({ userId: 1, quantity: 1, reservationId: 1 });
 const EXPIRE_KEYS = optionKeys<ExpireOptions>({ limit: 1 });
 
@@ -174,6 +202,7 @@ export function checkStockArgs(
   validateOptionalInt("startsAt", options.startsAt, { min: 0 });
   validateOptionalInt("endsAt", options.endsAt, { min: 0 });
   validateOptionalInt("holdMs", options.holdMs, { min: 1, max: MAX_HOLD_MS });
+  validateOptionalInt("buckets", options.buckets, { min: 1, max: MAX_BUCKETS });
   if (options.startsAt !== undefined && options.endsAt !== undefined && options.endsAt <= options.startsAt) {
     throw new InvalidArgumentError("endsAt", "must be later than startsAt");
   }
