@@ -26,6 +26,11 @@ export interface SentinelSetup {
   masterPort(): Promise<number>;
   /** SIGKILL of one data node's process. */
   kill(port: number): void;
+  /**
+   * Starts a killed data node again, empty, as a replica of `masterPort` (directly, not through a relay):
+   * an operator bringing a crashed host back. Resolves once its link to the master is up.
+   */
+  restartAsReplica(port: number, masterPort: number): Promise<void>;
   /** Resolves when the Sentinels name a master other than `oldPort` (and it answers as master). */
   waitForFailover(oldPort: number, timeoutMs: number): Promise<number>;
   stop(): Promise<void>;
@@ -228,6 +233,32 @@ export async function startSentinels(options: SentinelSetupOptions = {}): Promis
     masterPort: askMaster,
     kill(port) {
       procs.get(port)?.kill("SIGKILL");
+    },
+    async restartAsReplica(port, master) {
+      // An empty node (its old files are removed) that comes back as a master would be a master with no
+      // data; starting it as a replica is what an operator does after a failover.
+      rmSync(join(dir, `dump-${port}.rdb`), { force: true });
+      rmSync(join(dir, `aof-${port}`), { recursive: true, force: true });
+      startNode(port, ["--replicaof", "127.0.0.1", String(master)]);
+      await waitFor(
+        async () => {
+          const c = new Redis({
+            port,
+            lazyConnect: true,
+            maxRetriesPerRequest: 0,
+            retryStrategy: () => null,
+          });
+          c.on("error", () => undefined);
+          try {
+            await c.connect();
+            return (await c.info("replication")).includes("master_link_status:up");
+          } finally {
+            c.disconnect();
+          }
+        },
+        20_000,
+        `replica on ${port}`,
+      );
     },
     async waitForFailover(oldPort, timeoutMs) {
       let found = oldPort;
