@@ -40,7 +40,8 @@ describe("replicated acknowledgement on a Redis Cluster", () => {
     // The WAIT goes to the SKU's own master: with the replica of sku-3's master stopped, sku-3 is in doubt
     // while a SKU on another master is acknowledged (a WAIT sent to any other node would count its replica).
     const quick = new Inventory(redis, { prefix, replicated: { replicas: 1, timeoutMs: 200 } });
-    const shards = (await redis.cluster("SLOTS")) as unknown as [number, number, ...[string, number][]][];
+    type Shard = [number, number, [string, number], [string, number]];
+    const shards = (await redis.cluster("SLOTS")) as unknown as Shard[];
     const shardOf = async (sku: string) => {
       const slot = (await redis.cluster("KEYSLOT", inv.keys(sku).stock)) as unknown as number;
       return shards.find(([a, b]) => slot >= a && slot <= b)!;
@@ -50,7 +51,7 @@ describe("replicated acknowledgement on a Redis Cluster", () => {
     for (const sku of skus) if ((await shardOf(sku))[2][1] !== target[2][1]) other = sku;
     await inv.setStock("sku-3", 3);
     await inv.setStock(other, 3);
-    const replica = new Redis(target[3]![1], target[3]![0]);
+    const replica = new Redis(target[3][1], target[3][0]);
     const pid = Number(/process_id:(\d+)/.exec(await replica.info("server"))![1]);
     replica.disconnect();
     process.kill(pid, "SIGSTOP");
