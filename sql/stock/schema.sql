@@ -1,6 +1,7 @@
 -- flash-sale-kit PostgresInventory schema for PostgreSQL 13+ (and PGlite). Every `fsk_` name is rewritten to the
 -- configured table prefix. Safe to run again: tables are created if missing, functions replaced.
--- Lock order everywhere: reservation row, then the user's row, then the SKU's stock row.
+-- Lock order: every write to a SKU's reservations, users and counters happens under the lock of the SKU's
+-- stock row, taken first, so writers of one SKU take turns on that one row and never deadlock.
 
 CREATE TABLE IF NOT EXISTS fsk_stock (
   sku            text PRIMARY KEY,
@@ -65,7 +66,8 @@ BEGIN
   END IF;
 END $$;
 
--- Marks a held reservation released and gives its units back to stock and the user's quota.
+-- Marks a held reservation released and gives its units back to stock and the user's quota. The caller holds
+-- the stock row's lock.
 CREATE OR REPLACE FUNCTION fsk_give_back(p_sku text, p_id text, p_user text, p_quantity integer)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
@@ -77,95 +79,157 @@ BEGIN
   WHERE sku = p_sku;
 END $$;
 
--- A refusal of fsk_reserve, unless a call with the same id committed meanwhile (after fsk_reserve's first
--- look-up: each statement of a function sees the commits made before it starts): then its replay (1) or
--- conflict (7), as Redis, which decides the whole call at once, would answer.
-CREATE OR REPLACE FUNCTION fsk_reserve_refusal(p_sku text, p_id text, p_user text, p_quantity integer,
-  p_code integer, p_remaining integer)
-RETURNS TABLE (code integer, remaining integer) LANGUAGE plpgsql AS $$
+-- Reservations of one SKU, applied one by one in array order, each with its own (code, remaining): the codes
+-- of lua/stock/reserve.lua, 0 reserved, 1 replay of an earlier success (remaining as it was then), 2 unknown
+-- SKU, 3 not started, 4 ended, 5 limit reached, 6 sold out, 7 id used by another user or quantity. A later
+-- item sees the earlier ones: a repeated id replays an earlier item's success, a user's units add up.
+-- Group commit: calls that arrive together share this one statement, so one stock-row lock, one commit and
+-- one round trip serve them all. Only items that pass every check write, so a refusal writes nothing.
+-- Unlocked reads first answer what needs no lock (replays, unknown SKU, a closed window, sold out: most
+-- calls once the crowd arrives); the stock row is read before the reservations, so a reservation committed
+-- between the two reads is seen as a replay, not refused. Otherwise the stock row is locked, and since every
+-- writer of a SKU's reservations and users holds that lock, what is read after it is exact.
+CREATE OR REPLACE FUNCTION fsk_reserve_many(p_sku text, p_ids text[], p_users text[], p_quantities integer[])
+RETURNS TABLE (codes integer[], remainings integer[]) LANGUAGE plpgsql AS $$
 DECLARE
-  r fsk_reservation%ROWTYPE;
+  n integer := coalesce(cardinality(p_ids), 0);
+  s fsk_stock%ROWTYPE;
+  v_codes integer[] := array_fill(0, ARRAY[n]);
+  v_rems integer[] := array_fill(0, ARRAY[n]);
+  -- reservations known so far (read, then those this call makes): id, user, quantity, remaining
+  r_ids text[];
+  r_users text[];
+  r_qty integer[];
+  r_rem integer[];
+  -- users' units, as read under the lock and as this call adds to them
+  u_ids text[];
+  u_used bigint[];
+  -- what this call writes
+  w_ids text[] := '{}';
+  w_users text[] := '{}';
+  w_qty integer[] := '{}';
+  w_rem integer[] := '{}';
+  v_closed integer := 0;
+  v_avail integer;
+  v_held bigint := 0;
+  v_locked boolean := false;
+  k integer;
+  q integer;
 BEGIN
-  SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id;
-  IF NOT FOUND THEN RETURN QUERY SELECT p_code, p_remaining;
-  ELSIF r.user_id <> p_user OR r.quantity <> p_quantity THEN RETURN QUERY SELECT 7, 0;
-  ELSE RETURN QUERY SELECT 1, r.remaining;
+  IF n <> coalesce(cardinality(p_users), 0) OR n <> coalesce(cardinality(p_quantities), 0) THEN
+    RAISE EXCEPTION 'fsk_reserve_many: arrays of different lengths' USING ERRCODE = '22023';
   END IF;
+  IF n = 0 THEN RETURN QUERY SELECT v_codes, v_rems; RETURN; END IF;
+  SELECT * INTO s FROM fsk_stock WHERE sku = p_sku;
+  SELECT array_agg(id), array_agg(user_id), array_agg(quantity), array_agg(remaining)
+  INTO r_ids, r_users, r_qty, r_rem FROM fsk_reservation WHERE sku = p_sku AND id = ANY (p_ids);
+  IF s.sku IS NOT NULL THEN
+    IF s.starts_at IS NOT NULL AND now() < s.starts_at THEN v_closed := 3;
+    ELSIF s.ends_at IS NOT NULL AND now() >= s.ends_at THEN v_closed := 4;
+    END IF;
+    -- Does any item need the lock (not a replay, and possibly reservable at this read)?
+    IF v_closed = 0 THEN
+      FOR i IN 1..n LOOP
+        IF array_position(r_ids, p_ids[i]) IS NULL AND (s.available = -1 OR s.available >= p_quantities[i]) THEN
+          v_locked := true;
+          EXIT;
+        END IF;
+      END LOOP;
+    END IF;
+  END IF;
+  IF v_locked THEN
+    SELECT * INTO s FROM fsk_stock WHERE sku = p_sku FOR UPDATE;
+    IF s.sku IS NOT NULL THEN
+      SELECT array_agg(id), array_agg(user_id), array_agg(quantity), array_agg(remaining)
+      INTO r_ids, r_users, r_qty, r_rem FROM fsk_reservation WHERE sku = p_sku AND id = ANY (p_ids);
+      SELECT array_agg(user_id), array_agg(quantity::bigint) INTO u_ids, u_used
+      FROM fsk_stock_user WHERE sku = p_sku AND user_id = ANY (p_users);
+      v_closed := 0;
+      IF s.starts_at IS NOT NULL AND now() < s.starts_at THEN v_closed := 3;
+      ELSIF s.ends_at IS NOT NULL AND now() >= s.ends_at THEN v_closed := 4;
+      END IF;
+    END IF;
+  END IF;
+  IF NOT v_locked AND s.sku IS NOT NULL AND v_closed = 0 THEN
+    -- Sold out at the read: the limit is checked first, as everywhere, so LIMIT_REACHED where it applies.
+    SELECT array_agg(user_id), array_agg(quantity::bigint) INTO u_ids, u_used
+    FROM fsk_stock_user WHERE sku = p_sku AND user_id = ANY (p_users);
+  END IF;
+  v_avail := s.available;
+  FOR i IN 1..n LOOP
+    q := p_quantities[i];
+    k := array_position(r_ids, p_ids[i]);
+    IF k IS NOT NULL THEN
+      IF r_users[k] <> p_users[i] OR r_qty[k] <> q THEN v_codes[i] := 7;
+      ELSE v_codes[i] := 1; v_rems[i] := r_rem[k];
+      END IF;
+    ELSIF s.sku IS NULL THEN v_codes[i] := 2;
+    ELSIF v_closed <> 0 THEN v_codes[i] := v_closed;
+    ELSE
+      k := array_position(u_ids, p_users[i]);
+      IF coalesce(u_used[k], 0) + q > s.per_user_limit THEN v_codes[i] := 5;
+      -- Unlocked: sold out at the read (the lock was taken whenever an item might have been reservable).
+      ELSIF NOT v_locked THEN v_codes[i] := 6; v_rems[i] := v_avail;
+      ELSIF v_avail <> -1 AND v_avail < q THEN v_codes[i] := 6; v_rems[i] := v_avail;
+      ELSE
+        IF v_avail <> -1 THEN v_avail := v_avail - q; END IF;
+        v_held := v_held + q;
+        v_rems[i] := v_avail;
+        IF k IS NULL THEN
+          u_ids := array_append(u_ids, p_users[i]);
+          u_used := array_append(u_used, q::bigint);
+        ELSE
+          u_used[k] := u_used[k] + q;
+        END IF;
+        r_ids := array_append(r_ids, p_ids[i]);
+        r_users := array_append(r_users, p_users[i]);
+        r_qty := array_append(r_qty, q);
+        r_rem := array_append(r_rem, v_avail);
+        w_ids := array_append(w_ids, p_ids[i]);
+        w_users := array_append(w_users, p_users[i]);
+        w_qty := array_append(w_qty, q);
+        w_rem := array_append(w_rem, v_avail);
+      END IF;
+    END IF;
+  END LOOP;
+  IF cardinality(w_ids) > 0 THEN
+    INSERT INTO fsk_reservation (sku, id, user_id, quantity, state, remaining, expires_at)
+    SELECT p_sku, w.id, w.user_id, w.quantity, 'H', w.remaining,
+      CASE WHEN s.hold_ms > 0 THEN now() + s.hold_ms * interval '1 millisecond' END
+    FROM unnest(w_ids, w_users, w_qty, w_rem) AS w (id, user_id, quantity, remaining);
+    INSERT INTO fsk_stock_user AS u (sku, user_id, quantity)
+    SELECT p_sku, w.user_id, sum(w.quantity)::integer FROM unnest(w_users, w_qty) AS w (user_id, quantity)
+    GROUP BY w.user_id ORDER BY w.user_id
+    ON CONFLICT (sku, user_id) DO UPDATE SET quantity = u.quantity + EXCLUDED.quantity;
+    UPDATE fsk_stock SET held = held + v_held, available = v_avail WHERE sku = p_sku;
+  END IF;
+  RETURN QUERY SELECT v_codes, v_rems;
 END $$;
 
--- Returns (code, remaining) with the codes of lua/stock/reserve.lua: 0 reserved, 1 replay, 2 unknown SKU,
--- 3 not started, 4 ended, 5 limit reached, 6 sold out, 7 id used by another user or quantity.
--- The seed's optimistic `UPDATE … WHERE stock >= qty`, plus a per-user row and a unique reservation id; a
--- rejection after the first write raises inside a sub-block, so it rolls back and writes nothing.
+-- One reservation: fsk_reserve_many with one item. Returns (code, remaining) with the codes above.
 CREATE OR REPLACE FUNCTION fsk_reserve(p_sku text, p_id text, p_user text, p_quantity integer)
 RETURNS TABLE (code integer, remaining integer) LANGUAGE plpgsql AS $$
-DECLARE
-  s fsk_stock%ROWTYPE;
-  r fsk_reservation%ROWTYPE;
-  v_remaining integer;
-  v_used integer;
 BEGIN
-  SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id;
-  IF FOUND THEN
-    IF r.user_id <> p_user OR r.quantity <> p_quantity THEN RETURN QUERY SELECT 7, 0; RETURN; END IF;
-    RETURN QUERY SELECT 1, r.remaining;
-    RETURN;
-  END IF;
-  SELECT * INTO s FROM fsk_stock WHERE sku = p_sku;
-  IF NOT FOUND THEN RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 2, 0); RETURN; END IF;
-  IF s.starts_at IS NOT NULL AND now() < s.starts_at THEN
-    RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 3, 0); RETURN;
-  END IF;
-  IF s.ends_at IS NOT NULL AND now() >= s.ends_at THEN
-    RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 4, 0); RETURN;
-  END IF;
-  -- The limit, then stock, as lua/stock/reserve.lua checks them. These unlocked reads answer the common
-  -- refusals (sold out, above all, once the crowd arrives) before a sub-transaction is opened; the locked
-  -- writes below decide.
-  SELECT u.quantity INTO v_used FROM fsk_stock_user u WHERE u.sku = p_sku AND u.user_id = p_user;
-  IF coalesce(v_used, 0)::bigint + p_quantity > s.per_user_limit THEN
-    RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 5, 0); RETURN;
-  END IF;
-  IF s.available <> -1 AND s.available < p_quantity THEN
-    RETURN QUERY SELECT * FROM fsk_reserve_refusal(p_sku, p_id, p_user, p_quantity, 6, s.available); RETURN;
-  END IF;
-  BEGIN
-    INSERT INTO fsk_reservation (sku, id, user_id, quantity, state, remaining, expires_at)
-    VALUES (p_sku, p_id, p_user, p_quantity, 'H', 0,
-      CASE WHEN s.hold_ms > 0 THEN now() + s.hold_ms * interval '1 millisecond' END);
-    INSERT INTO fsk_stock_user AS u (sku, user_id, quantity) VALUES (p_sku, p_user, p_quantity)
-    ON CONFLICT (sku, user_id) DO UPDATE SET quantity = u.quantity + EXCLUDED.quantity
-    WHERE u.quantity::bigint + EXCLUDED.quantity <= s.per_user_limit;
-    IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = 'FSK05'; END IF;
-    UPDATE fsk_stock SET held = held + p_quantity,
-      available = CASE WHEN available = -1 THEN -1 ELSE available - p_quantity END
-    WHERE sku = p_sku AND (available = -1 OR available >= p_quantity)
-    RETURNING available INTO v_remaining;
-    IF NOT FOUND THEN RAISE EXCEPTION USING ERRCODE = 'FSK06'; END IF;
-    UPDATE fsk_reservation SET remaining = v_remaining WHERE sku = p_sku AND id = p_id;
-    RETURN QUERY SELECT 0, v_remaining;
-  EXCEPTION
-    WHEN unique_violation THEN
-      -- Another call with the same id committed first: answer with its outcome.
-      SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id;
-      IF r.user_id <> p_user OR r.quantity <> p_quantity THEN RETURN QUERY SELECT 7, 0; RETURN; END IF;
-      RETURN QUERY SELECT 1, r.remaining;
-    -- Our INSERT of the id succeeded before these, so no other call with it can have committed: no replay.
-    WHEN SQLSTATE 'FSK05' THEN
-      RETURN QUERY SELECT 5, 0;
-    WHEN SQLSTATE 'FSK06' THEN
-      RETURN QUERY SELECT 6, (SELECT st.available FROM fsk_stock st WHERE st.sku = p_sku);
-  END;
+  RETURN QUERY SELECT m.codes[1], m.remainings[1]
+  FROM fsk_reserve_many(p_sku, ARRAY[p_id], ARRAY[p_user], ARRAY[p_quantity]) m;
 END $$;
 
+-- The helper of an earlier fsk_reserve, no longer used.
+DROP FUNCTION IF EXISTS fsk_reserve_refusal(text, text, text, integer, integer, integer);
+
 -- Returns 0 confirmed (now or before), 1 released (before, or now because the hold expired), 2 unknown.
+-- Settled reservations (confirmed, released) never change again, so they are answered without a lock.
 CREATE OR REPLACE FUNCTION fsk_confirm(p_sku text, p_id text)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
   r fsk_reservation%ROWTYPE;
 BEGIN
-  SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id FOR UPDATE;
+  SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id;
   IF NOT FOUND THEN RETURN 2; END IF;
+  IF r.state = 'C' THEN RETURN 0; END IF;
+  IF r.state = 'R' THEN RETURN 1; END IF;
+  PERFORM 1 FROM fsk_stock WHERE sku = p_sku FOR UPDATE;
+  SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id;
   IF r.state = 'C' THEN RETURN 0; END IF;
   IF r.state = 'R' THEN RETURN 1; END IF;
   IF r.expires_at IS NOT NULL AND now() >= r.expires_at THEN
@@ -183,8 +247,12 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
   r fsk_reservation%ROWTYPE;
 BEGIN
-  SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id FOR UPDATE;
+  SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id;
   IF NOT FOUND THEN RETURN 2; END IF;
+  IF r.state = 'R' THEN RETURN 0; END IF;
+  IF r.state = 'C' THEN RETURN 1; END IF;
+  PERFORM 1 FROM fsk_stock WHERE sku = p_sku FOR UPDATE;
+  SELECT * INTO r FROM fsk_reservation WHERE sku = p_sku AND id = p_id;
   IF r.state = 'R' THEN RETURN 0; END IF;
   IF r.state = 'C' THEN RETURN 1; END IF;
   PERFORM fsk_give_back(p_sku, p_id, r.user_id, r.quantity);
@@ -192,8 +260,7 @@ BEGIN
 END $$;
 
 -- Releases at most p_limit holds of one SKU whose expiry (database time) has passed; returns how many.
--- Keeps the lock order of every other function: the due reservation rows (SKIP LOCKED, so sweepers never
--- wait for each other), then their users' rows in user order, then the stock row once for all of them.
+-- Under the stock row's lock, as every writer of the SKU; a sweep with nothing due takes no lock.
 CREATE OR REPLACE FUNCTION fsk_expire_holds(p_sku text, p_limit integer)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -201,15 +268,15 @@ DECLARE
   v_total bigint;
   v_n integer;
 BEGIN
+  PERFORM 1 FROM fsk_reservation WHERE sku = p_sku AND state = 'H' AND expires_at <= now() LIMIT 1;
+  IF NOT FOUND THEN RETURN 0; END IF;
+  PERFORM 1 FROM fsk_stock WHERE sku = p_sku FOR UPDATE;
   SELECT array_agg(id), coalesce(sum(quantity), 0), count(*) INTO v_ids, v_total, v_n FROM (
     SELECT id, quantity FROM fsk_reservation
     WHERE sku = p_sku AND state = 'H' AND expires_at <= now()
-    ORDER BY expires_at LIMIT p_limit FOR UPDATE SKIP LOCKED
+    ORDER BY expires_at LIMIT p_limit
   ) due;
   IF v_n = 0 THEN RETURN 0; END IF;
-  PERFORM 1 FROM fsk_stock_user
-  WHERE sku = p_sku AND user_id IN (SELECT user_id FROM fsk_reservation WHERE sku = p_sku AND id = ANY (v_ids))
-  ORDER BY user_id FOR UPDATE;
   UPDATE fsk_stock_user u SET quantity = u.quantity - d.quantity
   FROM (
     SELECT user_id, sum(quantity)::integer AS quantity FROM fsk_reservation

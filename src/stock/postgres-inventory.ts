@@ -1,7 +1,9 @@
 // PostgresInventory: the seed's database path, `UPDATE … SET stock = stock - q WHERE … AND stock >= q`, with a
-// per-user row and a unique reservation id, behind the same results as Inventory.
+// per-user row and a unique reservation id, behind the same results as Inventory. Reservations of one SKU that
+// arrive together share one statement (group commit), so one hot-row lock and one commit serve many buyers.
 import { randomUUID } from "node:crypto";
 import { ConflictError, InvalidArgumentError, UnexpectedReplyError } from "../errors.js";
+import { TickBatcher, type Pending } from "../internal/batch.js";
 import { SQL } from "../internal/embedded.generated.js";
 import { runMigration, sqlRows, type SqlClient } from "../internal/sql.js";
 import { optionKeys, validateId, validateOptions } from "../internal/validate.js";
@@ -35,6 +37,22 @@ export interface PostgresInventoryOptions {
    * @default "fsk_"
    */
   readonly tablePrefix?: string;
+  /**
+   * Group commit: reservations of one SKU made in the same tick share one statement and so one transaction,
+   * one lock of the SKU's row and one commit (each still decided on its own, in order, with its own result).
+   * `false` sends one statement per call.
+   * @default true
+   */
+  readonly batch?: boolean;
+}
+
+/** The most reservations one statement carries. */
+const MAX_BATCH = 32;
+
+interface ReserveItem {
+  readonly reservationId: string;
+  readonly userId: string;
+  readonly quantity: number;
 }
 
 const PREFIX_RE = /^[a-z_][a-z0-9_]{0,40}$/;
@@ -76,18 +94,28 @@ export function postgresInventorySchema(tablePrefix = "fsk_"): string {
  */
 export class PostgresInventory implements StockStore {
   private readonly p: string;
+  private readonly batcher: TickBatcher<string, ReserveItem, ReserveResult> | undefined;
 
   constructor(
     private readonly db: SqlClient,
     options: PostgresInventoryOptions = {},
   ) {
-    validateOptions("options", options, { known: optionKeys<PostgresInventoryOptions>({ tablePrefix: 1 }) });
+    validateOptions("options", options, {
+      known: optionKeys<PostgresInventoryOptions>({ tablePrefix: 1, batch: 1 }),
+    });
     if (db === null || typeof db !== "object" || typeof db.query !== "function") {
       throw new InvalidArgumentError("db", "must have a query(sql, params) method");
     }
     this.p = options.tablePrefix ?? "fsk_";
     if (!PREFIX_RE.test(this.p))
       throw new InvalidArgumentError("tablePrefix", "must match /^[a-z_][a-z0-9_]{0,40}$/");
+    if (options.batch !== undefined && typeof options.batch !== "boolean") {
+      throw new InvalidArgumentError("batch", "must be a boolean");
+    }
+    this.batcher =
+      options.batch === false
+        ? undefined
+        : new TickBatcher((sku, batch) => this.sendReserves(sku, batch), MAX_BATCH);
   }
 
   /**
@@ -132,7 +160,9 @@ export class PostgresInventory implements StockStore {
   }
 
   /**
-   * Reserves units; same checks, order and results as {@link Inventory.reserve}.
+   * Reserves units; same checks, order and results as {@link Inventory.reserve}. Calls for one SKU made in the
+   * same tick share one statement (see {@link PostgresInventoryOptions.batch}); bad input is refused before,
+   * so it fails only its own call.
    *
    * @example
    * ```ts
@@ -150,26 +180,73 @@ export class PostgresInventory implements StockStore {
 
   async #reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
     const quantity = checkReserveArgs(sku, options);
-    const reservationId = options.reservationId ?? randomUUID();
-    const [row] = await sqlRows<{ code: number; remaining: number }>(
-      this.db,
-      `SELECT code, remaining FROM ${this.p}reserve($1, $2, $3, $4)`,
-      [sku, reservationId, options.userId, quantity],
-    );
-    if (row === undefined) throw new UnexpectedReplyError("reserve returned no row");
-    const code = Number(row.code);
-    if (code === ReserveCode.OK || code === ReserveCode.REPLAY) {
-      return { ok: true, reservationId, remaining: Number(row.remaining) };
-    }
-    if (code === ReserveCode.CONFLICT) {
-      throw new ConflictError(
-        "RESERVATION_CONFLICT",
-        `reservationId ${reservationId} was already used for another user or quantity`,
+    const item = { reservationId: options.reservationId ?? randomUUID(), userId: options.userId, quantity };
+    if (this.batcher !== undefined) return this.batcher.submit(sku, item);
+    const [result] = await this.runReserves(sku, [item]);
+    if (result instanceof Error) throw result;
+    return result!;
+  }
+
+  /**
+   * Runs a batch and settles each caller. When the shared statement fails with an error from the server, it
+   * was rolled back whole, so each item runs again on its own, in order: every caller gets its own outcome, and
+   * an item the database refuses (a constraint of yours, say) fails only its caller. Without an answer from
+   * the server (a lost connection) the shared call's outcome is unknown, and every caller gets that error.
+   */
+  private async sendReserves(sku: string, batch: Pending<ReserveItem, ReserveResult>[]): Promise<void> {
+    let results: (ReserveResult | Error)[];
+    try {
+      results = await this.runReserves(
+        sku,
+        batch.map((p) => p.item),
       );
+    } catch (err) {
+      if (batch.length === 1 || !fromServer(err)) throw err;
+      for (const p of batch) {
+        try {
+          const [r] = await this.runReserves(sku, [p.item]);
+          if (r instanceof Error) p.reject(r);
+          else p.resolve(r!);
+        } catch (e) {
+          p.reject(e);
+        }
+      }
+      return;
     }
-    const reason = RESERVE_REJECTIONS[code];
-    if (reason === undefined) throw new UnexpectedReplyError(`reserve returned code ${code}`);
-    return { ok: false, reason };
+    batch.forEach((p, i) => {
+      const r = results[i]!;
+      if (r instanceof Error) p.reject(r);
+      else p.resolve(r);
+    });
+  }
+
+  /** One statement for reservations of one SKU: a result (or the error to throw) per item, in order. */
+  private async runReserves(sku: string, items: readonly ReserveItem[]): Promise<(ReserveResult | Error)[]> {
+    const [row] = await sqlRows<{ codes: number[] | null; remainings: number[] | null }>(
+      this.db,
+      `SELECT codes, remainings FROM ${this.p}reserve_many($1, $2, $3, $4)`,
+      [sku, items.map((it) => it.reservationId), items.map((it) => it.userId), items.map((it) => it.quantity)],
+    );
+    const codes = row?.codes;
+    const remainings = row?.remainings;
+    if (!Array.isArray(codes) || !Array.isArray(remainings) || codes.length !== items.length) {
+      throw new UnexpectedReplyError(`reserve_many replied ${codes?.length ?? "no"} codes for ${items.length} items`);
+    }
+    return items.map((it, i) => {
+      const code = Number(codes[i]);
+      if (code === ReserveCode.OK || code === ReserveCode.REPLAY) {
+        return { ok: true, reservationId: it.reservationId, remaining: Number(remainings[i]) };
+      }
+      if (code === ReserveCode.CONFLICT) {
+        return new ConflictError(
+          "RESERVATION_CONFLICT",
+          `reservationId ${it.reservationId} was already used for another user or quantity`,
+        );
+      }
+      const reason = RESERVE_REJECTIONS[code];
+      if (reason === undefined) return new UnexpectedReplyError(`reserve returned code ${code}`);
+      return { ok: false, reason };
+    });
   }
 
   /**
@@ -228,7 +305,7 @@ export class PostgresInventory implements StockStore {
 
   /**
    * Releases holds past their expiry (database time); returns how many. Several callers may run at once
-   * (`SKIP LOCKED`).
+   * (they take turns on the SKU's row; a call with nothing due takes no lock).
    *
    * @example
    * ```ts
@@ -277,4 +354,10 @@ export class PostgresInventory implements StockStore {
     if (row === undefined) throw new UnexpectedReplyError(`no row from: ${sql}`);
     return Number(row.code);
   }
+}
+
+/** Whether a failed query was answered by the server (an SQLSTATE), so it ran and was rolled back. */
+function fromServer(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: unknown } } | null)?.cause;
+  return typeof cause?.code === "string" && /^[0-9A-Z]{5}$/.test(cause.code) && !cause.code.startsWith("08");
 }
