@@ -121,8 +121,12 @@ BEGIN
   END IF;
   IF n = 0 THEN RETURN QUERY SELECT v_codes, v_rems; RETURN; END IF;
   SELECT * INTO s FROM fsk_stock WHERE sku = p_sku;
-  SELECT array_agg(id), array_agg(user_id), array_agg(quantity), array_agg(remaining)
-  INTO r_ids, r_users, r_qty, r_rem FROM fsk_reservation WHERE sku = p_sku AND id = ANY (p_ids);
+  -- One primary-key look-up per id (a LATERAL … LIMIT 1 is never flattened): `id = ANY (…)` may be planned
+  -- as a scan of the whole SKU while the table's statistics are young.
+  SELECT array_agg(r.id), array_agg(r.user_id), array_agg(r.quantity), array_agg(r.remaining)
+  INTO r_ids, r_users, r_qty, r_rem FROM unnest(p_ids) AS x (id) CROSS JOIN LATERAL (
+    SELECT t.id, t.user_id, t.quantity, t.remaining FROM fsk_reservation t
+    WHERE t.sku = p_sku AND t.id = x.id LIMIT 1) r;
   IF s.sku IS NOT NULL THEN
     IF s.starts_at IS NOT NULL AND now() < s.starts_at THEN v_closed := 3;
     ELSIF s.ends_at IS NOT NULL AND now() >= s.ends_at THEN v_closed := 4;
@@ -140,10 +144,13 @@ BEGIN
   IF v_locked THEN
     SELECT * INTO s FROM fsk_stock WHERE sku = p_sku FOR UPDATE;
     IF s.sku IS NOT NULL THEN
-      SELECT array_agg(id), array_agg(user_id), array_agg(quantity), array_agg(remaining)
-      INTO r_ids, r_users, r_qty, r_rem FROM fsk_reservation WHERE sku = p_sku AND id = ANY (p_ids);
-      SELECT array_agg(user_id), array_agg(quantity::bigint) INTO u_ids, u_used
-      FROM fsk_stock_user WHERE sku = p_sku AND user_id = ANY (p_users);
+      SELECT array_agg(r.id), array_agg(r.user_id), array_agg(r.quantity), array_agg(r.remaining)
+      INTO r_ids, r_users, r_qty, r_rem FROM unnest(p_ids) AS x (id) CROSS JOIN LATERAL (
+        SELECT t.id, t.user_id, t.quantity, t.remaining FROM fsk_reservation t
+        WHERE t.sku = p_sku AND t.id = x.id LIMIT 1) r;
+      SELECT array_agg(u.user_id), array_agg(u.quantity::bigint) INTO u_ids, u_used
+      FROM unnest(p_users) AS x (user_id) CROSS JOIN LATERAL (
+        SELECT t.user_id, t.quantity FROM fsk_stock_user t WHERE t.sku = p_sku AND t.user_id = x.user_id LIMIT 1) u;
       v_closed := 0;
       IF s.starts_at IS NOT NULL AND now() < s.starts_at THEN v_closed := 3;
       ELSIF s.ends_at IS NOT NULL AND now() >= s.ends_at THEN v_closed := 4;
@@ -152,8 +159,9 @@ BEGIN
   END IF;
   IF NOT v_locked AND s.sku IS NOT NULL AND v_closed = 0 THEN
     -- Sold out at the read: the limit is checked first, as everywhere, so LIMIT_REACHED where it applies.
-    SELECT array_agg(user_id), array_agg(quantity::bigint) INTO u_ids, u_used
-    FROM fsk_stock_user WHERE sku = p_sku AND user_id = ANY (p_users);
+    SELECT array_agg(u.user_id), array_agg(u.quantity::bigint) INTO u_ids, u_used
+    FROM unnest(p_users) AS x (user_id) CROSS JOIN LATERAL (
+      SELECT t.user_id, t.quantity FROM fsk_stock_user t WHERE t.sku = p_sku AND t.user_id = x.user_id LIMIT 1) u;
   END IF;
   v_avail := s.available;
   FOR i IN 1..n LOOP

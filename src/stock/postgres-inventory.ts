@@ -47,7 +47,7 @@ export interface PostgresInventoryOptions {
 }
 
 /** The most reservations one statement carries. */
-const MAX_BATCH = 32;
+const MAX_BATCH = 64;
 
 interface ReserveItem {
   readonly reservationId: string;
@@ -77,7 +77,9 @@ export function postgresInventorySchema(tablePrefix = "fsk_"): string {
  * Stock reservation in PostgreSQL (13+, or PGlite), with the same results and invariants as
  * {@link Inventory}: the seed's optimistic `UPDATE … WHERE available >= $q`, a per-user row for the limit and
  * a unique reservation id for idempotency, each operation one function call, so one statement and one
- * transaction. Time decisions use the database's `now()`. It has no event stream: pair it with the outbox.
+ * transaction. Every write of a SKU takes its stock row's lock first, so a SKU moves one commit at a time;
+ * group commit (on by default) lets reservations of one SKU made together share that statement, lock and
+ * commit. Time decisions use the database's `now()`. It has no event stream: pair it with the outbox.
  *
  * It takes any client with `query(sql, params)`: `pg.Pool`, `pg.Client` or PGlite.
  *
@@ -225,12 +227,19 @@ export class PostgresInventory implements StockStore {
     const [row] = await sqlRows<{ codes: number[] | null; remainings: number[] | null }>(
       this.db,
       `SELECT codes, remainings FROM ${this.p}reserve_many($1, $2, $3, $4)`,
-      [sku, items.map((it) => it.reservationId), items.map((it) => it.userId), items.map((it) => it.quantity)],
+      [
+        sku,
+        items.map((it) => it.reservationId),
+        items.map((it) => it.userId),
+        items.map((it) => it.quantity),
+      ],
     );
     const codes = row?.codes;
     const remainings = row?.remainings;
     if (!Array.isArray(codes) || !Array.isArray(remainings) || codes.length !== items.length) {
-      throw new UnexpectedReplyError(`reserve_many replied ${codes?.length ?? "no"} codes for ${items.length} items`);
+      throw new UnexpectedReplyError(
+        `reserve_many replied ${codes?.length ?? "no"} codes for ${items.length} items`,
+      );
     }
     return items.map((it, i) => {
       const code = Number(codes[i]);
