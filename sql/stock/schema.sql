@@ -85,125 +85,121 @@ END $$;
 -- item sees the earlier ones: a repeated id replays an earlier item's success, a user's units add up.
 -- Group commit: calls that arrive together share this one statement, so one stock-row lock, one commit and
 -- one round trip serve them all. Only items that pass every check write, so a refusal writes nothing.
--- Unlocked reads first answer what needs no lock (replays, unknown SKU, a closed window, sold out: most
--- calls once the crowd arrives); the stock row is read before the reservations, so a reservation committed
--- between the two reads is seen as a replay, not refused. Otherwise the stock row is locked, and since every
--- writer of a SKU's reservations and users holds that lock, what is read after it is exact.
+-- One read (one snapshot: the stock row, the items' reservations and users) decides every item. With no
+-- item to write (replays and refusals: most calls once the crowd arrives) that is all, and no lock is taken.
+-- Otherwise the stock row is locked; every transaction that changes a SKU's reservations or users also
+-- updates that row, so when its version (xmin) is still the one read, nothing changed and the decisions
+-- stand; else the read is made again under the lock, where it is exact, and the items decided again.
 CREATE OR REPLACE FUNCTION fsk_reserve_many(p_sku text, p_ids text[], p_users text[], p_quantities integer[])
 RETURNS TABLE (codes integer[], remainings integer[]) LANGUAGE plpgsql AS $$
 DECLARE
   n integer := coalesce(cardinality(p_ids), 0);
-  s fsk_stock%ROWTYPE;
-  v_codes integer[] := array_fill(0, ARRAY[n]);
-  v_rems integer[] := array_fill(0, ARRAY[n]);
-  -- reservations known so far (read, then those this call makes): id, user, quantity, remaining
+  v_codes integer[];
+  v_rems integer[];
+  -- the stock row as read
+  v_found boolean;
+  v_version text;
+  v_available integer;
+  v_limit integer;
+  v_starts timestamptz;
+  v_ends timestamptz;
+  v_hold bigint;
+  -- reservations known (read, then those this call makes): id, user, quantity, remaining
   r_ids text[];
   r_users text[];
   r_qty integer[];
   r_rem integer[];
-  -- users' units, as read under the lock and as this call adds to them
+  -- users' units, as read and as this call adds to them
   u_ids text[];
   u_used bigint[];
   -- what this call writes
-  w_ids text[] := '{}';
-  w_users text[] := '{}';
-  w_qty integer[] := '{}';
-  w_rem integer[] := '{}';
-  v_closed integer := 0;
+  w_ids text[];
+  w_users text[];
+  w_qty integer[];
+  w_rem integer[];
+  v_closed integer;
   v_avail integer;
-  v_held bigint := 0;
-  v_locked boolean := false;
+  v_held bigint;
+  v_locked_version text;
   k integer;
   q integer;
 BEGIN
   IF n <> coalesce(cardinality(p_users), 0) OR n <> coalesce(cardinality(p_quantities), 0) THEN
     RAISE EXCEPTION 'fsk_reserve_many: arrays of different lengths' USING ERRCODE = '22023';
   END IF;
-  IF n = 0 THEN RETURN QUERY SELECT v_codes, v_rems; RETURN; END IF;
-  SELECT * INTO s FROM fsk_stock WHERE sku = p_sku;
-  -- One primary-key look-up per id (a LATERAL … LIMIT 1 is never flattened): `id = ANY (…)` may be planned
-  -- as a scan of the whole SKU while the table's statistics are young.
-  SELECT array_agg(r.id), array_agg(r.user_id), array_agg(r.quantity), array_agg(r.remaining)
-  INTO r_ids, r_users, r_qty, r_rem FROM unnest(p_ids) AS x (id) CROSS JOIN LATERAL (
-    SELECT t.id, t.user_id, t.quantity, t.remaining FROM fsk_reservation t
-    WHERE t.sku = p_sku AND t.id = x.id LIMIT 1) r;
-  IF s.sku IS NOT NULL THEN
-    IF s.starts_at IS NOT NULL AND now() < s.starts_at THEN v_closed := 3;
-    ELSIF s.ends_at IS NOT NULL AND now() >= s.ends_at THEN v_closed := 4;
-    END IF;
-    -- Does any item need the lock (not a replay, and possibly reservable at this read)?
-    IF v_closed = 0 THEN
-      FOR i IN 1..n LOOP
-        IF array_position(r_ids, p_ids[i]) IS NULL AND (s.available = -1 OR s.available >= p_quantities[i]) THEN
-          v_locked := true;
-          EXIT;
-        END IF;
-      END LOOP;
-    END IF;
-  END IF;
-  IF v_locked THEN
-    SELECT * INTO s FROM fsk_stock WHERE sku = p_sku FOR UPDATE;
-    IF s.sku IS NOT NULL THEN
-      SELECT array_agg(r.id), array_agg(r.user_id), array_agg(r.quantity), array_agg(r.remaining)
-      INTO r_ids, r_users, r_qty, r_rem FROM unnest(p_ids) AS x (id) CROSS JOIN LATERAL (
+  FOR attempt IN 1..2 LOOP
+    -- One primary-key look-up per id and per user (a LATERAL … LIMIT 1 is never flattened): `id = ANY (…)`
+    -- may be planned as a scan of the whole SKU while the table's statistics are young.
+    SELECT st.sku IS NOT NULL, st.xmin::text, st.available, st.per_user_limit, st.starts_at, st.ends_at,
+      st.hold_ms, r.ids, r.users, r.qty, r.rem, u.ids, u.used
+    INTO v_found, v_version, v_available, v_limit, v_starts, v_ends, v_hold, r_ids, r_users, r_qty, r_rem,
+      u_ids, u_used
+    FROM (SELECT 1) one
+    LEFT JOIN fsk_stock st ON st.sku = p_sku
+    CROSS JOIN LATERAL (
+      SELECT array_agg(t.id) AS ids, array_agg(t.user_id) AS users, array_agg(t.quantity) AS qty,
+        array_agg(t.remaining) AS rem
+      FROM unnest(p_ids) AS x (id) CROSS JOIN LATERAL (
         SELECT t.id, t.user_id, t.quantity, t.remaining FROM fsk_reservation t
-        WHERE t.sku = p_sku AND t.id = x.id LIMIT 1) r;
-      SELECT array_agg(u.user_id), array_agg(u.quantity::bigint) INTO u_ids, u_used
+        WHERE t.sku = p_sku AND t.id = x.id LIMIT 1) t) r
+    CROSS JOIN LATERAL (
+      SELECT array_agg(t.user_id) AS ids, array_agg(t.quantity::bigint) AS used
       FROM unnest(p_users) AS x (user_id) CROSS JOIN LATERAL (
-        SELECT t.user_id, t.quantity FROM fsk_stock_user t WHERE t.sku = p_sku AND t.user_id = x.user_id LIMIT 1) u;
-      v_closed := 0;
-      IF s.starts_at IS NOT NULL AND now() < s.starts_at THEN v_closed := 3;
-      ELSIF s.ends_at IS NOT NULL AND now() >= s.ends_at THEN v_closed := 4;
-      END IF;
+        SELECT t.user_id, t.quantity FROM fsk_stock_user t WHERE t.sku = p_sku AND t.user_id = x.user_id LIMIT 1) t) u;
+    v_codes := array_fill(0, ARRAY[n]);
+    v_rems := array_fill(0, ARRAY[n]);
+    w_ids := '{}';
+    w_users := '{}';
+    w_qty := '{}';
+    w_rem := '{}';
+    v_held := 0;
+    v_closed := 0;
+    IF v_starts IS NOT NULL AND now() < v_starts THEN v_closed := 3;
+    ELSIF v_ends IS NOT NULL AND now() >= v_ends THEN v_closed := 4;
     END IF;
-  END IF;
-  IF NOT v_locked AND s.sku IS NOT NULL AND v_closed = 0 THEN
-    -- Sold out at the read: the limit is checked first, as everywhere, so LIMIT_REACHED where it applies.
-    SELECT array_agg(u.user_id), array_agg(u.quantity::bigint) INTO u_ids, u_used
-    FROM unnest(p_users) AS x (user_id) CROSS JOIN LATERAL (
-      SELECT t.user_id, t.quantity FROM fsk_stock_user t WHERE t.sku = p_sku AND t.user_id = x.user_id LIMIT 1) u;
-  END IF;
-  v_avail := s.available;
-  FOR i IN 1..n LOOP
-    q := p_quantities[i];
-    k := array_position(r_ids, p_ids[i]);
-    IF k IS NOT NULL THEN
-      IF r_users[k] <> p_users[i] OR r_qty[k] <> q THEN v_codes[i] := 7;
-      ELSE v_codes[i] := 1; v_rems[i] := r_rem[k];
-      END IF;
-    ELSIF s.sku IS NULL THEN v_codes[i] := 2;
-    ELSIF v_closed <> 0 THEN v_codes[i] := v_closed;
-    ELSE
-      k := array_position(u_ids, p_users[i]);
-      IF coalesce(u_used[k], 0) + q > s.per_user_limit THEN v_codes[i] := 5;
-      -- Unlocked: sold out at the read (the lock was taken whenever an item might have been reservable).
-      ELSIF NOT v_locked THEN v_codes[i] := 6; v_rems[i] := v_avail;
-      ELSIF v_avail <> -1 AND v_avail < q THEN v_codes[i] := 6; v_rems[i] := v_avail;
-      ELSE
-        IF v_avail <> -1 THEN v_avail := v_avail - q; END IF;
-        v_held := v_held + q;
-        v_rems[i] := v_avail;
-        IF k IS NULL THEN
-          u_ids := array_append(u_ids, p_users[i]);
-          u_used := array_append(u_used, q::bigint);
-        ELSE
-          u_used[k] := u_used[k] + q;
+    v_avail := v_available;
+    FOR i IN 1..n LOOP
+      q := p_quantities[i];
+      k := array_position(r_ids, p_ids[i]);
+      IF k IS NOT NULL THEN
+        IF r_users[k] <> p_users[i] OR r_qty[k] <> q THEN v_codes[i] := 7;
+        ELSE v_codes[i] := 1; v_rems[i] := r_rem[k];
         END IF;
-        r_ids := array_append(r_ids, p_ids[i]);
-        r_users := array_append(r_users, p_users[i]);
-        r_qty := array_append(r_qty, q);
-        r_rem := array_append(r_rem, v_avail);
-        w_ids := array_append(w_ids, p_ids[i]);
-        w_users := array_append(w_users, p_users[i]);
-        w_qty := array_append(w_qty, q);
-        w_rem := array_append(w_rem, v_avail);
+      ELSIF NOT v_found THEN v_codes[i] := 2;
+      ELSIF v_closed <> 0 THEN v_codes[i] := v_closed;
+      ELSE
+        k := array_position(u_ids, p_users[i]);
+        IF coalesce(u_used[k], 0) + q > v_limit THEN v_codes[i] := 5;
+        ELSIF v_avail <> -1 AND v_avail < q THEN v_codes[i] := 6; v_rems[i] := v_avail;
+        ELSE
+          IF v_avail <> -1 THEN v_avail := v_avail - q; END IF;
+          v_held := v_held + q;
+          v_rems[i] := v_avail;
+          IF k IS NULL THEN
+            u_ids := array_append(u_ids, p_users[i]);
+            u_used := array_append(u_used, q::bigint);
+          ELSE
+            u_used[k] := u_used[k] + q;
+          END IF;
+          r_ids := array_append(r_ids, p_ids[i]);
+          r_users := array_append(r_users, p_users[i]);
+          r_qty := array_append(r_qty, q);
+          r_rem := array_append(r_rem, v_avail);
+          w_ids := array_append(w_ids, p_ids[i]);
+          w_users := array_append(w_users, p_users[i]);
+          w_qty := array_append(w_qty, q);
+          w_rem := array_append(w_rem, v_avail);
+        END IF;
       END IF;
-    END IF;
+    END LOOP;
+    IF cardinality(w_ids) = 0 OR attempt = 2 THEN EXIT; END IF;
+    SELECT st.xmin::text INTO v_locked_version FROM fsk_stock st WHERE st.sku = p_sku FOR UPDATE;
+    IF v_locked_version IS NOT DISTINCT FROM v_version THEN EXIT; END IF;
   END LOOP;
   IF cardinality(w_ids) > 0 THEN
     INSERT INTO fsk_reservation (sku, id, user_id, quantity, state, remaining, expires_at)
     SELECT p_sku, w.id, w.user_id, w.quantity, 'H', w.remaining,
-      CASE WHEN s.hold_ms > 0 THEN now() + s.hold_ms * interval '1 millisecond' END
+      CASE WHEN v_hold > 0 THEN now() + v_hold * interval '1 millisecond' END
     FROM unnest(w_ids, w_users, w_qty, w_rem) AS w (id, user_id, quantity, remaining);
     INSERT INTO fsk_stock_user AS u (sku, user_id, quantity)
     SELECT p_sku, w.user_id, sum(w.quantity)::integer FROM unnest(w_users, w_qty) AS w (user_id, quantity)
