@@ -91,9 +91,16 @@ export class LuaScript<R = unknown> {
 
   /**
    * Runs the script (EVALSHA, falling back to EVAL after `SCRIPT FLUSH` or on a new node). Every key must
-   * be passed in `keys`; rejections are wrapped by {@link toRedisError}.
+   * be passed in `keys`; rejections are wrapped by {@link toRedisError}. On a Cluster, a call that a slot
+   * migration keeps unserved (TRYAGAIN, ASK/MOVED storms: see {@link isUnserved}) is sent again
+   * until it is served or `options.waitMs` (default {@link UNSERVED_WAIT_MS}) has passed.
    */
-  async run(client: RedisClient, keys: readonly string[], args: readonly ScriptArg[]): Promise<R> {
+  async run(
+    client: RedisClient,
+    keys: readonly string[],
+    args: readonly ScriptArg[],
+    options: RunOptions = {},
+  ): Promise<R> {
     const variadic = this.numberOfKeys === "variadic";
     if (!variadic && keys.length !== this.numberOfKeys) {
       throw new UnexpectedReplyError(
@@ -102,26 +109,111 @@ export class LuaScript<R = unknown> {
     }
     let reply: unknown;
     try {
-      const command = this.commandOf(client);
-      reply = await (variadic ? command(keys.length, ...keys, ...args) : command(...keys, ...args));
+      reply = await untilServed(() => this.send(client, keys, args), options.waitMs);
     } catch (err) {
-      if (!isNoScript(err)) throw toRedisError(err);
+      throw toRedisError(err);
+    }
+    return this.decode(reply);
+  }
+
+  /** One call: EVALSHA through the custom command, then EVAL if the node had no copy of the script. */
+  private async send(
+    client: RedisClient,
+    keys: readonly string[],
+    args: readonly ScriptArg[],
+  ): Promise<unknown> {
+    try {
+      const command = this.commandOf(client);
+      return await (this.numberOfKeys === "variadic"
+        ? command(keys.length, ...keys, ...args)
+        : command(...keys, ...args));
+    } catch (err) {
+      if (!isNoScript(err)) throw err;
       // ioredis resends a script as EVAL only when no other call of it went out since the cache was
       // emptied (SCRIPT FLUSH, a restart, a failover, a node that joined a cluster); with calls in flight
       // the resend is EVALSHA again and fails for good. NOSCRIPT means nothing ran: EVAL is safe, and it
       // loads the script for the calls that follow.
-      try {
-        reply = await client.eval(this.lua, keys.length, ...keys, ...args);
-      } catch (evalErr) {
-        throw toRedisError(evalErr);
-      }
+      return await client.eval(this.lua, keys.length, ...keys, ...args);
     }
-    return this.decode(reply);
   }
 
   /** Decodes a reply of this script obtained some other way (a pipeline, a MULTI). */
   decodeReply(reply: unknown): R {
     return this.decode(reply);
+  }
+}
+
+/** Options of {@link LuaScript.run}. */
+export interface RunOptions {
+  /**
+   * How long, from the first send, a call that a slot migration keeps unserved is sent again.
+   * @default UNSERVED_WAIT_MS
+   */
+  readonly waitMs?: number;
+}
+
+/**
+ * How long a command a Cluster keeps unserved (see {@link isUnserved}) is sent again before the call fails,
+ * in ms. A slot migration moving a busy slot's keys in batches keeps the slot open for seconds; ioredis alone
+ * gives up after `maxRedirections` (16) redirections, about half a second under TRYAGAIN.
+ */
+export const UNSERVED_WAIT_MS = 10_000;
+
+// Replies that mean the command did not run because its slot is being migrated: TRYAGAIN (a multi-key
+// command naming a key the node does not hold), ASK and MOVED (sent to a node that does not serve the key).
+// CLUSTERDOWN is left to ioredis (`retryDelayOnClusterDown`): a cluster that is down is not a migration,
+// and callers with a fallback (failMode "local") should get to it without waiting here.
+const UNSERVED = /^(?:TRYAGAIN|ASK|MOVED) /;
+const GAVE_UP = "Too many Cluster redirections. Last error: ";
+
+/**
+ * Whether `err` is a refusal that guarantees the command did not run because its slot is being migrated: a
+ * TRYAGAIN, ASK or MOVED reply, or ioredis giving up after too many redirections ("Too many Cluster
+ * redirections. Last error: …", the last being one of those). A connection closed mid-call is not one (the
+ * command may have run), nor CLUSTERDOWN.
+ *
+ * @example
+ * ```ts
+ * if (isUnserved(err)) await retryLater();
+ * ```
+ */
+export function isUnserved(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  let message = err.message;
+  if (message.startsWith(GAVE_UP)) {
+    message = message.slice(GAVE_UP.length);
+    if (!message.startsWith("ReplyError: ")) return false;
+    message = message.slice("ReplyError: ".length);
+  } else if (err.name !== "ReplyError") {
+    return false;
+  }
+  return UNSERVED.test(message);
+}
+
+/**
+ * Runs `send` until it does not fail with a refusal {@link isUnserved} recognises, pausing between sends
+ * (jittered, growing from 25 ms to 250 ms, on top of ioredis's own redirections), and sends no more once
+ * `waitMs` has passed since the first send; then rejects with the last error. A send in flight is not cut
+ * short, so the call can take up to one ioredis round of redirections longer (about 0.5–1 s with the default
+ * `maxRedirections` 16 and `retryDelayOnTryAgain` 100). Every other outcome passes through at once. For any
+ * command the library sends to a Cluster that may land on a migrating slot.
+ *
+ * @example
+ * ```ts
+ * const values = await untilServed(() => redis.mget(a, b));
+ * ```
+ */
+export async function untilServed<T>(send: () => Promise<T>, waitMs = UNSERVED_WAIT_MS): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      const left = deadline - Date.now();
+      if (left <= 0 || !isUnserved(err)) throw err;
+      const pause = Math.min(250, 25 * 2 ** attempt) * (0.5 + Math.random());
+      await new Promise((r) => setTimeout(r, Math.min(left, pause)));
+    }
   }
 }
 

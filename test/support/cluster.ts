@@ -17,7 +17,37 @@ export interface LocalCluster {
   client(options?: ClusterOptions): Cluster;
   /** Kills one node's process (SIGKILL) — for failover tests. */
   kill(port: number): void;
+  /** A plain (non-cluster) connection to the node on `port`, for administration commands; closed by stop. */
+  admin(port: number): Redis;
+  /** The port of the master serving `slot` now (asked of the first node). */
+  ownerOf(slot: number): Promise<number>;
+  /**
+   * Moves `slot` to the master on port `to` the way `redis-cli --cluster reshard` does, but slowly: SETSLOT
+   * IMPORTING on the target and MIGRATING on the source, MIGRATE of at most `batchSize` keys at a time with
+   * `between()` awaited before each batch and once after the last, then SETSLOT NODE on every master.
+   */
+  migrateSlot(slot: number, to: number, options?: MigrateOptions): Promise<MigrateReport>;
   stop(): Promise<void>;
+}
+
+/** How {@link LocalCluster.migrateSlot} paces a migration. */
+export interface MigrateOptions {
+  /** Keys per MIGRATE. @default 1 */
+  readonly batchSize?: number;
+  /** Awaited while the slot is open: before each MIGRATE and once after the last. @default nothing */
+  readonly between?: (batch: number) => Promise<void>;
+}
+
+/** What {@link LocalCluster.migrateSlot} did. */
+export interface MigrateReport {
+  readonly slot: number;
+  readonly from: number;
+  readonly to: number;
+  /** Keys moved by MIGRATE (keys created on the target while the slot was open are not counted). */
+  readonly keys: number;
+  readonly batches: number;
+  /** From SETSLOT IMPORTING to the last SETSLOT NODE, measured. */
+  readonly openMs: number;
 }
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -27,6 +57,14 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: s
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The port of the master that `node` says serves `slot`. */
+async function ownerOf(node: Redis, slot: number): Promise<number> {
+  const shards = (await node.cluster("SLOTS")) as unknown as [number, number, [string, number]][];
+  const owner = shards.find(([a, b]) => slot >= a && slot <= b);
+  if (owner === undefined) throw new Error(`slot ${slot} has no owner`);
+  return owner[2][1];
 }
 
 export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<LocalCluster> {
@@ -64,6 +102,17 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
     procs.set(port, p);
   }
   const clients: (Cluster | Redis)[] = [];
+  // One plain connection per node for the administration commands of migrateSlot.
+  const admins = new Map<number, Redis>();
+  const admin = (port: number): Redis => {
+    let c = admins.get(port);
+    if (c === undefined) {
+      c = new Redis({ port, maxRetriesPerRequest: 0 });
+      admins.set(port, c);
+      clients.push(c);
+    }
+    return c;
+  };
   const stop = async (): Promise<void> => {
     await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
     for (const p of procs.values()) p.kill("SIGKILL");
@@ -137,6 +186,45 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
     },
     kill(port) {
       procs.get(port)?.kill("SIGKILL");
+    },
+    admin,
+    async ownerOf(slot) {
+      return ownerOf(admin(ports[0]!), slot);
+    },
+    async migrateSlot(slot, to, { batchSize = 1, between = async () => undefined } = {}) {
+      const first = admin(ports[0]!);
+      const from = await ownerOf(first, slot);
+      if (from === to) throw new Error(`slot ${slot} is already on ${to}`);
+      const source = admin(from);
+      const target = admin(to);
+      const [sourceId, targetId] = (await Promise.all([source.cluster("MYID"), target.cluster("MYID")])) as [
+        string,
+        string,
+      ];
+      const opened = performance.now();
+      await target.cluster("SETSLOT", slot, "IMPORTING", sourceId);
+      await source.cluster("SETSLOT", slot, "MIGRATING", targetId);
+      let keys = 0;
+      let batches = 0;
+      for (;;) {
+        await between(batches);
+        const batch = (await source.cluster("GETKEYSINSLOT", slot, batchSize)) as string[];
+        if (batch.length === 0) break;
+        await source.migrate("127.0.0.1", to, "", 0, 5000, "KEYS", ...batch);
+        keys += batch.length;
+        batches++;
+      }
+      // The target first (it then answers for the slot), then every other master, as redis-cli does.
+      await target.cluster("SETSLOT", slot, "NODE", targetId);
+      for (const port of ports.slice(0, masters)) {
+        if (port !== to) await admin(port).cluster("SETSLOT", slot, "NODE", targetId);
+      }
+      const openMs = performance.now() - opened;
+      // Every master agrees before the next migration starts.
+      for (const port of ports.slice(0, masters)) {
+        await waitFor(async () => (await ownerOf(admin(port), slot)) === to, 10_000, `slot ${slot} on ${to}`);
+      }
+      return { slot, from, to, keys, batches, openMs };
     },
     stop,
   };

@@ -1,0 +1,309 @@
+// Resharding under load: on a local 3-master Redis Cluster, the slots of a hot SKU, a rate-limit key and a
+// lock move between masters twice while a stampede runs, each slot held open (MIGRATING / IMPORTING) for
+// seconds as a real migration of a busy slot is: keys move a few at a time with pauses between. Every call
+// must succeed (the library waits out TRYAGAIN and redirection storms) and the counts must be exact.
+//
+// Each load is a `Case`: the keys whose slots move, one step of its stampede, what it does once the
+// migrations are over, and its exact checks. Add a case to CASES to put another key under the migrations.
+import { randomUUID } from "node:crypto";
+import type { Cluster } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SpinLock } from "../../src/lock/index.js";
+import { TokenBucket } from "../../src/ratelimit/index.js";
+import { Inventory } from "../../src/stock/index.js";
+import { keySlot } from "../../src/internal/slot.js";
+import { startCluster, type LocalCluster, type MigrateReport } from "../support/cluster.js";
+import { randomPrefix } from "../support/redis.js";
+
+/** Keys moved per MIGRATE, and the pause before each one: with the filler keys, each slot stays open > 2 s. */
+const BATCH = 2;
+const PAUSE_MS = 300;
+/** Keys added to every migrated slot (sharing its hash tag), so each migration takes several batches. */
+const FILLER = 12;
+
+/** One load of the stampede. */
+interface Case {
+  readonly name: string;
+  /** Concurrent callers. */
+  readonly workers: number;
+  /** Creates the data; returns a key of each hash tag whose slot the migrations move. */
+  setup(): Promise<string[]>;
+  /** One call (or a few) of one caller; throws on a failed call. Returns how many calls it made. */
+  step(): Promise<number>;
+  /** After the migrations and the stampede: whatever the exact checks need (e.g. sell the rest). */
+  finish(): Promise<void>;
+  /** The exact invariants. */
+  check(): Promise<void>;
+}
+
+let cluster: LocalCluster;
+let redis: Cluster;
+beforeAll(async () => {
+  cluster = await startCluster({ masters: 3 });
+  redis = cluster.client();
+}, 60_000);
+afterAll(async () => cluster?.stop());
+
+/**
+ * A hot SKU without `holdMs` (its holds key never exists, so every script call on it names a missing key:
+ * TRYAGAIN whenever its slot is open): reserve, then confirm, release or keep the hold; the per-user units
+ * live in the stock hash, so the quota moves with it. Sold == stock, conservation and the cap, exactly.
+ */
+function hotSku(prefix: string): Case {
+  const inventory = new Inventory(redis, { prefix, localCacheMs: 0 });
+  const sku = "hot-sku";
+  const STOCK = 3000;
+  const CAP = 2;
+  const USERS = 4000;
+  const held = new Map<string, string>(); // reservationId -> userId
+  const confirmed = new Map<string, string>();
+  let released = 0;
+  let draining = false;
+  const user = (): string => `u${Math.floor(Math.random() * USERS)}`;
+  return {
+    name: "hot SKU (reserve, confirm, release, per-user cap)",
+    workers: 24,
+    async setup() {
+      await inventory.setStock(sku, STOCK, { perUserLimit: CAP });
+      return Object.values(inventory.keys(sku));
+    },
+    async step() {
+      const userId = user();
+      const r = await inventory.reserve(sku, { userId, reservationId: randomUUID() });
+      if (!r.ok) return 1;
+      held.set(r.reservationId, userId);
+      // While the slots move, most holds are given back, so the stock lasts through the migrations and
+      // releases and confirms run against the open slot too.
+      const roll = Math.random();
+      if (roll < 0.15) {
+        const c = await inventory.confirm(sku, r.reservationId);
+        if (!c.ok) throw new Error(`confirm of a held reservation answered ${c.reason}`);
+        held.delete(r.reservationId);
+        confirmed.set(r.reservationId, userId);
+      } else if (roll < 0.9 && !draining) {
+        const c = await inventory.release(sku, r.reservationId);
+        if (!c.ok) throw new Error(`release of a held reservation answered ${c.reason}`);
+        held.delete(r.reservationId);
+        released++;
+      }
+      return 2;
+    },
+    async finish() {
+      // Demand above the stock: buy until Redis says sold out, with no more releases.
+      draining = true;
+      let soldOut = false;
+      const deadline = Date.now() + 30_000;
+      const buyer = async (): Promise<void> => {
+        while (!soldOut && Date.now() < deadline) {
+          const userId = user();
+          const r = await inventory.reserve(sku, { userId, reservationId: randomUUID() });
+          if (r.ok) held.set(r.reservationId, userId);
+          else if (r.reason === "SOLD_OUT") soldOut = true;
+        }
+      };
+      await Promise.all(Array.from({ length: 16 }, buyer));
+    },
+    async check() {
+      const snap = (await inventory.snapshot(sku))!;
+      expect(snap.available).toBe(0);
+      expect(snap.held + snap.confirmed).toBe(STOCK); // sold == stock
+      expect(snap.held).toBe(held.size);
+      expect(snap.confirmed).toBe(confirmed.size);
+      expect(released).toBeGreaterThan(0);
+      const mine = new Map<string, number>();
+      for (const u of [...held.values(), ...confirmed.values()]) mine.set(u, (mine.get(u) ?? 0) + 1);
+      // Every user: Redis's count equals the ledger's, and nobody is over the cap.
+      const users = Array.from({ length: USERS }, (_, i) => `u${i}`);
+      const over: string[] = [];
+      const wrong: string[] = [];
+      for (let i = 0; i < users.length; i += 200) {
+        const chunk = users.slice(i, i + 200);
+        const counts = await Promise.all(chunk.map((u) => inventory.userQuantity(sku, u)));
+        chunk.forEach((u, j) => {
+          if (counts[j]! > CAP) over.push(u);
+          if (counts[j] !== (mine.get(u) ?? 0)) wrong.push(u);
+        });
+      }
+      expect(over).toEqual([]);
+      expect(wrong).toEqual([]);
+    },
+  };
+}
+
+/**
+ * A hot rate-limit key whose refill is negligible over the test: exactly `capacity` takes are admitted
+ * however the slot moves. Refusals are not answered in process, so every take goes to Redis.
+ */
+function hotRateLimit(prefix: string): Case {
+  const CAPACITY = 300;
+  // One token per 1000 s: under a second's worth of refill over the whole test.
+  const bucket = new TokenBucket(redis, {
+    prefix,
+    capacity: CAPACITY,
+    refillPerSecond: 0.001,
+    localRefusals: false,
+  });
+  let taken = 0;
+  let refused = 0;
+  return {
+    name: "hot rate-limit key",
+    workers: 6,
+    async setup() {
+      await bucket.take("hot-ip");
+      taken++;
+      return [bucket.keys("hot-ip").bucket];
+    },
+    async step() {
+      const r = await bucket.take("hot-ip");
+      if (r.ok) taken++;
+      else refused++;
+      return 1;
+    },
+    async finish() {
+      // Take until refused: the bucket then holds what is left of its capacity, none.
+      while (taken <= CAPACITY && (await bucket.take("hot-ip")).ok) taken++;
+      refused++;
+    },
+    async check() {
+      expect(taken).toBe(CAPACITY);
+      expect(refused).toBeGreaterThan(0);
+    },
+  };
+}
+
+/**
+ * A hot lock (its key missing whenever it is free, its waiters flag mostly missing): callers acquire,
+ * check that nobody else is inside, and release. Never two holders, fences strictly increasing.
+ */
+function hotLock(prefix: string): Case {
+  const lock = new SpinLock(redis, { prefix, ttlMs: 30_000, acquireTimeoutMs: 30_000 });
+  let inside = 0;
+  let overlaps = 0;
+  let lastFence = 0;
+  let fenceOutOfOrder = 0;
+  let acquisitions = 0;
+  return {
+    name: "hot lock",
+    workers: 4,
+    async setup() {
+      const h = await lock.acquire("hot-lock");
+      lastFence = h.fence;
+      await h.release();
+      const k = lock.keys("hot-lock");
+      return [k.lock, k.fence, k.waiters];
+    },
+    async step() {
+      const h = await lock.acquire("hot-lock");
+      inside++;
+      if (inside > 1) overlaps++;
+      if (h.fence <= lastFence) fenceOutOfOrder++;
+      lastFence = h.fence;
+      acquisitions++;
+      await new Promise((r) => setImmediate(r));
+      inside--;
+      if (!(await h.release())) throw new Error("release found another owner");
+      return 2;
+    },
+    async finish() {},
+    async check() {
+      expect(overlaps).toBe(0);
+      expect(fenceOutOfOrder).toBe(0);
+      expect(acquisitions).toBeGreaterThan(0);
+    },
+  };
+}
+
+const CASES: ((prefix: string) => Case)[] = [hotSku, hotRateLimit, hotLock];
+
+/** TRYAGAIN replies the masters have sent so far (`INFO errorstats`). */
+async function tryAgainReplies(): Promise<number> {
+  const infos = await Promise.all(redis.nodes("master").map((n) => n.info("errorstats")));
+  let total = 0;
+  for (const info of infos) total += Number(/errorstat_TRYAGAIN:count=(\d+)/.exec(info)?.[1] ?? 0);
+  return total;
+}
+
+describe("resharding under load (3-master Redis Cluster)", () => {
+  it("moves each hot slot twice, open for seconds, with 0 failed calls and exact counts", async () => {
+    const prefix = randomPrefix("reshard");
+    const cases = CASES.map((make) => make(prefix));
+    const slots = new Map<number, string>(); // slot -> a hash tag of it, for the filler keys
+    for (const c of cases) {
+      for (const key of await c.setup()) slots.set(keySlot(key), key.slice(0, key.indexOf("}") + 1));
+    }
+    for (const tag of slots.values()) {
+      for (let i = 0; i < FILLER; i++) await redis.set(`${tag}:filler:${i}`, "x");
+    }
+
+    const failures: string[] = [];
+    const stats = new Map(cases.map((c) => [c, { calls: 0, slowestMs: 0 }]));
+    let stop = false;
+    const loops = cases.flatMap((c) =>
+      Array.from({ length: c.workers }, async () => {
+        const s = stats.get(c)!;
+        while (!stop) {
+          const started = performance.now();
+          try {
+            s.calls += await c.step();
+          } catch (err) {
+            failures.push(`${c.name}: ${String(err)}`);
+          }
+          s.slowestMs = Math.max(s.slowestMs, performance.now() - started);
+        }
+      }),
+    );
+    const reports: MigrateReport[] = [];
+    let tryAgainBefore = 0;
+    try {
+      // Traffic first: every case has had calls answered before the first slot opens.
+      const warm = (): string[] => cases.filter((c) => stats.get(c)!.calls < 20).map((c) => c.name);
+      const deadline = Date.now() + 20_000;
+      while (warm().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(warm()).toEqual([]);
+      tryAgainBefore = await tryAgainReplies();
+
+      const masters = cluster.ports;
+      for (let round = 0; round < 2; round++) {
+        // Every slot moves to the next master, all at once; keys go BATCH at a time with a pause before each
+        // MIGRATE: the pause is the pace of the migration being simulated, not a wait for anything.
+        reports.push(
+          ...(await Promise.all(
+            [...slots.keys()].map(async (slot) => {
+              const from = await cluster.ownerOf(slot);
+              const to = masters[(masters.indexOf(from) + 1) % masters.length]!;
+              return cluster.migrateSlot(slot, to, {
+                batchSize: BATCH,
+                between: () => new Promise((r) => setTimeout(r, PAUSE_MS)),
+              });
+            }),
+          )),
+        );
+      }
+    } finally {
+      // Also when an assertion above fails: no caller may outlive the test.
+      stop = true;
+      await Promise.all(loops);
+    }
+    const tryAgain = (await tryAgainReplies()) - tryAgainBefore;
+    for (const c of cases) await c.finish();
+
+    const moves = reports.map(
+      (r) =>
+        `slot ${r.slot} ${r.from}->${r.to}: ${r.keys} keys in ${r.batches} batches, open ${Math.round(r.openMs)} ms`,
+    );
+    const load = cases.map((c) => {
+      const s = stats.get(c)!;
+      return `${c.name}: ${s.calls} calls, slowest ${Math.round(s.slowestMs)} ms`;
+    });
+    console.log(
+      `resharding: ${moves.join("; ")}\n${load.join("\n")}\nTRYAGAIN replies: ${tryAgain}, failed calls: ${failures.length}`,
+    );
+    expect(failures.slice(0, 5)).toEqual([]);
+    expect(failures.length).toBe(0);
+    expect(reports.length).toBe(slots.size * 2);
+    for (const r of reports) expect(r.openMs).toBeGreaterThanOrEqual(2000);
+    // The calls did meet the open slots (and waited them out).
+    expect(tryAgain).toBeGreaterThan(0);
+    for (const c of cases) await c.check();
+  }, 120_000);
+});
