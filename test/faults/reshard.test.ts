@@ -40,7 +40,8 @@ let cluster: LocalCluster;
 let redis: Cluster;
 beforeAll(async () => {
   cluster = await startCluster({ masters: 3 });
-  redis = cluster.client();
+  // ioredis's defaults, all of them (the helper's client() otherwise sets maxRetriesPerRequest).
+  redis = cluster.client({ redisOptions: {} });
 }, 60_000);
 afterAll(async () => cluster?.stop());
 

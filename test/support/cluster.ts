@@ -102,6 +102,7 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
     procs.set(port, p);
   }
   const clients: (Cluster | Redis)[] = [];
+  let migrating: Promise<unknown> = Promise.resolve();
   // One plain connection per node for the administration commands of migrateSlot.
   const admins = new Map<number, Redis>();
   const admin = (port: number): Redis => {
@@ -210,7 +211,11 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
         await between(batches);
         const batch = (await source.cluster("GETKEYSINSLOT", slot, batchSize)) as string[];
         if (batch.length === 0) break;
-        await source.migrate("127.0.0.1", to, "", 0, 5000, "KEYS", ...batch);
+        // One MIGRATE at a time across the cluster: MIGRATE blocks its source until the target answers, so
+        // two migrations in opposite directions (or a cycle of three) would each wait on the other.
+        const turn = migrating.then(() => source.migrate("127.0.0.1", to, "", 0, 5000, "KEYS", ...batch));
+        migrating = turn.catch(() => undefined);
+        await turn;
         keys += batch.length;
         batches++;
       }
