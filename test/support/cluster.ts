@@ -219,16 +219,38 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
         keys += batch.length;
         batches++;
       }
-      // The target first (it then answers for the slot), then every other master, as redis-cli does.
-      await target.cluster("SETSLOT", slot, "NODE", targetId);
-      for (const port of ports.slice(0, masters)) {
-        if (port !== to) await admin(port).cluster("SETSLOT", slot, "NODE", targetId);
-      }
-      const openMs = performance.now() - opened;
-      // Every master agrees before the next migration starts.
-      for (const port of ports.slice(0, masters)) {
-        await waitFor(async () => (await ownerOf(admin(port), slot)) === to, 10_000, `slot ${slot} on ${to}`);
-      }
+      // Closing is serialised too. SETSLOT NODE on the importing target bumps its config epoch without
+      // consensus; two targets bumping at once can draw the same epoch, and then a master may keep (or take
+      // back from a late gossip message) the old owner for good. One close at a time, each waiting until
+      // every master agrees on the owner and on the current epoch, keeps the target's epoch the highest.
+      let openMs = 0;
+      const close = migrating.then(async () => {
+        // The target first (it then answers for the slot), then the source, then the others, as redis-cli.
+        await target.cluster("SETSLOT", slot, "NODE", targetId);
+        await source.cluster("SETSLOT", slot, "NODE", targetId);
+        for (const port of ports.slice(0, masters)) {
+          if (port !== to && port !== from) await admin(port).cluster("SETSLOT", slot, "NODE", targetId);
+        }
+        openMs = performance.now() - opened;
+        await waitFor(
+          async () => {
+            const views = await Promise.all(
+              ports.slice(0, masters).map(async (port) => {
+                const info = String(await admin(port).cluster("INFO"));
+                return {
+                  owner: await ownerOf(admin(port), slot),
+                  epoch: /cluster_current_epoch:(\d+)/.exec(info)?.[1],
+                };
+              }),
+            );
+            return views.every((v) => v.owner === to && v.epoch === views[0]!.epoch);
+          },
+          20_000,
+          `every master to see slot ${slot} on ${to}`,
+        );
+      });
+      migrating = close.catch(() => undefined);
+      await close;
       return { slot, from, to, keys, batches, openMs };
     },
     stop,
