@@ -26,6 +26,8 @@ interface Case {
   readonly name: string;
   /** Concurrent callers. */
   readonly workers: number;
+  /** Calls answered before the first slot opens, so the stampede is in full swing when it does. */
+  readonly warmCalls: number;
   /** Creates the data; returns a key of each hash tag whose slot the migrations move. */
   setup(): Promise<string[]>;
   /** One call (or a few) of one caller; throws on a failed call. Returns how many calls it made. */
@@ -64,6 +66,7 @@ function hotSku(prefix: string): Case {
   return {
     name: "hot SKU (reserve, confirm, release, per-user cap)",
     workers: 24,
+    warmCalls: 1000,
     async setup() {
       await inventory.setStock(sku, STOCK, { perUserLimit: CAP });
       return Object.values(inventory.keys(sku));
@@ -149,6 +152,7 @@ function hotRateLimit(prefix: string): Case {
   return {
     name: "hot rate-limit key",
     workers: 6,
+    warmCalls: 200,
     async setup() {
       await bucket.take("hot-ip");
       taken++;
@@ -186,6 +190,7 @@ function hotLock(prefix: string): Case {
   return {
     name: "hot lock",
     workers: 4,
+    warmCalls: 40,
     async setup() {
       const h = await lock.acquire("hot-lock");
       lastFence = h.fence;
@@ -256,8 +261,8 @@ describe("resharding under load (3-master Redis Cluster)", () => {
     const reports: MigrateReport[] = [];
     let tryAgainBefore = 0;
     try {
-      // Traffic first: every case has had calls answered before the first slot opens.
-      const warm = (): string[] => cases.filter((c) => stats.get(c)!.calls < 20).map((c) => c.name);
+      // Traffic first: every case has had its calls answered before the first slot opens.
+      const warm = (): string[] => cases.filter((c) => stats.get(c)!.calls < c.warmCalls).map((c) => c.name);
       const deadline = Date.now() + 20_000;
       while (warm().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       expect(warm()).toEqual([]);
