@@ -167,9 +167,14 @@ async function evalThenWait(
   let [[scriptErr, reply], [waitErr, acked]] = await send(false);
   if (scriptErr?.message.startsWith("NOSCRIPT")) [[scriptErr, reply], [waitErr, acked]] = await send(true);
   if (scriptErr) throw toRedisError(scriptErr);
-  // The script ran but its WAIT failed (a dropped connection): whether its writes reached a replica is
-  // unknown, which the caller treats like any unknown outcome (it cleans up its tokens).
-  if (waitErr) throw toRedisError(waitErr);
+  // The script ran but its WAIT failed (a dropped connection, or any error reply): grants may stand on the
+  // master with no replica confirmed, so the outcome is reported as unknown, and each caller removes the
+  // lock its token may hold (RedisUnavailableError is what triggers that clean-up).
+  if (waitErr) {
+    throw new RedisUnavailableError(`lock/acquire: WAIT failed after the script ran: ${waitErr.message}`, {
+      cause: waitErr,
+    });
+  }
   if (typeof acked !== "number") throw replyError("WAIT", acked, "an integer");
   return { reply, acked };
 }
