@@ -109,19 +109,13 @@ export async function openTelemetryTracing(
       return span;
     };
     ch.start.bindStore(current, start);
-    const handlers = {
-      start() {},
-      end() {},
-      asyncStart() {},
-      asyncEnd(ctx: object) {
-        const span = spans.get(ctx);
-        if (span !== undefined) finish(ctx, span, operation);
-      },
-      error() {},
+    const onEnd = (ctx: unknown) => {
+      const span = spans.get(ctx as object);
+      if (span !== undefined) finish(ctx as object, span, operation);
     };
-    ch.subscribe(handlers);
+    ch.asyncEnd.subscribe(onEnd);
     closers.push(() => {
-      ch.unsubscribe(handlers);
+      ch.asyncEnd.unsubscribe(onEnd);
       ch.start.unbindStore(current);
     });
   }

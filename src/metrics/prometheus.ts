@@ -156,33 +156,51 @@ export async function prometheusMetrics(options: PrometheusMetricsOptions = {}):
     registers,
   });
 
+  // Label-bound children are cached: a call costs two map lookups, an increment and an observation.
+  type Child = { inc(): void };
+  type Observer = { observe(v: number): void };
+  const counted = new Map<string, Child>();
+  const timed = new Map<string, Observer>();
+  const count = (operation: string, outcome: string, reason: string): void => {
+    const k = `${operation}\u0000${outcome}\u0000${reason}`;
+    let c = counted.get(k);
+    if (c === undefined) counted.set(k, (c = operations.labels(operation, outcome, reason)));
+    c.inc();
+  };
+  const time = (operation: string, outcome: string, seconds: number): void => {
+    const k = `${operation}\u0000${outcome}`;
+    let h = timed.get(k);
+    if (h === undefined) timed.set(k, (h = duration.labels(operation, outcome)));
+    h.observe(seconds);
+  };
   const started = new WeakMap<object, number>();
   const unsubscribers: (() => void)[] = [];
   for (const name of Object.values(channels)) {
     const operation = operationOf(name);
     const ch = tracingChannel<unknown, TraceOutcome<unknown>>(name);
-    const handlers = {
-      start(ctx: TraceOutcome<unknown>) {
-        started.set(ctx, performance.now());
-      },
-      end() {},
-      asyncStart() {},
-      asyncEnd(ctx: TraceOutcome<unknown>) {
-        const t0 = started.get(ctx);
-        const { outcome, reason } = outcomeOf(operation, ctx);
-        operations.inc({ operation, outcome, reason });
-        if (t0 === undefined) return;
-        const seconds = (performance.now() - t0) / 1000;
-        duration.observe({ operation, outcome }, seconds);
-        if (name === channels.acquire && outcome === "ok") {
-          const a = ctx as AcquireTrace;
-          if (a.wait) lockWait.observe({ lock: a.lock }, seconds);
-        }
-      },
-      error() {},
+    // Only start and asyncEnd (which follows error too): the other events stay unsubscribed and cost nothing.
+    const onStart = (ctx: unknown) => {
+      started.set(ctx as object, performance.now());
     };
-    ch.subscribe(handlers);
-    unsubscribers.push(() => ch.unsubscribe(handlers));
+    const onEnd = (message: unknown) => {
+      const ctx = message as TraceOutcome<unknown>;
+      const t0 = started.get(ctx);
+      const { outcome, reason } = outcomeOf(operation, ctx);
+      count(operation, outcome, reason);
+      if (t0 === undefined) return;
+      const seconds = (performance.now() - t0) / 1000;
+      time(operation, outcome, seconds);
+      if (name === channels.acquire && outcome === "ok") {
+        const a = ctx as AcquireTrace;
+        if (a.wait) lockWait.observe({ lock: a.lock }, seconds);
+      }
+    };
+    ch.start.subscribe(onStart);
+    ch.asyncEnd.subscribe(onEnd);
+    unsubscribers.push(() => {
+      ch.start.unsubscribe(onStart);
+      ch.asyncEnd.unsubscribe(onEnd);
+    });
   }
   const onLookup = (message: unknown) => {
     const e = message as CacheLookupEvent;
