@@ -7,6 +7,7 @@ import { deleteOlderThan, type DeleteOlderOptions } from "./cleanup.js";
 import { checkTableName, tableSchema } from "./sql-names.js";
 import { checkSqlClient, checkTransactionClient, ownStatements } from "./transaction.js";
 import { validateMessageId } from "./types.js";
+import type { PostgresOutbox } from "./postgres-outbox.js";
 import { traced } from "../internal/trace.js";
 import { channels, type ProcessTrace } from "../metrics/channels.js";
 
@@ -19,9 +20,18 @@ export interface PostgresInboxOptions {
    * @default "fsk_inbox"
    */
   readonly table?: string;
+  /**
+   * Consumer-acknowledged mode: the outbox (in this inbox's database) whose messages this inbox
+   * acknowledges. `processOnce` then marks the message `processed` in that outbox in the same transaction
+   * as the record and the effect ({@link PostgresOutbox.acknowledge}), so a relay with `ackTimeoutMs` stops
+   * re-sending it, and re-sends a message whose delivery was lost. The `messageId` must then be the outbox
+   * message id (`readStreamedMessage(entry).id`, `readRabbitMessage(msg).id`). A duplicate acknowledges too.
+   * With several consumers of one message, give the outbox to the inbox of one of them only.
+   */
+  readonly outbox?: PostgresOutbox;
 }
 
-const KNOWN = optionKeys<PostgresInboxOptions>({ table: 1 });
+const KNOWN = optionKeys<PostgresInboxOptions>({ table: 1, outbox: 1 });
 
 /** Which message, for which consumer. */
 export interface InboxMessageRef {
@@ -71,6 +81,8 @@ export function inboxSchema(table = "fsk_inbox"): string {
 export class PostgresInbox {
   /** The table name in use. */
   readonly table: string;
+  /** The outbox this inbox acknowledges messages of (consumer-acknowledged mode), if any. */
+  readonly outbox: PostgresOutbox | undefined;
   /** `db`, kept out of the caller's transactions (see {@link ownStatements}). */
   private readonly own: SqlClient;
 
@@ -79,6 +91,11 @@ export class PostgresInbox {
     checkSqlClient("db", db);
     this.own = ownStatements("PostgresInbox", db);
     this.table = checkTableName("table", options.table ?? "fsk_inbox");
+    const outbox = options.outbox;
+    if (outbox !== undefined && (outbox === null || typeof outbox.acknowledge !== "function")) {
+      throw new InvalidArgumentError("outbox", "must be a PostgresOutbox");
+    }
+    this.outbox = outbox;
   }
 
   /**
@@ -137,8 +154,13 @@ export class PostgresInbox {
        ON CONFLICT (consumer, message_id) DO NOTHING RETURNING 1 AS ok`,
       [ref.consumer, ref.messageId],
     );
-    if (rows.length === 0) return "duplicate";
+    if (rows.length === 0) {
+      // Acknowledged again: the first processing may have run before this inbox acknowledged.
+      if (this.outbox !== undefined) await this.outbox.acknowledge(tx, ref.messageId);
+      return "duplicate";
+    }
     await fn(tx);
+    if (this.outbox !== undefined) await this.outbox.acknowledge(tx, ref.messageId);
     return "processed";
   }
 

@@ -74,6 +74,8 @@ export interface EnqueueResult {
 export interface OutboxStats {
   readonly pending: number;
   readonly sent: number;
+  /** Acknowledged by a consumer's inbox (consumer-acknowledged mode). */
+  readonly processed: number;
   readonly dead: number;
 }
 
@@ -286,20 +288,60 @@ export class PostgresOutbox {
   }
 
   /**
-   * Deletes sent messages older than `olderThanMs` (by `sent_at`, database time), at most `limit` per call;
-   * returns how many. Several callers may run at once.
+   * Deletes sent messages older than `olderThanMs` (by `sent_at`, database time) and processed ones older
+   * than that (by `processed_at`), at most `limit` of each per call; returns how many. Several callers may
+   * run at once. In consumer-acknowledged mode a sent row is one still waiting for its acknowledgement: keep
+   * `olderThanMs` well above the relay's `ackTimeoutMs` (a relay in that mode deletes processed rows only).
    *
    * @example
    * ```ts
    * await outbox.deleteSent({ olderThanMs: 7 * 24 * 3600_000 });
    * ```
    */
-  deleteSent(options: DeleteOlderOptions): Promise<number> {
-    return deleteOlderThan(
+  async deleteSent(options: DeleteOlderOptions): Promise<number> {
+    const sent = await deleteOlderThan(
       this.own,
       { name: this.table, key: "id", column: "sent_at", where: "status = 'sent'" },
       options,
     );
+    return sent + (await this.deleteProcessed(options));
+  }
+
+  /** Deletes processed messages older than `olderThanMs` (by `processed_at`). @internal */
+  deleteProcessed(options: DeleteOlderOptions): Promise<number> {
+    return deleteOlderThan(
+      this.own,
+      { name: this.table, key: "id", column: "processed_at", where: "status = 'processed'" },
+      options,
+    );
+  }
+
+  /**
+   * Inside the consumer's transaction `tx` (on this outbox's database): marks the message `processed`, so
+   * that a relay in consumer-acknowledged mode (`ackTimeoutMs`) stops re-sending it. A message not yet
+   * marked sent (the consumer was faster than the relay's mark) and a dead one (a late delivery was applied
+   * after all) become processed too. Returns whether this call changed the row (`false`: already processed,
+   * or no message has this id). {@link PostgresInbox} calls it for you when built with `{ outbox }`.
+   *
+   * @example
+   * ```ts
+   * await transaction(db, async (tx) => {
+   *   await tx.query("INSERT INTO shipments (order_id) VALUES ($1)", [m.payload.orderId]);
+   *   await outbox.acknowledge(tx, m.id);
+   * });
+   * ```
+   */
+  async acknowledge(tx: SqlClient, id: string): Promise<boolean> {
+    checkTransactionClient("tx", tx);
+    validateMessageId("id", id);
+    const rows = await sqlRows(
+      tx,
+      `UPDATE ${this.table} SET status = 'processed', processed_at = now(),
+         sent_at = coalesce(sent_at, now()), dead_at = NULL, claimed_by = NULL
+       WHERE id = $1 AND status <> 'processed' RETURNING 1 AS ok`,
+      [id],
+    );
+    return rows.length === 1;
   }
 
   /**
@@ -315,7 +357,7 @@ export class PostgresOutbox {
       this.own,
       `SELECT status, count(*)::int AS n FROM ${this.table} GROUP BY status`,
     );
-    const out = { pending: 0, sent: 0, dead: 0 };
+    const out = { pending: 0, sent: 0, processed: 0, dead: 0 };
     for (const r of rows) out[r.status] = Number(r.n);
     return out;
   }
@@ -361,6 +403,42 @@ export class PostgresOutbox {
       if (r.seq === undefined) throw new UnexpectedReplyError("outbox claim returned a row without seq");
     }
     return rows.sort((a, b) => Number(a.seq) - Number(b.seq)) as (MessageRow & { status: OutboxStatus })[];
+  }
+
+  /**
+   * Consumer-acknowledged mode: puts messages sent more than `ackTimeoutMs` ago and still not processed
+   * back in line (due now, for the next claim), or marks them dead when their attempts are used up.
+   * Returns how many were requeued and how many died. @internal
+   */
+  async requeueUnacknowledged(
+    ackTimeoutMs: number,
+    limit: number,
+    maxAttempts: number,
+    topics: readonly string[] | null,
+  ): Promise<{ requeued: number; dead: number }> {
+    const rows = await sqlRows<{ status: OutboxStatus }>(
+      this.own,
+      `WITH late AS (
+         SELECT id FROM ${this.table}
+         WHERE status = 'sent' AND sent_at <= now() - $1::float8 * interval '1 millisecond'
+           AND ($4::text[] IS NULL OR topic = ANY($4::text[]))
+         ORDER BY sent_at
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED
+       )
+       UPDATE ${this.table} AS o SET
+         status = CASE WHEN o.attempts >= $3 THEN 'dead' ELSE 'pending' END,
+         dead_at = CASE WHEN o.attempts >= $3 THEN now() END,
+         available_at = now(),
+         last_error = 'attempt ' || o.attempts || ' was accepted by the transport but no consumer acknowledged it within '
+           || $1 || ' ms',
+         claimed_by = NULL
+       FROM late WHERE o.id = late.id
+       RETURNING o.status`,
+      [ackTimeoutMs, limit, maxAttempts, topics],
+    );
+    const dead = rows.filter((r) => r.status === "dead").length;
+    return { requeued: rows.length - dead, dead };
   }
 
   /** Marks published messages sent. @internal */

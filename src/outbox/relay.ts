@@ -72,6 +72,18 @@ export interface OutboxRelayOptions {
    * @default 30000
    */
   readonly leaseMs?: number;
+  /**
+   * Consumer-acknowledged mode. A message the transport accepted is `sent`, and stays so until a consumer's
+   * inbox transaction marks it `processed` ({@link PostgresInbox} built with `{ outbox }`, or
+   * {@link PostgresOutbox.acknowledge}); one still unprocessed this long after it was sent is published
+   * again, as a new attempt (so `maxAttempts` and the dead state apply). A message lost after the broker
+   * accepted it (a broker failover, a trimmed stream, a purged queue) is then delivered again, and the
+   * inbox applies it once. Keep it above the time a consumer takes to process a message, or messages are
+   * published again for nothing (harmless: the inbox answers `duplicate`). Use it only for topics whose
+   * consumers acknowledge: any other message would be re-sent until it is dead. Omitted: off (a sent
+   * message is done).
+   */
+  readonly ackTimeoutMs?: number;
   /** Deliver only these topics (several relays can split the topics between them). Omitted: all. */
   readonly topics?: readonly string[];
   /** While started, delete sent messages older than this (ms, database time). Omitted: keep them. */
@@ -100,6 +112,7 @@ const KNOWN = optionKeys<OutboxRelayOptions>({
   maxAttempts: 1,
   backoff: 1,
   leaseMs: 1,
+  ackTimeoutMs: 1,
   topics: 1,
   retentionMs: 1,
   cleanupIntervalMs: 1,
@@ -116,6 +129,11 @@ export interface RelayRound {
   readonly retried: number;
   /** Messages marked dead in this round. */
   readonly dead: number;
+  /**
+   * Consumer-acknowledged mode: sent messages no consumer acknowledged within `ackTimeoutMs`, put back in
+   * line to be published again (by this round, or the next when the batch was full). 0 otherwise.
+   */
+  readonly resent: number;
 }
 
 /**
@@ -150,6 +168,7 @@ export class OutboxRelay {
   private readonly maxAttempts: number;
   private readonly delay: (failedAttempts: number) => number;
   private readonly leaseMs: number;
+  private readonly ackTimeoutMs: number | undefined;
   private readonly topics: readonly string[] | null;
   private readonly retentionMs: number | undefined;
   private readonly cleanupIntervalMs: number;
@@ -185,6 +204,8 @@ export class OutboxRelay {
     this.publishTimeoutMs = options.publishTimeoutMs ?? Math.max(1, Math.floor(this.leaseMs / 2));
     // Below the lease: a round starts a publish only while it can end before the lease does.
     validateInt("publishTimeoutMs", this.publishTimeoutMs, { min: 1, max: this.leaseMs - 1 });
+    validateOptionalInt("ackTimeoutMs", options.ackTimeoutMs, { min: 1 });
+    this.ackTimeoutMs = options.ackTimeoutMs;
     validateOptionalInt("retentionMs", options.retentionMs, { min: 0 });
     this.retentionMs = options.retentionMs;
     this.cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000;
@@ -257,6 +278,18 @@ export class OutboxRelay {
     // publish could not is left unattempted, for the next round, instead of being published late while
     // another relay, which claimed it after the lease, publishes it too.
     const leaseEnds = performance.now() + this.leaseMs;
+    let resent = 0;
+    let dead = 0;
+    if (this.ackTimeoutMs !== undefined) {
+      const late = await this.outbox.requeueUnacknowledged(
+        this.ackTimeoutMs,
+        this.batchSize,
+        this.maxAttempts,
+        this.topics,
+      );
+      resent = late.requeued;
+      dead += late.dead;
+    }
     const rows = await this.outbox.claim(
       claimId,
       this.batchSize,
@@ -267,7 +300,6 @@ export class OutboxRelay {
     const sent: string[] = [];
     const skipped: string[] = [];
     const failed: { id: string; attempt: number; error: string }[] = [];
-    let dead = 0;
     const live: OutboxMessage[] = [];
     for (const row of rows) {
       if (row.status === "dead") dead++;
@@ -329,7 +361,7 @@ export class OutboxRelay {
       if (status === "dead") dead++;
       else if (status === "pending") retried++;
     }
-    return { claimed: rows.length, sent: sent.length, retried, dead };
+    return { claimed: rows.length, sent: sent.length, retried, dead, resent };
   }
 
   /** One publish, failed with a timeout error (and its signal aborted) after `publishTimeoutMs`. */
@@ -412,10 +444,10 @@ export class OutboxRelay {
     if (this.lastCleanup !== 0 && now - this.lastCleanup < this.cleanupIntervalMs) return;
     this.lastCleanup = now;
     const limit = 1000;
-    while (
-      !this.loop.stopping &&
-      (await this.outbox.deleteSent({ olderThanMs: this.retentionMs, limit })) === limit
-    );
+    // In consumer-acknowledged mode a sent row still waits for its acknowledgement: only processed rows go.
+    const remove = (o: { olderThanMs: number; limit: number }): Promise<number> =>
+      this.ackTimeoutMs === undefined ? this.outbox.deleteSent(o) : this.outbox.deleteProcessed(o);
+    while (!this.loop.stopping && (await remove({ olderThanMs: this.retentionMs, limit })) >= limit);
   }
 
   private nudge = (topic?: string): void => {

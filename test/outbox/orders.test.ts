@@ -155,7 +155,7 @@ describe.each(SETUPS)("PostgresOrders: $name", (setup) => {
     expect((await relay.runOnce()).claimed).toBe(0); // not due yet
     expect((await s.stock.snapshot(sku))!.available).toBe(2);
     await sleep(350);
-    expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 1, retried: 0, dead: 0 });
+    expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 1, retried: 0, dead: 0, resent: 0 });
     expect(await orders.get(r.reservationId)).toMatchObject({
       status: "cancelled",
       cancelReason: "payment timeout",

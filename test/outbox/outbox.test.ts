@@ -59,7 +59,7 @@ describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
     const { rows } = await db.query(`SELECT id FROM ${outbox.table} ORDER BY id`);
     expect((rows as { id: string }[]).map((r) => r.id)).toEqual(committed.sort());
     expect(await count(db, `SELECT count(*) AS n FROM ${business}`)).toBe(500);
-    expect(await outbox.stats()).toEqual({ pending: 500, sent: 0, dead: 0 });
+    expect(await outbox.stats()).toEqual({ pending: 500, sent: 0, processed: 0, dead: 0 });
   });
 
   it("stores what enqueue was given and schedules by the database clock", async () => {
@@ -131,7 +131,7 @@ describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
     await expect(
       transaction(db, (tx) => outbox.enqueue(tx, { topic: "t", payload: cyclic })),
     ).rejects.toBeInstanceOf(InvalidArgumentError);
-    expect(await outbox.stats()).toEqual({ pending: 0, sent: 0, dead: 0 });
+    expect(await outbox.stats()).toEqual({ pending: 0, sent: 0, processed: 0, dead: 0 });
     expect(() => new PostgresOutbox(db, { table: "Bad-Name" })).toThrow(InvalidArgumentError);
     expect(() => new PostgresOutbox({} as never)).toThrow(InvalidArgumentError);
     expect(() => new PostgresOutbox(db, { notfy: true } as never)).toThrow(
@@ -158,6 +158,7 @@ describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
       "messages_dead",
       "messages_due",
       "messages_pkey",
+      "messages_processed",
       "messages_sent",
     ]);
   });
@@ -274,7 +275,7 @@ describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
       await expect(attempt).rejects.toThrow("business rule says no");
       expect(innerRan).toBe(false);
       expect(await outbox.get("nested")).toBeNull();
-      expect(await outbox.stats()).toEqual({ pending: 0, sent: 0, dead: 0 });
+      expect(await outbox.stats()).toEqual({ pending: 0, sent: 0, processed: 0, dead: 0 });
     });
 
     it("the components' own statements inside a transaction throw instead of hanging or joining it", async () => {
@@ -287,7 +288,7 @@ describe.each(BACKENDS)("outbox and inbox on $name", (backend) => {
         await expect(own).rejects.toThrow(InvalidArgumentError);
         expect(await outbox.get("inside")).toBeNull();
       } else {
-        expect(await own).toEqual({ pending: 0, sent: 0, dead: 0 }); // the uncommitted row is not seen
+        expect(await own).toEqual({ pending: 0, sent: 0, processed: 0, dead: 0 }); // the uncommitted row is not seen
         expect(await outbox.get("inside")).not.toBeNull();
       }
     });

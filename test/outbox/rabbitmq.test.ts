@@ -91,7 +91,7 @@ describe("RabbitMqPublisher", () => {
     });
 
     for (let i = 0; i < 10 && (await outbox.stats()).sent < N; i++) await relay.runOnce();
-    expect(await outbox.stats()).toEqual({ pending: 0, sent: N, dead: 0 });
+    expect(await outbox.stats()).toEqual({ pending: 0, sent: N, processed: 0, dead: 0 });
     await until(() => received.length === N + N / 20, 10_000, "every delivery");
     expect(new Set(received).size).toBe(N);
     expect(await count(db, `SELECT count(*) AS n FROM ${effects}`)).toBe(N);
@@ -107,14 +107,14 @@ describe("RabbitMqPublisher", () => {
     channel.on("error", () => {}); // the broker closes the channel: 404 NOT_FOUND
     const rabbit = new RabbitMqPublisher(channel, { exchange: `missing-${randomBytes(4).toString("hex")}` });
     const relay = new OutboxRelay(outbox, { backoff: { minTimeoutMs: 60_000 }, publish: rabbit.publish });
-    expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 0, retried: 1, dead: 0 });
+    expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 0, retried: 1, dead: 0, resent: 0 });
     const m = await outbox.get("lost");
     expect(m).toMatchObject({ status: "pending", attempts: 1 });
     expect(m!.lastError).toMatch(/closed|NOT_FOUND/i);
 
     // On the closed channel the next publish fails at once (amqplib throws), and is recorded the same way.
     await db.query(`UPDATE ${outbox.table} SET available_at = now() WHERE id = 'lost'`);
-    expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 0, retried: 1, dead: 0 });
+    expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 0, retried: 1, dead: 0, resent: 0 });
     expect((await outbox.get("lost"))!.lastError).toMatch(/closed/i);
   });
 

@@ -122,7 +122,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
       expect(await count(db, `SELECT count(*) AS n FROM ${effects}`)).toBe(N);
       expect(await count(db, `SELECT count(DISTINCT message_id) AS n FROM ${effects}`)).toBe(N);
       expect(await count(db, `SELECT count(*) AS n FROM ${inbox.table}`)).toBe(N);
-      expect(await outbox.stats()).toEqual({ pending: 0, sent: N, dead: 0 });
+      expect(await outbox.stats()).toEqual({ pending: 0, sent: N, processed: 0, dead: 0 });
       expect(await count(db, `SELECT count(*) AS n FROM ${outbox.table} WHERE attempts = 2`)).toBe(N / 25);
       if (backend.name === "PostgreSQL")
         expect(byRelay.filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
@@ -156,7 +156,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     await relay.stop();
 
     expect(calls.get("poison")).toBe(4);
-    expect(await outbox.stats()).toEqual({ pending: 0, sent: 49, dead: 1 });
+    expect(await outbox.stats()).toEqual({ pending: 0, sent: 49, processed: 0, dead: 1 });
     const dead = await outbox.get("poison");
     expect(dead).toMatchObject({
       status: "dead",
@@ -179,7 +179,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     expect(await relay.retryDead("poison")).toBe(true);
     expect(await relay.retryDead("poison")).toBe(false); // no longer dead
     expect(await relay.retryDead("m1")).toBe(false); // sent, not dead
-    expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 1, retried: 0, dead: 0 });
+    expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 1, retried: 0, dead: 0, resent: 0 });
     expect(await outbox.get("poison")).toMatchObject({ status: "sent", attempts: 1 });
   });
 
@@ -197,13 +197,13 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     vi.useFakeTimers({ toFake: ["Date"] });
     vi.setSystemTime(Date.UTC(2040, 0, 1));
     try {
-      expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 0, retried: 1, dead: 0 });
+      expect(await relay.runOnce()).toEqual({ claimed: 1, sent: 0, retried: 1, dead: 0, resent: 0 });
       let now = await dbNowMs(db);
       let m = await outbox.get("r");
       expect(m).toMatchObject({ status: "pending", attempts: 1, lastError: "Error: down" });
       expect(m!.availableAt - now).toBeGreaterThan(60_000 - 5_000);
       expect(m!.availableAt - now).toBeLessThanOrEqual(60_000);
-      expect(await relay.runOnce()).toEqual({ claimed: 0, sent: 0, retried: 0, dead: 0 }); // not due yet
+      expect(await relay.runOnce()).toEqual({ claimed: 0, sent: 0, retried: 0, dead: 0, resent: 0 }); // not due yet
 
       await db.query(`UPDATE ${outbox.table} SET available_at = now() WHERE id = 'r'`);
       await relay.runOnce();
@@ -238,7 +238,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     expect(await outbox.claim(randomUUID(), 10, 200, 1, null)).toHaveLength(1);
     await sleep(400);
     const other = new OutboxRelay(outbox, { maxAttempts: 1, publish: async () => {} });
-    expect(await other.runOnce()).toEqual({ claimed: 1, sent: 0, retried: 0, dead: 1 });
+    expect(await other.runOnce()).toEqual({ claimed: 1, sent: 0, retried: 0, dead: 1, resent: 0 });
     const m = await outbox.get("y");
     expect(m).toMatchObject({ status: "dead", attempts: 1 });
     expect(m!.lastError).toMatch(/did not finish within the lease/);
@@ -282,7 +282,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
         if (m.key !== null) busy.delete(m.key);
       },
     });
-    expect(await relay.runOnce()).toEqual({ claimed: 34, sent: 34, retried: 0, dead: 0 });
+    expect(await relay.runOnce()).toEqual({ claimed: 34, sent: 34, retried: 0, dead: 0, resent: 0 });
     expect(peak).toBe(3);
     for (let k = 0; k < 3; k++) {
       expect(perKey.get(`k${k}`)).toEqual(Array.from({ length: 10 }, (_, j) => j * 3 + k));
@@ -319,7 +319,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     await relay.stop();
     expect(relay.running).toBe(false);
     expect(started).toBe(3);
-    expect(await outbox.stats()).toEqual({ pending: 7, sent: 3, dead: 0 });
+    expect(await outbox.stats()).toEqual({ pending: 7, sent: 3, processed: 0, dead: 0 });
     expect(
       await count(db, `SELECT count(*) AS n FROM ${outbox.table} WHERE attempts > 0 AND status = 'pending'`),
     ).toBe(0);
@@ -352,7 +352,7 @@ describe.each(BACKENDS)("OutboxRelay on $name", (backend) => {
     await until(async () => (await outbox.stats()).dead === 1, 5_000, "the hung message's death");
     await relay.stop();
     expect(published.sort()).toEqual(["ok0", "ok1", "ok2"]);
-    expect(await outbox.stats()).toEqual({ pending: 0, sent: 3, dead: 1 });
+    expect(await outbox.stats()).toEqual({ pending: 0, sent: 3, processed: 0, dead: 1 });
   });
 
   it("deletes sent messages after the retention period", async () => {

@@ -111,12 +111,12 @@ describe.each(CONNECTIONS)("outbox sharing $name with business transactions", (c
     const { outbox, relay } = await fresh(published);
 
     const lost = await withOpenTransaction(outbox, "m1", false, () => relay.runOnce());
-    expect(lost).toEqual({ claimed: 0, sent: 0, retried: 0, dead: 0 });
+    expect(lost).toEqual({ claimed: 0, sent: 0, retried: 0, dead: 0, resent: 0 });
     expect(published).toEqual([]);
     expect(await outbox.get("m1")).toBeNull();
 
     const kept = await withOpenTransaction(outbox, "m2", true, () => relay.runOnce());
-    expect(kept).toEqual({ claimed: 1, sent: 1, retried: 0, dead: 0 });
+    expect(kept).toEqual({ claimed: 1, sent: 1, retried: 0, dead: 0, resent: 0 });
     expect(published).toEqual(["m2"]);
     expect(await outbox.get("m2")).toMatchObject({ status: "sent", attempts: 1 });
   });
@@ -144,7 +144,7 @@ describe.each(CONNECTIONS)("outbox sharing $name with business transactions", (c
     }
     expect(committed).toHaveLength(30);
     expect([...published].sort()).toEqual([...committed].sort());
-    expect(await outbox.stats()).toEqual({ pending: 0, sent: 30, dead: 0 });
+    expect(await outbox.stats()).toEqual({ pending: 0, sent: 30, processed: 0, dead: 0 });
   });
 
   it("the inbox does not report a record whose transaction is still open (and then rolled back)", async () => {
@@ -212,7 +212,7 @@ describe.each(CONNECTIONS)("outbox sharing $name with business transactions", (c
     ).rejects.toThrow(/PostgresInbox runs its own statements outside your transactions/);
     // The failed transaction rolled back; the connection is usable and the queue is not stuck.
     expect(await outbox.get("x")).toBeNull();
-    expect(await outbox.stats()).toEqual({ pending: 0, sent: 0, dead: 0 });
+    expect(await outbox.stats()).toEqual({ pending: 0, sent: 0, processed: 0, dead: 0 });
   });
 
   it("a transaction() nested on the same connection throws instead of hanging, and the outer one rolls back", async () => {
