@@ -125,6 +125,12 @@ async function onConnection<T>(client: SqlClient, fn: (tx: SqlClient) => Promise
   return result;
 }
 
+/** The listener methods of a pg client (an EventEmitter), where it has them. */
+interface ErrorEmitter {
+  on(event: "error", listener: (err: Error) => void): unknown;
+  removeListener(event: "error", listener: (err: Error) => void): unknown;
+}
+
 /** fn failed and so did the ROLLBACK after it: the connection must not go back to the pool. */
 class ConnectionBroken extends Error {
   constructor(
@@ -210,6 +216,14 @@ export async function transaction<T>(db: TransactionSource, fn: (tx: SqlClient) 
       throw new DatabaseError(`could not check out a connection: ${message}`, { cause: err });
     }
     let broken: unknown = false;
+    // A checked-out pg client that loses its connection between two statements (the server restarted)
+    // emits `error`, which with no listener would crash the process: catch it, and destroy the client.
+    const events = client as Partial<ErrorEmitter>;
+    let lost: Error | undefined;
+    const onLost = (err: Error): void => {
+      lost = err;
+    };
+    events.on?.("error", onLost);
     try {
       return await within({ client, open: true }, () => onConnection(client, fn));
     } catch (err) {
@@ -219,7 +233,8 @@ export async function transaction<T>(db: TransactionSource, fn: (tx: SqlClient) 
       }
       throw err;
     } finally {
-      client.release(broken instanceof Error ? broken : broken !== false);
+      events.removeListener?.("error", onLost);
+      client.release(lost ?? (broken instanceof Error ? broken : broken !== false));
     }
   }
   return serialized(db, async () => {
