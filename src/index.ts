@@ -193,4 +193,7 @@ export {
   type CancelResult,
   type PaymentTimeoutPayload,
   readStockEvent,
+  reconcileStock,
+  type ReconcileStockOptions,
+  type ReconcileReport,
 } from "./orders/index.js";

@@ -14,3 +14,4 @@ export {
   type PaymentTimeoutPayload,
 } from "./orders.js";
 export { readStockEvent } from "./stock-events.js";
+export { reconcileStock, type ReconcileStockOptions, type ReconcileReport } from "./reconcile.js";

@@ -139,6 +139,28 @@ interface OrderRow {
 
 const msOrNull = (v: number | null): number | null => (v === null ? null : Math.round(Number(v)));
 
+const ORDER_COLUMNS = `id, sku, user_id, quantity, reservation_id, status, cancel_reason,
+  (extract(epoch FROM created_at) * 1000)::float8 AS created_ms,
+  (extract(epoch FROM payment_due_at) * 1000)::float8 AS due_ms,
+  (extract(epoch FROM paid_at) * 1000)::float8 AS paid_ms,
+  (extract(epoch FROM cancelled_at) * 1000)::float8 AS cancelled_ms`;
+
+function toOrder(row: OrderRow): Order {
+  return {
+    id: row.id,
+    sku: row.sku,
+    userId: row.user_id,
+    quantity: Number(row.quantity),
+    reservationId: row.reservation_id,
+    status: row.status,
+    createdAt: Math.round(Number(row.created_ms)),
+    paymentDueAt: Math.round(Number(row.due_ms)),
+    paidAt: msOrNull(row.paid_ms),
+    cancelledAt: msOrNull(row.cancelled_ms),
+    cancelReason: row.cancel_reason,
+  };
+}
+
 /**
  * Orders with delayed cancellation, on PostgreSQL 13+ or PGlite, over any {@link StockStore}.
  *
@@ -387,28 +409,29 @@ export class PostgresOrders {
     validateId("orderId", orderId);
     const [row] = await sqlRows<OrderRow>(
       this.own,
-      `SELECT id, sku, user_id, quantity, reservation_id, status, cancel_reason,
-         (extract(epoch FROM created_at) * 1000)::float8 AS created_ms,
-         (extract(epoch FROM payment_due_at) * 1000)::float8 AS due_ms,
-         (extract(epoch FROM paid_at) * 1000)::float8 AS paid_ms,
-         (extract(epoch FROM cancelled_at) * 1000)::float8 AS cancelled_ms
-       FROM ${this.table} WHERE id = $1`,
+      `SELECT ${ORDER_COLUMNS} FROM ${this.table} WHERE id = $1`,
       [orderId],
     );
-    if (row === undefined) return null;
-    return {
-      id: row.id,
-      sku: row.sku,
-      userId: row.user_id,
-      quantity: Number(row.quantity),
-      reservationId: row.reservation_id,
-      status: row.status,
-      createdAt: Math.round(Number(row.created_ms)),
-      paymentDueAt: Math.round(Number(row.due_ms)),
-      paidAt: msOrNull(row.paid_ms),
-      cancelledAt: msOrNull(row.cancelled_ms),
-      cancelReason: row.cancel_reason,
-    };
+    return row === undefined ? null : toOrder(row);
+  }
+
+  /**
+   * Every order of a SKU, oldest first (by creation, then id): what {@link reconcileStock} rebuilds the
+   * SKU's Redis state from. Reads them all at once: meant for repairs and audits, not for a hot path.
+   *
+   * @example
+   * ```ts
+   * const sold = (await orders.listBySku("iphone-17")).filter((o) => o.status === "paid");
+   * ```
+   */
+  async listBySku(sku: string): Promise<Order[]> {
+    validateId("sku", sku);
+    const rows = await sqlRows<OrderRow>(
+      this.own,
+      `SELECT ${ORDER_COLUMNS} FROM ${this.table} WHERE sku = $1 ORDER BY created_at, id`,
+      [sku],
+    );
+    return rows.map(toOrder);
   }
 
   private async current(
