@@ -1,6 +1,8 @@
-// The admin routes (header x-admin-key): create a sale, pre-warm the product cache.
+// The admin routes (header x-admin-key): create a sale, pre-warm the product cache, reconcile a SKU's Redis
+// state with the orders after a Redis loss.
 import { timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { reconcileStock } from "flash-sale-kit/orders";
 import type { SaleContext } from "../context.js";
 import { HttpError } from "../http.js";
 import { saleSchema, type SaleInput } from "../sales.js";
@@ -30,5 +32,15 @@ export function adminRoutes(app: FastifyInstance, ctx: SaleContext): void {
     const products = await Promise.all(ctx.sales.skus.map((s) => ctx.catalog.get(s)));
     const entries = products.filter((p): p is Product => p !== undefined).map((p) => [p.sku, p] as const);
     return { prewarmed: await ctx.catalog.cache.prewarm(entries) };
+  });
+
+  // After a failover or a restore that may have lost acknowledged reservations: rebuild the SKU's Redis
+  // state from the orders in the database (see docs/orders.md in the library).
+  app.post<{ Params: { sku: string } }>("/api/admin/reconcile/:sku", { onRequest: admin }, async (req) => {
+    const sku = req.params.sku;
+    if (ctx.sales.gate(sku) === undefined)
+      throw new HttpError(404, "UNKNOWN_SKU", `No sale with SKU ${sku}.`);
+    const { inventory, redis } = ctx;
+    return reconcileStock({ redis, inventory, orders: ctx.pipeline.orders, sku });
   });
 }
