@@ -126,7 +126,7 @@ describe("PostgreSQL restarted under a running relay", () => {
       "a relay round after the restart",
     ).then(() => performance.now());
     await producer;
-    await until(async () => (await outbox.stats()).processed === N, 60_000, "every message processed");
+    await until(async () => (await outbox.stats()).processed === N, 120_000, "every message processed");
     const recoveredAt = await recovered;
     await Promise.all([relay.stop(), consumer.stop()]);
 
@@ -145,5 +145,5 @@ describe("PostgreSQL restarted under a running relay", () => {
         `errors, ${producerFailures} producer retries; ${deliveries} deliveries for ${N} messages ` +
         `(${duplicates} duplicates absorbed by the inbox)`,
     );
-  });
+  }, 240_000);
 });
