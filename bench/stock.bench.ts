@@ -6,6 +6,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { Inventory, MAX_QUANTITY, PostgresInventory } from "../src/stock/index.js";
 import { compare, ratio, table, type BenchContext, type BenchSection } from "./lib.js";
+import { clusterSection } from "./stock-cluster.js";
 
 // A plain Lua check-and-decrement of one counter, the usual textbook flash-sale script.
 const SEED_LUA = `if (redis.call('exists', KEYS[1]) == 1) then
@@ -144,6 +145,7 @@ export default async function stockBench(ctx: BenchContext): Promise<BenchSectio
     "harness floor (a resolved promise)",
   );
   const s = ratio(sqlRows, "PostgresInventory.reserve", "bare UPDATE … WHERE stock >= 1");
+  const cluster = await clusterSection(ctx); // one hot SKU in 1 and in 3 buckets on a local 3-master cluster
   return {
     title: "stock: Inventory.reserve (on sale and sold out) and PostgresInventory.reserve",
     body: `Both through one ioredis connection (Redis) or a 16-connection \`pg.Pool\` (PostgreSQL), stock never
@@ -170,6 +172,8 @@ one commit at a time. \`PostgresInventory.reserve\` does more per reservation (i
 per-user row, reservation row, the same conditional decrement), but calls for one SKU made in the same tick
 share one statement (group commit, up to 64 a statement; each still decided on its own, in order, with its own
 result), so one lock and one commit serve them all; the \`batch: false\` row sends one statement per call.
-Goal: at least 3x the bare UPDATE at 64 concurrent callers. Measured: **${s.toFixed(2)}x**.`,
+Goal: at least 3x the bare UPDATE at 64 concurrent callers. Measured: **${s.toFixed(2)}x**.
+
+${cluster}`,
   };
 }
