@@ -129,6 +129,8 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
             maxRetriesPerRequest: 0,
             retryStrategy: () => null,
           });
+          // Refused until the server listens: an expected error, not one to print.
+          c.on("error", () => undefined);
           try {
             await c.connect();
             return (await c.ping()) === "PONG";
@@ -157,6 +159,8 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
             maxRetriesPerRequest: 0,
             retryStrategy: () => null,
           });
+          // Refused until the server listens: an expected error, not one to print.
+          c.on("error", () => undefined);
           try {
             await c.connect();
             const info = await c.cluster("INFO");
