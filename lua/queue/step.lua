@@ -1,0 +1,147 @@
+-- queue/step: a batch of joins and status reads of one waiting room, in order, with the admissions they make
+-- due (lazily, on Redis TIME: no background process moves the line).
+-- KEYS: [1] meta (hash), [2] waiting (zset), [3] admitted (zset), [4] admission numbers (hash)
+--       meta: seq, tokens, at, admitted, paused, draining; waiting: user -> place score (a pre-opening join
+--       a uniform draw in [0, 1), a later join its sequence number >= 1); admitted: user -> pass expiresAt
+--       (ms); admission numbers: user -> n, the n-th admission of the room
+-- ARGV: [1] opensAt (epoch ms), [2] admissions per second (0: no rate limit), [3] burst, [4] maxActive
+--       (0: no limit), [5] pass ttl (ms), then per operation three values: kind ('j' join, 's' status),
+--       user id, a random 53-bit integer (decimal; used by a join before the opening)
+-- Returns: { now ms, paused 0/1, draining 0/1, whole tokens available (-1 without a rate), waiting count,
+--          active passes, admissions so far } then per operation three integers:
+--          1 waiting: position (1-based), 0
+--          2 admitted: pass expiresAt (ms), admission number
+--          3 before the opening: waiting count, 0
+--          4 not in the room (status only: never joined, drained, pass used or expired), 0, 0
+--          5 the room is draining: the join was refused and wrote nothing, 0, 0
+-- Admissions: while open and not paused, the head of the line is admitted as long as the token bucket
+-- (burst + rate x elapsed since the opening, capped at burst) and the number of unexpired passes allow, at
+-- most 1,000 per call. A refused or read-only call writes nothing.
+local rcall = redis.call
+local format, floor = string.format, math.floor
+local U = 1000000 -- units per token
+local MAX_PER_CALL = 1000
+
+local t = rcall('TIME')
+local nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = floor(nowUs / 1000)
+local opensAt = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2]) -- tokens per second = units per microsecond
+local burstU = tonumber(ARGV[3]) * U
+local maxActive = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+
+local m = rcall('HMGET', KEYS[1], 'tokens', 'at', 'admitted', 'paused', 'draining')
+local tokens, at, admitted = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]) or 0
+local paused, draining = m[4] == '1', m[5] == '1'
+local open = now >= opensAt
+local dirty = false
+
+-- Passes past their expiry free their places (a bounded sweep per call; the count below ignores the rest).
+if open then
+  local gone = rcall('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+  if #gone > 0 then
+    rcall('ZREM', KEYS[3], unpack(gone))
+    rcall('HDEL', KEYS[4], unpack(gone))
+  end
+end
+
+-- The bucket, refilled to now: full at the opening, `rate` tokens a second since, never above burst.
+if rate > 0 and open then
+  if tokens == nil then
+    tokens, at = burstU, nowUs
+  else
+    local elapsed = nowUs - at
+    if elapsed < 0 then elapsed = 0 end -- a failover to a node whose clock is behind: refill nothing
+    tokens = tokens + elapsed * rate
+    if tokens > burstU then tokens = burstU end
+    at = nowUs
+  end
+end
+
+local active = open and rcall('ZCOUNT', KEYS[3], '(' .. now, '+inf') or 0
+local budget = MAX_PER_CALL
+
+local function admit()
+  if not open or paused or budget <= 0 then return end
+  local k = budget
+  if rate > 0 then
+    local whole = floor((tokens + 0.001) / U)
+    if whole < k then k = whole end
+  end
+  if maxActive > 0 and maxActive - active < k then k = maxActive - active end
+  if k <= 0 then return end
+  local popped = rcall('ZPOPMIN', KEYS[2], k)
+  local n = #popped / 2
+  if n == 0 then return end
+  local expiresAt = now + ttl
+  for i = 1, #popped, 2 do
+    admitted = admitted + 1
+    rcall('ZADD', KEYS[3], expiresAt, popped[i])
+    rcall('HSET', KEYS[4], popped[i], admitted)
+  end
+  active = active + n
+  budget = budget - n
+  if rate > 0 then tokens = tokens - n * U end
+  dirty = true
+end
+
+local out = { 0, 0, 0, 0, 0, 0, 0 }
+admit()
+for i = 6, #ARGV, 3 do -- ARGV[6..]: the operations
+  local kind, user = ARGV[i], ARGV[i + 1]
+  local exp = tonumber(rcall('ZSCORE', KEYS[3], user))
+  if exp ~= nil and exp <= now then
+    -- An expired pass not swept yet: the user is no longer admitted.
+    rcall('ZREM', KEYS[3], user)
+    rcall('HDEL', KEYS[4], user)
+    exp = nil
+  end
+  local n = #out
+  if exp ~= nil then
+    out[n + 1], out[n + 2], out[n + 3] = 2, exp, tonumber(rcall('HGET', KEYS[4], user)) or 0
+  else
+    local rank = rcall('ZRANK', KEYS[2], user)
+    if rank == false and kind == 'j' then
+      if draining then
+        out[n + 1], out[n + 2], out[n + 3] = 5, 0, 0
+      else
+        local score
+        if open then
+          score = rcall('HINCRBY', KEYS[1], 'seq', 1)
+        else
+          score = tonumber(ARGV[i + 2]) / 9007199254740992 -- 2^53: a uniform draw in [0, 1)
+        end
+        rcall('ZADD', KEYS[2], score, user)
+        admit() -- an empty line and a free place: in at once
+        exp = tonumber(rcall('ZSCORE', KEYS[3], user))
+        if exp ~= nil then
+          out[n + 1], out[n + 2], out[n + 3] = 2, exp, tonumber(rcall('HGET', KEYS[4], user))
+        else
+          rank = rcall('ZRANK', KEYS[2], user)
+        end
+      end
+    end
+    if out[n + 1] == nil then
+      if rank == false then
+        out[n + 1], out[n + 2], out[n + 3] = 4, 0, 0
+      elseif not open then
+        out[n + 1], out[n + 2], out[n + 3] = 3, rcall('ZCARD', KEYS[2]), 0
+      else
+        out[n + 1], out[n + 2], out[n + 3] = 1, rank + 1, 0
+      end
+    end
+  end
+end
+
+if dirty then
+  local fields = { 'admitted', admitted }
+  if rate > 0 then
+    fields[3], fields[4], fields[5], fields[6] = 'tokens', format('%d', tokens), 'at', format('%d', at)
+  end
+  rcall('HSET', KEYS[1], unpack(fields))
+end
+out[1], out[2], out[3] = now, paused and 1 or 0, draining and 1 or 0
+out[4] = rate > 0 and (open and floor((tokens + 0.001) / U) or ARGV[3] + 0) or -1
+out[5], out[6], out[7] = rcall('ZCARD', KEYS[2]), active, admitted
+return out
