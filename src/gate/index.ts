@@ -9,6 +9,7 @@ export {
   type AdmitResult,
   type AdmitRejection,
   type GateStatus,
+  type PassRedeemer,
 } from "./sale-gate.js";
 export {
   PurchaseTokens,

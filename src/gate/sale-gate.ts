@@ -39,6 +39,23 @@ export interface GateSubject<Ctx> {
  */
 export type Eligibility<Ctx> = (subject: GateSubject<Ctx>) => boolean | string | Promise<boolean | string>;
 
+/**
+ * What `SaleGate` needs of a waiting room: spending a pass once. A `WaitingRoom` of `flash-sale-kit/queue`
+ * is one.
+ *
+ * @example
+ * ```ts
+ * const gate = new SaleGate(redis, { saleId, startsAt, tokens, waitingRoom: room });
+ * ```
+ */
+export interface PassRedeemer {
+  /** Spends `pass` for `expected.userId`: exactly once, before it expires; a refusal says why. */
+  redeemPass(
+    pass: string,
+    expected: { readonly userId: string },
+  ): Promise<{ readonly ok: true } | { readonly ok: false; readonly reason: string }>;
+}
+
 /** Options of `new SaleGate()`. */
 export interface SaleGateOptions<Ctx> {
   /** The sale this gate guards; tokens are bound to it. */
@@ -53,6 +70,12 @@ export interface SaleGateOptions<Ctx> {
   readonly eligible?: Eligibility<Ctx>;
   /** The CAPTCHA to pass before a token is issued. Omitted: none. */
   readonly captcha?: CaptchaVerifier;
+  /**
+   * Require a waiting-room pass: `admit` takes the user's `pass` and spends it (signature, room, user,
+   * expiry on Redis time, once) after every other check passed, just before the token is issued. Omitted:
+   * no pass needed.
+   */
+  readonly waitingRoom?: PassRedeemer;
 }
 
 /** Arguments of `admit`. */
@@ -65,10 +88,19 @@ export interface AdmitRequest<Ctx> {
   readonly context?: Ctx;
   /** The client's address, passed to the CAPTCHA verifier (hosted CAPTCHAs take it). */
   readonly remoteIp?: string;
+  /** The user's waiting-room pass, when the gate has a `waitingRoom`. */
+  readonly pass?: string;
 }
 
 /** Why `admit` refused. Nothing was issued; a CAPTCHA challenge that was answered is spent. */
-export type AdmitRejection = "NOT_STARTED" | "ENDED" | "NOT_ELIGIBLE" | "CAPTCHA_REQUIRED" | "CAPTCHA_FAILED";
+export type AdmitRejection =
+  | "NOT_STARTED"
+  | "ENDED"
+  | "NOT_ELIGIBLE"
+  | "CAPTCHA_REQUIRED"
+  | "CAPTCHA_FAILED"
+  | "PASS_REQUIRED"
+  | "PASS_REFUSED";
 
 /** The outcome of `admit`. */
 export type AdmitResult =
@@ -84,7 +116,10 @@ export type AdmitResult =
       readonly reason: AdmitRejection;
       /** For `NOT_STARTED`: ms until the sale opens, by Redis time (to re-sync a countdown). */
       readonly startsInMs?: number;
-      /** For `NOT_ELIGIBLE`: the string the predicate returned, if any. */
+      /**
+       * For `NOT_ELIGIBLE`: the string the predicate returned, if any; for `PASS_REFUSED`: why the pass was
+       * refused (`USED`, `EXPIRED`, `WRONG_USER`, `INVALID`…).
+       */
       readonly detail?: string;
     };
 
@@ -149,6 +184,7 @@ export class SaleGate<Ctx = undefined> {
   readonly #eligible: Eligibility<Ctx> | undefined;
   readonly #captcha: CaptchaVerifier | undefined;
   readonly #clock: RedisClock;
+  readonly #room: PassRedeemer | undefined;
 
   constructor(
     private readonly redis: RedisClient,
@@ -156,7 +192,7 @@ export class SaleGate<Ctx = undefined> {
   ) {
     validateOptions("options", options, {
       required: true,
-      known: ["saleId", "startsAt", "endsAt", "tokens", "eligible", "captcha"],
+      known: ["saleId", "startsAt", "endsAt", "tokens", "eligible", "captcha", "waitingRoom"],
     });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
@@ -176,6 +212,9 @@ export class SaleGate<Ctx = undefined> {
     if (options.captcha !== undefined && typeof options.captcha?.verify !== "function") {
       throw new InvalidArgumentError("captcha", "must have a verify(response, subject) method");
     }
+    if (options.waitingRoom !== undefined && typeof options.waitingRoom?.redeemPass !== "function") {
+      throw new InvalidArgumentError("waitingRoom", "must have a redeemPass(pass, { userId }) method");
+    }
     this.saleId = options.saleId;
     this.startsAt = options.startsAt;
     this.endsAt = options.endsAt;
@@ -183,6 +222,7 @@ export class SaleGate<Ctx = undefined> {
     this.#eligible = options.eligible;
     this.#captcha = options.captcha;
     this.#clock = RedisClock.for(redis);
+    this.#room = options.waitingRoom;
   }
 
   #stateAt(now: number): GateStatus["state"] {
@@ -231,10 +271,12 @@ export class SaleGate<Ctx = undefined> {
   }
 
   /**
-   * Lets a user through to the buy step: window (Redis time), eligibility, CAPTCHA, in that order, then a
-   * purchase token. The CAPTCHA is judged (and its challenge spent) only once the window and eligibility
-   * passed. Before the start and after the end this costs no Redis command once the process clock has
-   * synced (see the class notes); inside the window only the CAPTCHA's.
+   * Lets a user through to the buy step: window (Redis time), eligibility, CAPTCHA, in that order, then,
+   * with a `waitingRoom`, the user's pass is spent, and a purchase token issued. The CAPTCHA is judged (and
+   * its challenge spent) only once the window and eligibility passed; the pass only once everything else
+   * passed (a missing pass is refused first, as `PASS_REQUIRED`). Before the start and after the end this
+   * costs no Redis command once the process clock has synced (see the class notes); inside the window only
+   * the CAPTCHA's and the pass's.
    *
    * @example
    * ```ts
@@ -251,7 +293,7 @@ export class SaleGate<Ctx = undefined> {
     if (typeof request !== "object" || request === null) {
       throw new InvalidArgumentError("request", "must be an object with userId and sku");
     }
-    checkKnownKeys("request", request, ["userId", "sku", "captcha", "context", "remoteIp"]);
+    checkKnownKeys("request", request, ["userId", "sku", "captcha", "context", "remoteIp", "pass"]);
     const { userId, sku } = request;
     validateId("userId", userId);
     validateId("sku", sku);
@@ -259,6 +301,9 @@ export class SaleGate<Ctx = undefined> {
     const state = this.#stateAt(now);
     if (state === "NOT_STARTED") return { ok: false, reason: "NOT_STARTED", startsInMs: this.startsAt - now };
     if (state === "ENDED") return { ok: false, reason: "ENDED" };
+    if (this.#room !== undefined && (typeof request.pass !== "string" || request.pass === "")) {
+      return { ok: false, reason: "PASS_REQUIRED" };
+    }
     if (this.#eligible) {
       const verdict = await this.#eligible({
         saleId: this.saleId,
@@ -281,6 +326,11 @@ export class SaleGate<Ctx = undefined> {
         ...(request.remoteIp !== undefined && { remoteIp: request.remoteIp }),
       });
       if (passed !== true) return { ok: false, reason: "CAPTCHA_FAILED" };
+    }
+    if (this.#room !== undefined) {
+      // Spent last: a user refused by an earlier check keeps the pass for another try.
+      const spent = await this.#room.redeemPass(request.pass!, { userId });
+      if (!spent.ok) return { ok: false, reason: "PASS_REFUSED", detail: spent.reason };
     }
     const { token, expiresAt } = this.#tokens.issueAt({ saleId: this.saleId, sku, userId }, now);
     return { ok: true, token, expiresAt };
