@@ -7,6 +7,7 @@ export const modules = [
   "cache",
   "ratelimit",
   "gate",
+  "queue",
   "outbox",
   "orders",
   "metrics",

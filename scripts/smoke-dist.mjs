@@ -12,6 +12,7 @@ const expected = {
     "RedisBloomFilter",
     "TokenBucket",
     "SaleGate",
+    "WaitingRoom",
     "PostgresOutbox",
     "FlashSaleError",
     "UNLIMITED",
@@ -21,6 +22,7 @@ const expected = {
   "flash-sale-kit/cache": ["RedisBloomFilter", "PenetrationGuard", "ReadThroughCache"],
   "flash-sale-kit/ratelimit": ["TokenBucket", "RateLimits", "clientIp"],
   "flash-sale-kit/gate": ["SaleGate", "PurchaseTokens", "RedisCaptcha"],
+  "flash-sale-kit/queue": ["WaitingRoom"],
   "flash-sale-kit/outbox": [
     "PostgresOutbox",
     "OutboxRelay",

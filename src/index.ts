@@ -118,6 +118,7 @@ export {
   type AdmitResult,
   type AdmitRejection,
   type GateStatus,
+  type PassRedeemer,
   PurchaseTokens,
   type PurchaseTokensOptions,
   type TokenSecret,
@@ -134,6 +135,24 @@ export {
   type IssuedChallenge,
   type RedisCaptchaOptions,
 } from "./gate/index.js";
+export {
+  WaitingRoom,
+  type WaitingRoomOptions,
+  type WaitingRoomKeys,
+  type RoomSecret,
+  type JoinResult,
+  type StatusResult,
+  type WaitingStanding,
+  type BeforeOpeningStanding,
+  type AdmittedStanding,
+  type ClosedStanding,
+  type NotQueuedStanding,
+  type RefusedStanding,
+  type TicketRejection,
+  type PassRejection,
+  type PassResult,
+  type RoomStats,
+} from "./queue/index.js";
 export {
   transaction,
   type TransactionSource,
