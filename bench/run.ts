@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { BenchContext, BenchSection } from "./lib.js";
 
 const here = new URL(".", import.meta.url).pathname;
-const ORDER = ["stock", "lock", "cache", "ratelimit", "gate", "outbox", "metrics"];
+const ORDER = ["stock", "lock", "cache", "ratelimit", "gate", "queue", "outbox", "metrics"];
 const available = readdirSync(here)
   .filter((f) => f.endsWith(".bench.ts"))
   .map((f) => f.slice(0, -".bench.ts".length))

@@ -31,11 +31,12 @@ local burstU = tonumber(ARGV[3]) * U
 local maxActive = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
 
-local m = rcall('HMGET', KEYS[1], 'tokens', 'at', 'admitted', 'paused', 'draining')
+local m = rcall('HMGET', KEYS[1], 'tokens', 'at', 'admitted', 'paused', 'draining', 'seq')
 local tokens, at, admitted = tonumber(m[1]), tonumber(m[2]), tonumber(m[3]) or 0
 local paused, draining = m[4] == '1', m[5] == '1'
+local seq = tonumber(m[6]) or 0
 local open = now >= opensAt
-local dirty = false
+local dirty, seqDirty = false, false
 
 -- Passes past their expiry free their places (a bounded sweep per call; the count below ignores the rest).
 if open then
@@ -60,20 +61,22 @@ if rate > 0 and open then
 end
 
 local active = open and rcall('ZCOUNT', KEYS[3], '(' .. now, '+inf') or 0
+local waiting = rcall('ZCARD', KEYS[2])
 local budget = MAX_PER_CALL
 
+-- Admits the head of the line as far as the bucket, the cap and this call's budget allow; returns how many.
 local function admit()
-  if not open or paused or budget <= 0 then return end
+  if not open or paused or budget <= 0 or waiting == 0 then return 0 end
   local k = budget
   if rate > 0 then
     local whole = floor((tokens + 0.001) / U)
     if whole < k then k = whole end
   end
   if maxActive > 0 and maxActive - active < k then k = maxActive - active end
-  if k <= 0 then return end
+  if k <= 0 then return 0 end
   local popped = rcall('ZPOPMIN', KEYS[2], k)
   local n = #popped / 2
-  if n == 0 then return end
+  if n == 0 then return 0 end
   local expiresAt = now + ttl
   for i = 1, #popped, 2 do
     admitted = admitted + 1
@@ -81,67 +84,83 @@ local function admit()
     rcall('HSET', KEYS[4], popped[i], admitted)
   end
   active = active + n
+  waiting = waiting - n
   budget = budget - n
   if rate > 0 then tokens = tokens - n * U end
   dirty = true
+  return n
+end
+
+-- The user's pass expiry if admitted and unexpired; an expired pass not swept yet is dropped here.
+local function passOf(user)
+  local exp = tonumber(rcall('ZSCORE', KEYS[3], user))
+  if exp ~= nil and exp <= now then
+    rcall('ZREM', KEYS[3], user)
+    rcall('HDEL', KEYS[4], user)
+    return nil
+  end
+  return exp
 end
 
 local out = { 0, 0, 0, 0, 0, 0, 0 }
+local function put(code, a, b)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3] = code, a, b
+end
+local function standing(rank)
+  if not open then put(3, waiting, 0) else put(1, rank + 1, 0) end
+end
+local function admittedOrGone(user, exp)
+  if exp == nil then put(4, 0, 0) else put(2, exp, tonumber(rcall('HGET', KEYS[4], user)) or 0) end
+end
+
 admit()
 for i = 6, #ARGV, 3 do -- ARGV[6..]: the operations
   local kind, user = ARGV[i], ARGV[i + 1]
-  local exp = tonumber(rcall('ZSCORE', KEYS[3], user))
-  if exp ~= nil and exp <= now then
-    -- An expired pass not swept yet: the user is no longer admitted.
-    rcall('ZREM', KEYS[3], user)
-    rcall('HDEL', KEYS[4], user)
-    exp = nil
-  end
-  local n = #out
-  if exp ~= nil then
-    out[n + 1], out[n + 2], out[n + 3] = 2, exp, tonumber(rcall('HGET', KEYS[4], user)) or 0
-  else
+  if kind == 's' then
+    -- Most reads come from users in line: one lookup.
     local rank = rcall('ZRANK', KEYS[2], user)
-    if rank == false and kind == 'j' then
-      if draining then
-        out[n + 1], out[n + 2], out[n + 3] = 5, 0, 0
-      else
-        local score
-        if open then
-          score = rcall('HINCRBY', KEYS[1], 'seq', 1)
+    if rank then standing(rank) else admittedOrGone(user, passOf(user)) end
+  else
+    local exp = passOf(user)
+    if exp ~= nil then
+      admittedOrGone(user, exp)
+    elseif draining then
+      local rank = rcall('ZRANK', KEYS[2], user)
+      if rank then standing(rank) else put(5, 0, 0) end
+    else
+      local score
+      if open then score = seq + 1 else score = tonumber(ARGV[i + 2]) / 9007199254740992 end -- 2^53: [0, 1)
+      if rcall('ZADD', KEYS[2], 'NX', score, user) == 1 then
+        if open then seq, seqDirty = seq + 1, true end
+        waiting = waiting + 1
+        if admit() > 0 then
+          -- An empty line and a free place: in at once (or someone ahead went in, and this one waits).
+          exp = passOf(user)
+          if exp ~= nil then admittedOrGone(user, exp) else standing(rcall('ZRANK', KEYS[2], user)) end
+        elseif open then
+          put(1, waiting, 0) -- at the back of the line
         else
-          score = tonumber(ARGV[i + 2]) / 9007199254740992 -- 2^53: a uniform draw in [0, 1)
+          put(3, waiting, 0)
         end
-        rcall('ZADD', KEYS[2], score, user)
-        admit() -- an empty line and a free place: in at once
-        exp = tonumber(rcall('ZSCORE', KEYS[3], user))
-        if exp ~= nil then
-          out[n + 1], out[n + 2], out[n + 3] = 2, exp, tonumber(rcall('HGET', KEYS[4], user))
-        else
-          rank = rcall('ZRANK', KEYS[2], user)
-        end
-      end
-    end
-    if out[n + 1] == nil then
-      if rank == false then
-        out[n + 1], out[n + 2], out[n + 3] = 4, 0, 0
-      elseif not open then
-        out[n + 1], out[n + 2], out[n + 3] = 3, rcall('ZCARD', KEYS[2]), 0
       else
-        out[n + 1], out[n + 2], out[n + 3] = 1, rank + 1, 0
+        standing(rcall('ZRANK', KEYS[2], user)) -- a re-join keeps the place
       end
     end
   end
 end
 
+local fields = {}
 if dirty then
-  local fields = { 'admitted', admitted }
+  fields[#fields + 1], fields[#fields + 2] = 'admitted', admitted
   if rate > 0 then
-    fields[3], fields[4], fields[5], fields[6] = 'tokens', format('%d', tokens), 'at', format('%d', at)
+    fields[#fields + 1], fields[#fields + 2] = 'tokens', format('%d', tokens)
+    fields[#fields + 1], fields[#fields + 2] = 'at', format('%d', at)
   end
-  rcall('HSET', KEYS[1], unpack(fields))
 end
+if seqDirty then fields[#fields + 1], fields[#fields + 2] = 'seq', seq end
+if #fields > 0 then rcall('HSET', KEYS[1], unpack(fields)) end
 out[1], out[2], out[3] = now, paused and 1 or 0, draining and 1 or 0
 out[4] = rate > 0 and (open and floor((tokens + 0.001) / U) or ARGV[3] + 0) or -1
-out[5], out[6], out[7] = rcall('ZCARD', KEYS[2]), active, admitted
+out[5], out[6], out[7] = waiting, active, admitted
 return out

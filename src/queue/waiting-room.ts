@@ -194,6 +194,9 @@ const KNOWN = optionKeys<WaitingRoomOptions>({
   batch: 1,
 });
 
+/** How many verified tickets a room remembers. */
+const VERIFIED_MAX = 10_000;
+
 /** The most admissions per second, burst and active cap accepted. */
 const MAX_RATE = 1_000_000;
 
@@ -227,10 +230,20 @@ const REDEEM = defineScript("queue/redeem-pass", (r): "OK" | PassRejection => {
   return reason;
 });
 
+// The CSPRNG read in blocks: one randomBytes call costs about as much as a whole join otherwise.
+let pool = Buffer.alloc(0);
+let poolAt = 0;
+
 /** A uniform 53-bit integer from the CSPRNG, as decimal (the script divides it by 2^53). */
 function draw(): string {
-  const b = randomBytes(8);
-  return String(b.readUInt32BE(0) * 2 ** 21 + (b.readUInt32BE(4) >>> 11));
+  if (poolAt + 8 > pool.length) {
+    pool = randomBytes(8 * 512);
+    poolAt = 0;
+  }
+  const hi = pool.readUInt32BE(poolAt);
+  const lo = pool.readUInt32BE(poolAt + 4);
+  poolAt += 8;
+  return String(hi * 2 ** 21 + (lo >>> 11));
 }
 
 /**
@@ -278,6 +291,11 @@ export class WaitingRoom {
   readonly #signer: Signer;
   readonly #config: readonly (string | number)[];
   readonly #batcher: TickBatcher<number, Op, OpReply> | undefined;
+  /**
+   * Tickets verified lately → their user: a page polls with the same ticket every few seconds, and a ticket's
+   * verdict never changes (it carries no time), so the HMAC is checked once per ticket and process.
+   */
+  readonly #verified = new Map<string, string>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -448,17 +466,19 @@ export class WaitingRoom {
   async status(ticket: string, expected: { readonly userId?: string } = {}): Promise<StatusResult> {
     validateOptions("expected", expected, { known: ["userId"] });
     if (expected.userId !== undefined) validateId("expected.userId", expected.userId);
-    const opened = this.#signer.open("t1", ticket);
-    if (opened === "INVALID" || opened === "WRONG_ROOM") return { state: "REFUSED", reason: opened };
-    const userId = opened.u;
-    if (typeof userId !== "string" || !isId(userId)) return { state: "REFUSED", reason: "INVALID" };
+    let userId = typeof ticket === "string" ? this.#verified.get(ticket) : undefined;
+    if (userId === undefined) {
+      const opened = this.#signer.open("t1", ticket);
+      if (opened === "INVALID" || opened === "WRONG_ROOM") return { state: "REFUSED", reason: opened };
+      const u = opened.u;
+      if (typeof u !== "string" || !isId(u)) return { state: "REFUSED", reason: "INVALID" };
+      userId = u;
+      if (this.#verified.size >= VERIFIED_MAX) this.#verified.delete(this.#verified.keys().next().value!);
+      this.#verified.set(ticket, userId);
+    }
     if (expected.userId !== undefined && expected.userId !== userId)
       return { state: "REFUSED", reason: "WRONG_USER" };
-    return this.#standing(
-      userId,
-      ticket,
-      await this.#run({ kind: "s", userId, random: "0" }),
-    ) as StatusResult;
+    return this.#standing(userId, ticket, await this.#run({ kind: "s", userId, random: "" })) as StatusResult;
   }
 
   /**
