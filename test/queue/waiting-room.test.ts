@@ -77,6 +77,17 @@ describe("join and status", () => {
     await r.clear();
   });
 
+  it("batch: false sends each call alone, with the same outcomes", async () => {
+    const r = room({ admitPerSecond: 2, burst: 1, batch: false });
+    const js = await Promise.all(["a", "b", "c", "b"].map((u) => r.join(u)));
+    expect(js.map((j) => j.state)).toEqual(["ADMITTED", "WAITING", "WAITING", "WAITING"]);
+    expect(js.map((j) => (j.state === "WAITING" ? j.position : 0))).toEqual([0, 1, 2, 1]);
+    const c = js[2]!;
+    if (c.state === "WAITING")
+      expect(await r.status(c.ticket)).toMatchObject({ state: "WAITING", position: 2 });
+    await r.clear();
+  });
+
   it("an empty room with a free place admits at once; the estimate follows the rate", async () => {
     const r = room({ admitPerSecond: 2, burst: 1 });
     const first = await r.join("first");
