@@ -308,6 +308,39 @@ describe("under a crowd", () => {
   });
 });
 
+describe("borrowing under a crowd", () => {
+  it("users of 2 of 4 buckets, quantities 1 to 3, all at once: every unit sold, none stranded in the other buckets", async () => {
+    const prefix = randomPrefix();
+    const a = new Inventory(redis, { prefix, localCacheMs: 0 });
+    const b = new Inventory(server.client(), { prefix, localCacheMs: 0 });
+    const s = sku();
+    await a.setStock(s, 200, { buckets: 4, perUserLimit: 6 });
+    await b.snapshot(s);
+    const users = [...usersOf(0, 4, 60), ...usersOf(3, 4, 60)];
+    // 500 calls of 1 to 3 units, then 200 of 1 unit: demand far above the stock, and the last units fit.
+    const calls = Array.from({ length: 700 }, (_, i) => ({
+      userId: users[i % users.length]!,
+      quantity: i < 500 ? 1 + (i % 3) : 1,
+      reservationId: `r${i}`,
+    }));
+    const results = await Promise.all(calls.map((c, i) => (i % 2 ? a : b).reserve(s, c)));
+    let sold = 0;
+    const perUser = new Map<string, number>();
+    results.forEach((r, i) => {
+      if (!r.ok) return;
+      sold += calls[i]!.quantity;
+      perUser.set(calls[i]!.userId, (perUser.get(calls[i]!.userId) ?? 0) + calls[i]!.quantity);
+    });
+    expect(sold).toBe(200);
+    expect(Math.max(...perUser.values())).toBeLessThanOrEqual(6);
+    expect(await bucketAvailable(a, s, 4)).toEqual([0, 0, 0, 0]);
+    for (const k of Object.values(a.bucketKeys(s, 4).buckets)) expect(await redis.hlen(k.moves)).toBe(0);
+    const snap = await a.snapshot(s);
+    conserve(snap);
+    expect(snap).toMatchObject({ available: 0, held: 200 });
+  });
+});
+
 describe("against one bucket", () => {
   type Op =
     | { t: "reserve"; user: number; qty: number; rid: number }
