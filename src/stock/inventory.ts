@@ -330,8 +330,10 @@ export class Inventory implements StockStore {
     const reservationId = options.reservationId ?? randomUUID();
     const { userId } = options;
     const b = this.buckets.known(sku);
-    if (b !== undefined)
+    if (b !== undefined) {
+      this.refuseBucketsIfReplicated(sku);
       return this.buckets.reserve(sku, b, { reservationId, userId, quantity, token: this.flags.token(sku) });
+    }
     let result: ReserveResult;
     if (this.settleMs === 0 && this.acks === undefined) {
       result = await this.reserveOnce(sku, { reservationId, userId, quantity, token: this.flags.token(sku) });
@@ -346,15 +348,30 @@ export class Inventory implements StockStore {
     if (!result.ok && result.reason === "UNKNOWN_SKU") {
       // Not a one-bucket SKU: perhaps a bucketed one this process has not met yet.
       const found = await this.buckets.lookup(sku);
-      if (found !== undefined)
+      if (found !== undefined) {
+        this.refuseBucketsIfReplicated(sku);
         return this.buckets.reserve(sku, found, {
           reservationId,
           userId,
           quantity,
           token: this.flags.token(sku),
         });
+      }
     }
     return result;
+  }
+
+  /**
+   * A SKU split into buckets has no replicated acknowledgement yet: with `replicated`, refuse rather than
+   * acknowledge on the master's word (`setStock` refuses to create one; another Inventory may have).
+   */
+  private refuseBucketsIfReplicated(sku: string): void {
+    if (this.acks !== undefined) {
+      throw new InvalidArgumentError(
+        "sku",
+        `${sku} is split into buckets, which the replicated option does not cover yet`,
+      );
+    }
   }
 
   /** One attempt: in a batch, or alone. */
@@ -488,6 +505,7 @@ export class Inventory implements StockStore {
       b = await this.buckets.lookup(sku);
       if (b === undefined) return r;
     }
+    this.refuseBucketsIfReplicated(sku);
     const code = await this.buckets.confirm(sku, b, reservationId);
     if (code !== 1) return code;
     this.flags.changed(sku); // an expired hold may just have been given back
@@ -544,6 +562,7 @@ export class Inventory implements StockStore {
       b = await this.buckets.lookup(sku);
       if (b === undefined) return r;
     }
+    this.refuseBucketsIfReplicated(sku);
     const r = await this.buckets.release(sku, b, reservationId);
     if (r.ok) this.flags.changed(sku);
     return r;

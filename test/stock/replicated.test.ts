@@ -138,6 +138,21 @@ describe("replicated acknowledgement", () => {
     await Promise.all([inv.close(), inv2.close(), settled.close()]);
   });
 
+  it("refuses a SKU split into buckets (not covered yet) rather than acknowledge it unreplicated", async () => {
+    const plain = inventory();
+    const prefix = (plain as unknown as { prefix: string }).prefix;
+    const inv = new Inventory(master, { prefix, replicated: { replicas: 1, timeoutMs: 2_000 } });
+    await expect(inv.setStock("hot", 10, { buckets: 2 })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await plain.setStock("hot", 10, { buckets: 2 });
+    await expect(inv.reserve("hot", { userId: "a", reservationId: "ra" })).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+    expect((await plain.snapshot("hot"))!.held).toBe(0);
+    const keys = plain.bucketKeys("hot", 2);
+    await master.del(keys.meta, ...keys.buckets.flatMap((b) => Object.values(b)));
+    await Promise.all([plain.close(), inv.close()]);
+  });
+
   it("within settleMs, retries a short count until the replica is back", async () => {
     const inv = inventory({ replicated: { replicas: 1, timeoutMs: 50 }, settleMs: 20_000 });
     await inv.setStock("sku", 5);
