@@ -12,6 +12,17 @@ process.env.REDISMS_SYSTEM_BINARY ||= execFileSync("sh", ["-c", "command -v redi
 }).trim();
 process.env.REDISMS_DISABLE_POSTINSTALL ||= "1";
 
+/**
+ * `FSK_TEST_ACL=1` (`npm run test:acl`): every `client()` connects as a least-privilege ACL user that may not
+ * run any command of `@dangerous` (DEBUG, KEYS, CONFIG, FLUSHALL, FLUSHDB, …) except INFO, so the library is
+ * shown to need none of them. The tests' own inspection and set-up methods of that kind (`keys`, `config`,
+ * `debug`, `flushall`, `flushdb`; the library calls none of them) run on a default-user connection, and
+ * `stop()` fails when the server's ACL log shows a command refused to the restricted user.
+ */
+const ACL = process.env.FSK_TEST_ACL === "1";
+const ACL_USER = "fsk-app";
+const ADMIN_ONLY = ["keys", "config", "debug", "flushall", "flushdb"] as const;
+
 export interface PrivateRedis {
   readonly host: string;
   readonly port: number;
@@ -31,19 +42,52 @@ export async function startRedis(args: string[] = []): Promise<PrivateRedis> {
   const host = await server.getHost();
   const port = await server.getPort();
   const clients: Redis[] = [];
+  const password = randomBytes(12).toString("hex");
+  const admin = ACL ? new Redis({ host, port, maxRetriesPerRequest: 3 }) : undefined;
+  if (admin) {
+    await admin.call("ACL", "SETUSER", ACL_USER, "reset", "on", `>${password}`, "~*", "&*", "+@all");
+    await admin.call("ACL", "SETUSER", ACL_USER, "-@dangerous", "+info");
+    await admin.call("ACL", "LOG", "RESET");
+  }
   return {
     host,
     port,
     url: `redis://${host}:${port}`,
     server,
     client(options = {}) {
-      const c = new Redis({ host, port, maxRetriesPerRequest: 3, ...options });
+      const auth = admin ? { username: ACL_USER, password } : {};
+      const c = new Redis({ host, port, maxRetriesPerRequest: 3, ...auth, ...options });
+      if (admin) {
+        const own = c as unknown as Record<string, unknown>;
+        const root = admin as unknown as Record<string, (...args: unknown[]) => unknown>;
+        for (const m of ADMIN_ONLY) own[m] = (...args: unknown[]) => root[m]!.apply(admin, args);
+      }
       clients.push(c);
       return c;
     },
     async stop() {
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
+      let refused: string[] = [];
+      if (admin) {
+        const log = (await admin.call("ACL", "LOG").catch(() => [])) as unknown[][];
+        refused = log
+          .map(
+            (entry) =>
+              Object.fromEntries(
+                entry.reduce<[unknown, unknown][]>(
+                  (pairs, v, i, all) => (i % 2 === 0 ? [...pairs, [v, all[i + 1]]] : pairs),
+                  [],
+                ),
+              ) as Record<string, unknown>,
+          )
+          .filter((e) => e.username === ACL_USER)
+          .map((e) => `${String(e.reason)} ${String(e.object)}`);
+        admin.disconnect();
+      }
       await server.stop();
+      if (refused.length > 0) {
+        throw new Error(`the ACL user ${ACL_USER} was refused: ${[...new Set(refused)].join(", ")}`);
+      }
     },
   };
 }
