@@ -144,7 +144,7 @@ describe("outbox channels", () => {
       { consumer: "shop", messageId: "a", result: "processed" },
     ]);
     expect(rounds.messages).toEqual([
-      { claimed: 2, sent: 1, retried: 0, dead: 1, pending: 0, deadTotal: 1, lagMs: 0 },
+      { claimed: 2, sent: 1, retried: 0, dead: 1, resent: 0, pending: 0, deadTotal: 1, lagMs: 0 },
     ]);
   });
 });
