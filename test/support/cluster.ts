@@ -109,6 +109,8 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
     let c = admins.get(port);
     if (c === undefined) {
       c = new Redis({ port, maxRetriesPerRequest: 0 });
+      // A node a test kills refuses reconnections until stop(): expected, not to be printed.
+      c.on("error", () => undefined);
       admins.set(port, c);
       clients.push(c);
     }
@@ -171,6 +173,18 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
         },
         20_000,
         `cluster_state:ok on ${port}`,
+      );
+    }
+    // cluster_state:ok comes before every node lists the replicas: wait until each node's CLUSTER SLOTS
+    // shows every shard with all of them, so tests can read a shard's replica from it.
+    for (const port of ports) {
+      await waitFor(
+        async () => {
+          const slots = (await admin(port).cluster("SLOTS")) as unknown as unknown[][];
+          return slots.length >= masters && slots.every((shard) => shard.length === 3 + replicas);
+        },
+        20_000,
+        `every shard with ${replicas} replica(s) in CLUSTER SLOTS of ${port}`,
       );
     }
   } catch (err) {
