@@ -1,7 +1,8 @@
 // The activity page's script. The page itself is static and CDN-cacheable; this file (content-hashed) reads
 // the server's clock once (and again when the tab becomes visible), counts down on the browser's monotonic
-// clock, enables the buy button at the start second, throttles clicks, runs the CAPTCHA step, buys, then
-// polls the order and offers to pay.
+// clock, signs the visitor in (a demo sign-in: the server sets a signed, HttpOnly session cookie, so the
+// script never sees or sends the user's id), enables the buy button at the start second, throttles clicks,
+// and runs the buy flow: CAPTCHA, purchase token, buy, then the order and its payment.
 (() => {
   const $ = (id) => document.getElementById(id);
   const sale = JSON.parse($("sale-data").textContent);
@@ -9,24 +10,20 @@
   // Server time at a moment of the monotonic clock: never the browser's wall clock, which may be off by
   // minutes and jump when it is corrected. Until it is known, the button stays disabled.
   let base = null; // { serverMs, atMs }
+  let me = null; // the signed-in user's id, as the server's session says; null until signed in
   let throttledUntil = 0;
   let busy = false;
   let done = false;
 
-  const userInput = $("user");
-  userInput.value = localStorage.getItem("fsk-user") || `member-${Math.random().toString(36).slice(2, 8)}`;
-  const saveUser = () => localStorage.setItem("fsk-user", userInput.value.trim());
-  saveUser();
-  userInput.addEventListener("change", saveUser);
-
-  // Never throws: a network failure is status 0, so the page can say so and stay usable.
+  // Never throws: a network failure is status 0, so the page can say so and stay usable. The session cookie
+  // goes with every same-origin request by itself.
   const api = async (path, init = {}) => {
     try {
       const res = await fetch(path, {
         ...init,
+        // A JSON content type only with a body: Fastify refuses an empty JSON body.
         headers: {
-          "content-type": "application/json",
-          "x-user-id": userInput.value.trim(),
+          ...(init.body !== undefined && { "content-type": "application/json" }),
           ...(init.headers || {}),
         },
       });
@@ -36,6 +33,35 @@
       return { status: 0, body: { error: { code: "NETWORK", message: "The network failed: try again." } } };
     }
   };
+
+  // ---- Sign-in (demo: a name, or a generated member name; no password) ------------------------------------
+  function showSession(userId) {
+    me = userId;
+    $("signin-form").hidden = me !== null;
+    $("signed-in").hidden = me === null;
+    $("user-name").textContent = me || "";
+  }
+  async function loadSession() {
+    const { status, body } = await api("/api/session");
+    showSession(status === 200 ? body.userId : null);
+    if (me === null) $("user").value = `member-${Math.random().toString(36).slice(2, 8)}`;
+  }
+  $("signin-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const name = $("user").value.trim();
+    const { status, body } = await api("/api/session", {
+      method: "POST",
+      body: JSON.stringify(name ? { name } : {}),
+    });
+    if (status !== 200)
+      return show(status === 400 ? "Names are letters, digits, . _ and - only." : reasonText(body));
+    show("");
+    showSession(body.userId);
+  });
+  $("signout").addEventListener("click", async () => {
+    await api("/api/session", { method: "DELETE" });
+    showSession(null);
+  });
 
   const serverNow = () => base.serverMs + (performance.now() - base.atMs);
 
@@ -82,12 +108,16 @@
     } else {
       $("countdown").textContent = "On sale now";
       const wait = throttledUntil - performance.now();
-      buy.disabled = busy || done || wait > 0;
-      buy.textContent = wait > 0 ? `Try again in ${Math.ceil(wait / 1000)} s` : "Buy now";
+      buy.disabled = me === null || busy || done || wait > 0;
+      buy.textContent =
+        me === null ? "Sign in to buy" : wait > 0 ? `Try again in ${Math.ceil(wait / 1000)} s` : "Buy now";
     }
     setTimeout(tick, 100);
   }
 
+  // ---- The buy flow, in one place: click → CAPTCHA → purchase token → buy → order → pay --------------------
+  // Every step's refusal is shown by `show(reasonText(…))`; a step that must come first (a waiting room)
+  // goes at the top of the click handler.
   let captchaId = null;
   $("buy").addEventListener("click", async () => {
     if (performance.now() < throttledUntil || busy) return;
@@ -137,8 +167,10 @@
       RATE_LIMITED: "Too many requests: slow down.",
       CAPTCHA_FAILED: "Wrong answer, try again.",
       NOT_ELIGIBLE: "This sale is for members only.",
+      SIGN_IN_REQUIRED: "Your session ended: sign in again.",
     };
     if (!error) return "Something went wrong.";
+    if (error.code === "SIGN_IN_REQUIRED") showSession(null);
     return texts[error.code] || error.message || error.code;
   }
 
@@ -189,4 +221,5 @@
   });
   tick();
   void sync();
+  void loadSession();
 })();

@@ -25,6 +25,7 @@ import { productRoutes } from "./routes/products.js";
 import { statsRoutes } from "./routes/stats.js";
 import { timeRoutes } from "./routes/time.js";
 import { Sales, type SaleInput } from "./sales.js";
+import { sessionRoutes } from "./session.js";
 import { saleStats, type SaleStats } from "./stats.js";
 import { createOrderPipeline, migratePipeline, type OrderPipeline } from "./worker.js";
 
@@ -45,6 +46,13 @@ export interface SaleAppOptions {
   readonly adminKey?: string;
   /** Secret of the purchase tokens. @default random per process (set it when running several processes) */
   readonly tokenSecret?: string;
+  /**
+   * Signs the session cookies (at least 32 characters). @default random per process (set it when running
+   * several processes: a cookie signed by one must be accepted by the others)
+   */
+  readonly sessionSecret?: string;
+  /** Session cookies get the Secure attribute (the site is served over HTTPS). @default false */
+  readonly secureCookies?: boolean;
   /** Replaces the CAPTCHA picture generator (the load test uses a fixed answer). */
   readonly captchaGenerate?: () => Challenge;
   /** Buy and CAPTCHA limits, [capacity, refill per second] each. */
@@ -70,6 +78,8 @@ export interface SaleApp {
    */
   readonly background: { pause(): Promise<void>; resume(): Promise<void> };
   createSale(input: SaleInput): Promise<void>;
+  /** Whether this process knows the sale (a sale created by another process arrives within 2 s). */
+  knowsSale(sku: string): boolean;
   stats(sku: string): Promise<SaleStats>;
   close(): Promise<void>;
 }
@@ -131,6 +141,12 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   await migratePipeline(pipeline);
   await clock.ready();
 
+  // Before the routes: the cookie plugin and the sign-in routes; every user route checks the session.
+  const sessions = sessionRoutes(app, {
+    secret: options.sessionSecret ?? randomBytes(32).toString("hex"),
+    clock,
+    secure: options.secureCookies ?? false,
+  });
   const ctx: SaleContext = {
     redis,
     inventory,
@@ -144,6 +160,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     site,
     adminKey,
     trustedProxies: options.trustedProxies ?? 0,
+    signedIn: sessions.signedIn,
     stats: (sku) =>
       saleStats(sku, { inventory, db: infra.db, ordersTable: pipeline.orders.table, metrics, catalog }),
   };
@@ -186,6 +203,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     clock,
     background,
     createSale: (input) => sales.create(input),
+    knowsSale: (sku) => sales.gate(sku) !== undefined,
     stats: ctx.stats,
     async close() {
       sales.stop();

@@ -27,11 +27,13 @@ export interface SaleContext {
   readonly site: StaticSite;
   readonly adminKey: string;
   readonly trustedProxies: number | readonly string[];
+  /** onRequest hook of every route that acts for a user: a valid session cookie, else 401. */
+  readonly signedIn: (req: FastifyRequest) => Promise<void>;
   stats(sku: string): Promise<SaleStats>;
 }
 
-/** The signed-in user (the demo's `x-user-id` header, checked by the route's schema). */
-export const userOf = (req: FastifyRequest): string => String(req.headers["x-user-id"]);
+/** The signed-in user, from the session cookie (the route's `ctx.signedIn` hook checked it). */
+export const userOf = (req: FastifyRequest): string => req.userId;
 
 /**
  * A preHandler that answers, in process, what is known without Redis: an unknown SKU (404), a sale clearly

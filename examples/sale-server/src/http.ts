@@ -87,13 +87,6 @@ export const idSchema = {
   pattern: "^[^{}\\s\\u0000-\\u001f\\u007f\\ud800-\\udfff]+$",
 } as const;
 
-/** The demo's sign-in: the user id in the `x-user-id` header. */
-export const userHeaders = {
-  type: "object",
-  required: ["x-user-id"],
-  properties: { "x-user-id": idSchema },
-} as const;
-
 export const skuParams = {
   type: "object",
   required: ["sku"],

@@ -36,7 +36,7 @@ export function createLimits(
   metrics: SaleMetrics,
 ): Limits {
   const trust = { trustedProxies };
-  const user = (req: FastifyRequest) => String(req.headers["x-user-id"]);
+  const user = (req: FastifyRequest) => req.userId; // set from the session cookie before the limits run
   const ip = (req: FastifyRequest) => ipKey(clientIp(req.raw, trust));
   const bucket = (name: string, [capacity, refillPerSecond]: Rate) =>
     new TokenBucket(redis, { capacity, refillPerSecond, prefix: `${prefix}-${name}` });

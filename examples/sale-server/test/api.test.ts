@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSaleApp, type SaleApp } from "../src/app.js";
 import { startInfra, type Infra } from "../src/infra.js";
-import { randomPrefix } from "./support.js";
+import { randomPrefix, signIn } from "./support.js";
 
 let infra: Infra;
 let sale: SaleApp;
@@ -23,11 +23,18 @@ afterAll(async () => {
   await infra?.close();
 });
 
+const cookies = new Map<string, string>();
+/** The session cookie of `user` on the shared app (signed in once). */
+const cookieOf = async (user: string): Promise<string> => {
+  if (!cookies.has(user)) cookies.set(user, await signIn(sale.app, user));
+  return cookies.get(user)!;
+};
+
 const call = async (method: "GET" | "POST", url: string, user: string, body?: object, headers = {}) => {
   const res = await sale.app.inject({
     method,
     url,
-    headers: { "x-user-id": user, ...headers },
+    headers: { cookie: await cookieOf(user), ...headers },
     ...(body && { payload: body }),
   });
   return { status: res.statusCode, body: res.json() as Record<string, unknown> };
@@ -116,6 +123,82 @@ describe("sale server API", () => {
   });
 });
 
+describe("sale server sign-in", () => {
+  it("every user route refuses a forged x-user-id without a session cookie, and a tampered or expired cookie", async () => {
+    const secret = "s".repeat(32);
+    const signed = await createSaleApp({
+      infra,
+      prefix: randomPrefix("sess"),
+      worker: false,
+      sessionSecret: secret,
+    });
+    try {
+      const { sign } = await import("@fastify/cookie");
+      const { sessionValue } = await import("../src/session.js");
+      const alice = await signIn(signed.app, "member-alice");
+      const future = Date.now() + 3_600_000;
+      const forged: [string, Record<string, string>][] = [
+        ["no cookie, x-user-id", { "x-user-id": "member-alice" }],
+        [
+          "unsigned cookie",
+          { cookie: `fsk_session=${encodeURIComponent(sessionValue("member-alice", future))}` },
+        ],
+        [
+          "signed with another secret",
+          {
+            cookie: `fsk_session=${encodeURIComponent(sign(sessionValue("member-alice", future), "t".repeat(32)))}`,
+          },
+        ],
+        [
+          "expired",
+          {
+            cookie: `fsk_session=${encodeURIComponent(sign(sessionValue("member-alice", Date.now() - 1), secret))}`,
+          },
+        ],
+        ["alice's cookie with the user changed", { cookie: alice.replace("member-alice", "member-mallory") }],
+      ];
+      const routes: ["GET" | "POST", string, object?][] = [
+        ["GET", "/api/session"],
+        ["GET", "/api/captcha?sku=p"],
+        ["POST", "/api/purchase-token", { sku: "p", captchaId: "c", answer: "7" }],
+        ["POST", "/api/buy", { sku: "p", token: "t" }],
+        ["GET", "/api/orders/o1"],
+        ["POST", "/api/orders/o1/pay", {}],
+      ];
+      for (const [what, headers] of forged)
+        for (const [method, url, payload] of routes) {
+          const res = await signed.app.inject({ method, url, headers, ...(payload && { payload }) });
+          expect(
+            [res.statusCode, (res.json() as { error: { code: string } }).error.code],
+            `${what}: ${method} ${url}`,
+          ).toEqual([401, "SIGN_IN_REQUIRED"]);
+        }
+      // With a session, the header changes nothing: the user is the cookie's.
+      const me = await signed.app.inject({
+        method: "GET",
+        url: "/api/session",
+        headers: { cookie: alice, "x-user-id": "member-bob" },
+      });
+      expect(me.json()).toMatchObject({ userId: "member-alice" });
+      // A sign-in without a name gets a generated member; the cookie is HttpOnly, SameSite=Strict, signed.
+      const anon = await signed.app.inject({ method: "POST", url: "/api/session", payload: {} });
+      expect(anon.json()).toMatchObject({ userId: expect.stringMatching(/^member-[0-9a-f]{8}$/) });
+      expect(String(anon.headers["set-cookie"])).toMatch(
+        /^fsk_session=[^;]+; Max-Age=43200; Path=\/; HttpOnly; SameSite=Strict$/,
+      );
+      const out = await signed.app.inject({
+        method: "DELETE",
+        url: "/api/session",
+        headers: { cookie: alice },
+      });
+      expect(out.statusCode).toBe(204);
+      expect(String(out.headers["set-cookie"])).toMatch(/^fsk_session=;/);
+    } finally {
+      await signed.close();
+    }
+  });
+});
+
 describe("sale server hardening", () => {
   it("refuses crafted input with 4xx and one error body, never 500, and a bad sale writes nothing", async () => {
     const user = "member-crafty";
@@ -126,8 +209,11 @@ describe("sale server hardening", () => {
       ["POST", "/api/buy", { sku: "p", token: crafted }, {}],
       ["POST", "/api/buy", { sku: "p" }, {}],
       ["POST", "/api/buy", { sku: "a{b}", token: "t" }, {}],
-      ["POST", "/api/buy", { sku: "p", token: "t" }, { "x-user-id": "" }],
-      ["POST", "/api/buy", { sku: "p", token: "t" }, { "x-user-id": "a b" }],
+      ["POST", "/api/session", { name: "" }, {}],
+      ["POST", "/api/session", { name: "a b" }, {}],
+      ["POST", "/api/session", { name: "a{b}" }, {}],
+      ["POST", "/api/session", { name: "x".repeat(65) }, {}],
+      ["POST", "/api/session", { name: "a", userId: "b" }, {}],
       ["POST", "/api/buy", "not json", { "content-type": "application/json" }],
       ["GET", "/api/captcha", undefined, {}],
       ["GET", "/api/captcha?sku=" + "x".repeat(201), undefined, {}],
@@ -139,7 +225,7 @@ describe("sale server hardening", () => {
       const res = await sale.app.inject({
         method,
         url,
-        headers: { "x-user-id": user, ...headers },
+        headers: { cookie: await cookieOf(user), ...headers },
         ...(body !== undefined && { payload: body as string }),
       });
       const what = `${method} ${url} ${JSON.stringify(body)} ${JSON.stringify(headers)}`;
@@ -206,8 +292,9 @@ describe("sale server hardening", () => {
     try {
       await lagging.createSale({ sku: "q", name: "Q", priceCents: 1, stock: 5, startsAt: Date.now() - 1000 });
       const buy = async (user: string) => {
+        const cookie = await signIn(lagging.app, user);
         const ask = (method: "GET" | "POST", url: string, body?: object) =>
-          lagging.app.inject({ method, url, headers: { "x-user-id": user }, ...(body && { payload: body }) });
+          lagging.app.inject({ method, url, headers: { cookie }, ...(body && { payload: body }) });
         const c = (await ask("GET", "/api/captcha?sku=q")).json() as { id: string };
         const t = (
           await ask("POST", "/api/purchase-token", { sku: "q", captchaId: c.id, answer: "7" })

@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
-// The sale in a real browser (Debian's chromium driven by playwright-core): the button is disabled before
-// the start and enabled at it; a click, the CAPTCHA, a pending order; paying turns it paid; the same user's
-// second purchase is refused. Runs on the embedded servers and on the machine's Redis and PostgreSQL.
+// The sale in a real browser (Debian's chromium driven by playwright-core): the visitor signs in (a session
+// cookie); the button is disabled before the start and enabled at it; a click, the CAPTCHA, a pending order;
+// paying turns it paid; the same user's second purchase is refused; a request with a forged `x-user-id` and
+// no session cookie is refused. Runs on the embedded servers and on the machine's Redis and PostgreSQL.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -81,6 +82,14 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     if (real) expect(await deleteKeys(prefix)).toBe(0);
   });
 
+  /** Signs in through the page's form and waits for the page to show the user. */
+  async function signIn(page: Page, name: string): Promise<void> {
+    await page.waitForSelector("#signin-form:not([hidden])");
+    await page.fill("#user", name);
+    await page.click("#signin");
+    await expect.poll(() => page.textContent("#user-name")).toBe(name);
+  }
+
   async function buyOnce(page: Page): Promise<string> {
     await page.click("#buy");
     await page.waitForSelector("#captcha:not([hidden])");
@@ -92,10 +101,9 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
 
   it("opens at the start second, sells once per user, pays", async () => {
     const serverTime = async () => ((await (await fetch(`${base}/api/time`)).json()) as { now: number }).now;
-    const startsAt = (await serverTime()) + 4000;
+    const startsAt = (await serverTime()) + 6000;
     await sale.createSale({ sku: "phone", name: "Flash Phone", priceCents: 19_900, stock: 5, startsAt });
     const page = await context.newPage();
-    await page.addInitScript(() => localStorage.setItem("fsk-user", "member-alice"));
     await page.goto(base + "/");
 
     // Before the start: disabled, counting down.
@@ -105,6 +113,7 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
       mkdirSync(SHOTS, { recursive: true });
       await page.screenshot({ path: join(SHOTS, "page-countdown.png") });
     }
+    await signIn(page, "member-alice");
 
     // At the start second (server clock): enabled by the page's script.
     await page.waitForFunction(() => !(document.getElementById("buy") as HTMLButtonElement).disabled, null, {
@@ -124,9 +133,11 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     await expect.poll(() => page.textContent("#order-status"), { timeout: 20_000 }).toBe("paid");
     if (!real) await page.screenshot({ path: join(SHOTS, "page-paid.png") });
 
-    // Same user, fresh page (no client throttle): the per-user limit refuses a second purchase.
+    // Same user (the same browser's session cookie), fresh page (no client throttle): the per-user limit
+    // refuses a second purchase.
     const again = await context.newPage();
     await again.goto(base + "/");
+    await expect.poll(() => again.textContent("#user-name")).toBe("member-alice");
     await again.waitForFunction(() => !(document.getElementById("buy") as HTMLButtonElement).disabled);
     expect(await buyOnce(again)).toMatch(/already bought/);
 
@@ -157,7 +168,6 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     const page = await context.newPage();
     // Record, in the page, the monotonic time of every CAPTCHA request the script makes.
     await page.addInitScript(() => {
-      localStorage.setItem("fsk-user", "member-clicker");
       const calls: number[] = [];
       (window as unknown as { captchaCalls: number[] }).captchaCalls = calls;
       const original = window.fetch.bind(window);
@@ -167,6 +177,8 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
       };
     });
     await page.goto(base + "/");
+    if (!(await page.isHidden("#signed-in"))) await page.click("#signout");
+    await signIn(page, "member-clicker");
     await page.waitForFunction(() => !(document.getElementById("buy") as HTMLButtonElement).disabled);
     await page.click("#buy");
     await page.waitForSelector("#captcha:not([hidden])");
@@ -189,6 +201,45 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     }
     await page.close();
   }, 120_000);
+
+  it("refuses a request with a forged x-user-id and no session cookie; signing out ends the session", async () => {
+    const sku = `forged-${real ? "r" : "e"}`;
+    await sale.createSale({ sku, name: "Forged", priceCents: 100, stock: 5, startsAt: Date.now() - 60_000 });
+    const page = await context.newPage();
+    await page.goto(base + "/");
+    if (await page.isHidden("#signed-in")) await signIn(page, "member-victim");
+    const victim = (await page.textContent("#user-name"))!;
+    // The page's own script cannot read the cookie (HttpOnly).
+    expect(await page.evaluate(() => document.cookie)).not.toMatch(/fsk_session/);
+    await page.click("#signout");
+    await page.waitForSelector("#signin-form:not([hidden])");
+    expect(await page.isDisabled("#buy")).toBe(true);
+    // Signed out, the browser claims to be the victim through the header: refused, on every user route.
+    const forged = await page.evaluate(
+      async ([s, user]) => {
+        const h = { "content-type": "application/json", "x-user-id": user! };
+        const out: [number, string][] = [];
+        for (const [url, body] of [
+          [`/api/captcha?sku=${s}`, undefined],
+          ["/api/purchase-token", JSON.stringify({ sku: s, captchaId: "c", answer: "42" })],
+          ["/api/buy", JSON.stringify({ sku: s, token: "t" })],
+          ["/api/orders/anything", undefined],
+        ] as const) {
+          const res = await fetch(url, { method: body ? "POST" : "GET", headers: h, ...(body && { body }) });
+          out.push([res.status, ((await res.json()) as { error: { code: string } }).error.code]);
+        }
+        return out;
+      },
+      [sku, victim] as const,
+    );
+    expect(forged).toEqual(Array(4).fill([401, "SIGN_IN_REQUIRED"]));
+    // And from outside any browser, with no cookie at all.
+    const res = await fetch(`${base}/api/captcha?sku=${sku}`, { headers: { "x-user-id": victim } });
+    expect(res.status).toBe(401);
+    const stats = await sale.stats(sku);
+    expect(stats.stock).toMatchObject({ available: 5, held: 0 });
+    await page.close();
+  });
 
   it("serves the page CDN-ready: immutable hashed assets, short-lived HTML with an ETag", async () => {
     const html = await fetch(base + "/");

@@ -47,6 +47,9 @@ function runPage(failures: number, opts: { ageSeconds?: number } = {}) {
   const store = new Map<string, string>();
   let calls = 0;
   const fetch = async (path: string) => {
+    // Not signed in (the clock logic does not depend on it).
+    if (path === "/api/session")
+      return { status: 401, json: async () => ({ error: { code: "SIGN_IN_REQUIRED" } }) };
     if (path !== "/api/time") throw new Error(`unexpected ${path}`);
     calls++;
     if (calls === 1) throw new TypeError("Failed to fetch");

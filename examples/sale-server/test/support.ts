@@ -63,3 +63,20 @@ export async function startPostgres(): Promise<PrivateDatabase> {
     stop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
   };
 }
+
+/** Anything with Fastify's `inject` (a SaleApp's `app`). */
+interface Injectable {
+  inject(o: {
+    method: "POST";
+    url: string;
+    payload: object;
+  }): PromiseLike<{ statusCode: number; cookies: { name: string; value: string }[] }>;
+}
+
+/** Signs `user` in through POST /api/session and returns the `cookie` header that carries the session. */
+export async function signIn(app: Injectable, user: string): Promise<string> {
+  const res = await app.inject({ method: "POST", url: "/api/session", payload: { name: user } });
+  const c = res.cookies.find((k) => k.name === "fsk_session");
+  if (res.statusCode !== 200 || c === undefined) throw new Error(`sign-in of ${user}: ${res.statusCode}`);
+  return `fsk_session=${c.value}`;
+}

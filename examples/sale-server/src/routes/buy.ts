@@ -3,7 +3,7 @@
 // 202 { reservationId }.
 import type { FastifyInstance } from "fastify";
 import { reservationIdOf, saleOpen, userOf, type SaleContext } from "../context.js";
-import { HttpError, idSchema, refusal, userHeaders } from "../http.js";
+import { HttpError, idSchema, refusal } from "../http.js";
 
 interface BuyBody {
   readonly sku: string;
@@ -21,7 +21,8 @@ export function buyRoutes(app: FastifyInstance, ctx: SaleContext): void {
   app.post<{ Body: BuyBody }>(
     "/api/buy",
     {
-      schema: { headers: userHeaders, body: buyBody },
+      onRequest: ctx.signedIn,
+      schema: { body: buyBody },
       preHandler: [
         saleOpen(
           ctx,

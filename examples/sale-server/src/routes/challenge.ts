@@ -3,7 +3,7 @@
 import type { FastifyInstance } from "fastify";
 import { clientIp } from "flash-sale-kit/ratelimit";
 import { saleOpen, userOf, type SaleContext } from "../context.js";
-import { idSchema, refusal, skuQuery, userHeaders } from "../http.js";
+import { idSchema, refusal, skuQuery } from "../http.js";
 
 interface TokenBody {
   readonly sku: string;
@@ -26,7 +26,8 @@ export function challengeRoutes(app: FastifyInstance, ctx: SaleContext): void {
   app.get<{ Querystring: { sku: string } }>(
     "/api/captcha",
     {
-      schema: { headers: userHeaders, querystring: skuQuery },
+      onRequest: ctx.signedIn,
+      schema: { querystring: skuQuery },
       preHandler: [saleOpen(ctx, (req) => (req.query as { sku: string }).sku), ctx.limits.challenge],
     },
     async (req) => {
@@ -40,7 +41,8 @@ export function challengeRoutes(app: FastifyInstance, ctx: SaleContext): void {
   app.post<{ Body: TokenBody }>(
     "/api/purchase-token",
     {
-      schema: { headers: userHeaders, body: tokenBody },
+      onRequest: ctx.signedIn,
+      schema: { body: tokenBody },
       preHandler: [saleOpen(ctx, (req) => (req.body as TokenBody).sku), ctx.limits.challenge],
     },
     async (req) => {

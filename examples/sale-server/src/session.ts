@@ -1,0 +1,105 @@
+// The demo sign-in: POST /api/session sets a signed, HttpOnly session cookie (@fastify/cookie's HMAC signer),
+// and every route that acts for a user takes the user from that cookie, never from anything else the client
+// sends (an `x-user-id` header is ignored). A real shop checks a password or an identity provider before it
+// signs the cookie; the rest (signing, expiry, HttpOnly, SameSite) is what it would do too.
+//   POST   /api/session  { name? }  → 200 { userId, expiresAt } + Set-Cookie (a generated member name if none)
+//   GET    /api/session             → 200 { userId, expiresAt } | 401 SIGN_IN_REQUIRED
+//   DELETE /api/session             → 204, the cookie cleared
+// The cookie holds `v1:<userId>:<expiresAt>` and its signature: stateless, so checking it costs Redis nothing
+// and every process sharing the secret (SESSION_SECRET) accepts it.
+import { randomBytes } from "node:crypto";
+import fastifyCookie from "@fastify/cookie";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { InvalidArgumentError } from "flash-sale-kit";
+import type { TimeSource } from "./clock.js";
+import { HttpError } from "./http.js";
+
+/** The session cookie's name. */
+export const SESSION_COOKIE = "fsk_session";
+/** How long a sign-in lasts. */
+export const SESSION_TTL_MS = 12 * 3_600_000;
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** The signed-in user, set by `signedIn` (empty on routes that do not require a session). */
+    userId: string;
+  }
+}
+
+/** A demo user name: letters, digits, `-`, `_`, `.`, 1 to 64 characters (a valid library id). */
+const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+const signInBody = {
+  type: "object",
+  additionalProperties: false,
+  properties: { name: { type: "string", pattern: NAME.source } },
+} as const;
+
+/** The cookie's value before signing. Exported for the benchmark, which signs its users in bulk. */
+export const sessionValue = (userId: string, expiresAt: number): string => `v1:${userId}:${expiresAt}`;
+
+export interface Sessions {
+  /** An onRequest hook: sets `req.userId` from a valid session cookie, else answers 401 SIGN_IN_REQUIRED. */
+  readonly signedIn: (req: FastifyRequest) => Promise<void>;
+}
+
+/**
+ * Registers the cookie plugin and the session routes. `secret` signs the cookies (at least 32 characters;
+ * share it between the processes of one site). `secure` adds the Secure attribute (behind HTTPS).
+ */
+export function sessionRoutes(
+  app: FastifyInstance,
+  o: { readonly secret: string; readonly clock: TimeSource; readonly secure?: boolean },
+): Sessions {
+  if (typeof o.secret !== "string" || o.secret.length < 32) {
+    throw new InvalidArgumentError("sessionSecret", "must be at least 32 characters");
+  }
+  void app.register(fastifyCookie, { secret: o.secret });
+  app.decorateRequest("userId", "");
+  // The process's Redis-synced clock, as for every other time decision of the sale.
+  const now = () => o.clock.read()?.ms ?? Date.now();
+
+  const read = (req: FastifyRequest): { userId: string; expiresAt: number } | undefined => {
+    const raw = req.cookies[SESSION_COOKIE];
+    if (raw === undefined) return undefined;
+    const u = req.unsignCookie(raw);
+    if (!u.valid || u.value === null) return undefined;
+    const m = /^v1:([A-Za-z0-9._-]{1,64}):(\d{1,16})$/.exec(u.value);
+    if (!m) return undefined;
+    const expiresAt = Number(m[2]);
+    return expiresAt > now() ? { userId: m[1]!, expiresAt } : undefined;
+  };
+  const signedIn = async (req: FastifyRequest): Promise<void> => {
+    const s = read(req);
+    if (s === undefined) throw new HttpError(401, "SIGN_IN_REQUIRED", "Sign in first.");
+    req.userId = s.userId;
+  };
+
+  app.post<{ Body: { name?: string } }>(
+    "/api/session",
+    { schema: { body: signInBody } },
+    async (req, reply) => {
+      const userId = req.body?.name ?? `member-${randomBytes(4).toString("hex")}`;
+      const expiresAt = Math.round(now()) + SESSION_TTL_MS;
+      reply.setCookie(SESSION_COOKIE, sessionValue(userId, expiresAt), {
+        signed: true,
+        httpOnly: true,
+        // Strict: a page of another site cannot make the browser send it (the API's POSTs are JSON only,
+        // which a plain cross-site form cannot send either).
+        sameSite: "strict",
+        secure: o.secure ?? false,
+        path: "/",
+        maxAge: SESSION_TTL_MS / 1000,
+      });
+      return { userId, expiresAt };
+    },
+  );
+  app.get("/api/session", { onRequest: signedIn }, async (req) => ({
+    userId: req.userId,
+    expiresAt: read(req)!.expiresAt,
+  }));
+  app.delete("/api/session", async (_req, reply) =>
+    reply.clearCookie(SESSION_COOKIE, { path: "/" }).code(204).send(),
+  );
+  return { signedIn };
+}
