@@ -18,16 +18,24 @@ export interface Infra {
   close(): Promise<void>;
 }
 
+/** A private redis-server (the installed binary, nothing saved to disk). */
+export async function startRedis(
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ readonly url: string; stop(): Promise<unknown> }> {
+  const server = await RedisMemoryServer.create({
+    instance: { args: ["--save", "", "--appendonly", "no"] },
+    // The installed redis-server; redis-memory-server would otherwise download and compile one.
+    binary: { systemBinary: env.REDISMS_SYSTEM_BINARY || installedRedisServer() },
+  });
+  return { url: `redis://${await server.getHost()}:${await server.getPort()}`, stop: () => server.stop() };
+}
+
 export async function startInfra(env: NodeJS.ProcessEnv = process.env): Promise<Infra> {
   const closers: (() => Promise<unknown>)[] = [];
   let redisUrl = env.REDIS_URL;
   if (!redisUrl) {
-    const server = await RedisMemoryServer.create({
-      instance: { args: ["--save", "", "--appendonly", "no"] },
-      // The installed redis-server; redis-memory-server would otherwise download and compile one.
-      binary: { systemBinary: env.REDISMS_SYSTEM_BINARY ?? installedRedisServer() },
-    });
-    redisUrl = `redis://${await server.getHost()}:${await server.getPort()}`;
+    const server = await startRedis(env);
+    redisUrl = server.url;
     closers.push(() => server.stop());
   }
   const url = redisUrl;

@@ -21,6 +21,8 @@ export interface LimitSettings {
   readonly challengeUser?: Rate;
   /** CAPTCHA and purchase-token requests per client IP. @default [60, 10] */
   readonly challengeIp?: Rate;
+  /** How long a check may take before the request is refused with 503 (fail closed). @default 500 */
+  readonly timeoutMs?: number;
 }
 
 export interface Limits {
@@ -52,20 +54,23 @@ export function createLimits(
     { name: "ip", bucket: bucket("challenge-ip", settings.challengeIp ?? [60, 10]), key: ip },
   ]);
   return {
-    buy: hook(buy, "buy", metrics),
-    challenge: hook(challenge, "challenge", metrics),
+    buy: hook(buy, "buy", metrics, settings.timeoutMs ?? 500),
+    challenge: hook(challenge, "challenge", metrics, settings.timeoutMs ?? 500),
   };
 }
 
-/** A preHandler that checks the limits; fails closed after 500 ms (a sale must not run unlimited). */
+/** A preHandler that checks the limits; fails closed after `timeoutMs` (a sale must not run unlimited). */
 function hook(
   limits: RateLimits<FastifyRequest>,
   route: string,
   metrics: SaleMetrics,
+  timeoutMs: number,
 ): preHandlerAsyncHookHandler {
   return async (req: FastifyRequest, reply: FastifyReply) => {
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), 500)));
+    const timeout = new Promise<"timeout">(
+      (resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)),
+    );
     let r: Awaited<ReturnType<typeof limits.check>> | "timeout";
     try {
       r = await Promise.race([limits.check(req), timeout]);

@@ -1,0 +1,294 @@
+// `npm run bench` (in this folder; `npm run bench:example` at the root): the buy path of the sale server
+// (session cookie → in-process checks → RateLimits → SaleGate.redeem → Inventory.reserve → 202) side by side
+// with a bare Fastify route that runs only the article's plain decrement script (src/bare.ts), on the same
+// Redis, in alternating rounds, driven by autocannon from this process; the sale server at 1 process and at
+// N processes on one port (`--processes`); and the Redis CPU each costs (INFO cpu and commandstats).
+//   ROUNDS (3) DURATION_S (5) CONNECTIONS (32) PROCESSES (2: the many-process candidate)
+//   REDIS_URL (default: a private redis-server, so nothing else shares it)
+//   DATABASE_URL (default: a fresh database on postgres://postgres@127.0.0.1:5432, dropped at the end)
+// Every buy is a new user (own session cookie, own X-Forwarded-For through a trusted loopback proxy) with a
+// valid single-use purchase token, so each one passes all the checks and reserves a unit; the stock is never
+// sold out (a sold-out SKU is answered in process, which would flatter the path). The API-wide limit is
+// raised so that it does not cap the run; the per-user and per-IP limits are checked as usual.
+import { sign } from "@fastify/cookie";
+import autocannon from "autocannon";
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { PurchaseTokens } from "flash-sale-kit/gate";
+import { Inventory } from "flash-sale-kit/stock";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { PLAIN_DECREMENT_LUA } from "./bare.js";
+import { startChild, startServerChild, type ServerChild } from "./child.js";
+import { startRedis } from "./infra.js";
+import { sessionValue, SESSION_TTL_MS } from "./session.js";
+
+const env = process.env;
+const ROUNDS = Number(env.ROUNDS ?? 3);
+const DURATION_S = Number(env.DURATION_S ?? 5);
+const CONNECTIONS = Number(env.CONNECTIONS ?? 32);
+const PROCESSES = Number(env.PROCESSES ?? 2);
+const BARE = fileURLToPath(new URL("./bare.ts", import.meta.url));
+
+interface RedisCpu {
+  /** Seconds of CPU the Redis process used (user + system). */
+  readonly cpuS: number;
+  /** Microseconds spent in each command (commandstats `usec`; a script's includes its inner commands). */
+  readonly usec: Record<string, number>;
+}
+
+async function redisCpu(redis: Redis): Promise<RedisCpu> {
+  const cpu = await redis.info("cpu");
+  const num = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, "m").exec(cpu)?.[1] ?? 0);
+  const usec: Record<string, number> = {};
+  for (const line of (await redis.info("commandstats")).split("\n")) {
+    const m = /^cmdstat_([^:]+):calls=\d+,usec=(\d+)/.exec(line.trim());
+    if (m) usec[m[1]!] = Number(m[2]);
+  }
+  return { cpuS: num("used_cpu_user") + num("used_cpu_sys"), usec };
+}
+
+const scriptUsec = (a: RedisCpu, b: RedisCpu) =>
+  ["evalsha", "eval", "fcall"].reduce((s, c) => s + (b.usec[c] ?? 0) - (a.usec[c] ?? 0), 0);
+
+interface Round {
+  readonly ok: number;
+  readonly other: Record<string, number>;
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  /** Redis CPU per successful request, µs: the whole process, and in scripts. */
+  readonly redisUs: number;
+  readonly scriptUs: number;
+}
+
+async function cannon(
+  url: URL,
+  path: string,
+  setup: ((r: autocannon.Request) => autocannon.Request) | undefined,
+  seconds: number,
+  probe: Redis,
+  okStatus: number,
+): Promise<Round> {
+  const before = await redisCpu(probe);
+  const result = await autocannon({
+    url: url.origin,
+    connections: CONNECTIONS,
+    duration: seconds,
+    requests: [{ method: "POST", path, ...(setup && { setupRequest: setup }) }],
+  });
+  const after = await redisCpu(probe);
+  const codes = Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => [k, v.count ?? 0] as const);
+  const ok = codes.find(([k]) => Number(k) === okStatus)?.[1] ?? 0;
+  const other = Object.fromEntries(codes.filter(([k]) => Number(k) !== okStatus));
+  if (result.errors) other.errors = result.errors;
+  return {
+    ok,
+    other,
+    rps: ok / result.duration,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    redisUs: ok ? ((after.cpuS - before.cpuS) * 1e6) / ok : 0,
+    scriptUs: ok ? scriptUsec(before, after) / ok : 0,
+  };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+async function privateDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  if (env.DATABASE_URL) return { url: env.DATABASE_URL, drop: async () => {} };
+  const admin = "postgres://postgres@127.0.0.1:5432/postgres";
+  const name = `fsk_bench_${randomBytes(4).toString("hex")}`;
+  const run = async (sql: string) => {
+    const c = new pg.Client({ connectionString: admin });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  await run(`CREATE DATABASE ${name}`);
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
+
+const ownRedis = env.REDIS_URL ? undefined : await startRedis(env);
+const redisUrl = env.REDIS_URL ?? ownRedis!.url;
+const probe = new Redis(redisUrl);
+const db = await privateDatabase();
+const prefix = `bench${randomBytes(4).toString("hex")}`;
+const secrets = {
+  TOKEN_SECRET: randomBytes(32).toString("hex"),
+  SESSION_SECRET: randomBytes(32).toString("hex"),
+  ADMIN_KEY: randomBytes(16).toString("hex"),
+};
+const serverEnv = {
+  REDIS_URL: redisUrl,
+  DATABASE_URL: db.url,
+  PREFIX: prefix,
+  ...secrets,
+  TRUST_PROXY: "127.0.0.1/32,::1/128",
+  ORDER_WORKER: "0",
+  DEMO_SALE: "0",
+  LIMITS: JSON.stringify({ api: [1_000_000, 1_000_000] }),
+};
+const children: ServerChild[] = [];
+const sku = "bench-phone";
+try {
+  const bareKey = `{${prefix}:bare}:stock`;
+  await probe.set(bareKey, 1_000_000_000);
+  const bare = await startChild(BARE, [], { REDIS_URL: redisUrl, KEY: bareKey });
+  children.push(bare);
+  const one = await startServerChild(serverEnv, 1);
+  children.push(one);
+  const many = await startServerChild(serverEnv, PROCESSES);
+  children.push(many);
+  const admin = await fetch(new URL("/api/admin/sales", one.url), {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-admin-key": secrets.ADMIN_KEY },
+    body: JSON.stringify({
+      sku,
+      name: "Bench Phone",
+      priceCents: 100,
+      stock: 1_000_000_000,
+      startsAt: Date.now() - 60_000,
+    }),
+  });
+  if (admin.status !== 201) throw new Error(`create the sale: ${admin.status}`);
+  for (const s of [one, many]) {
+    const deadline = performance.now() + 30_000;
+    while (!(await s.command("knows-sale", sku)).every((k) => k === true)) {
+      if (performance.now() > deadline) throw new Error("a server process never learned of the sale");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  // Buyers are made as autocannon asks for them: a session cookie signed with the servers' secret (what
+  // POST /api/session sets) and a purchase token (what POST /api/purchase-token returns after the CAPTCHA),
+  // both plain HMACs in this process, so the measured requests are the buy itself.
+  const tokens = new PurchaseTokens(probe, { secret: secrets.TOKEN_SECRET, ttlMs: 600_000, prefix });
+  let buyer = 0;
+  let redisNowAt = { ms: 0, at: 0 };
+  const syncTime = async () => {
+    const [s, us] = await probe.time();
+    redisNowAt = { ms: Number(s) * 1000 + Number(us) / 1000, at: performance.now() };
+  };
+  const buySetup = (req: autocannon.Request): autocannon.Request => {
+    const n = ++buyer;
+    const userId = `member-b${n}`;
+    const now = redisNowAt.ms + (performance.now() - redisNowAt.at);
+    const cookie = sign(sessionValue(userId, Math.round(now) + SESSION_TTL_MS), secrets.SESSION_SECRET);
+    const { token } = tokens.issueAt({ saleId: sku, sku, userId }, Math.round(now));
+    return {
+      ...req,
+      headers: {
+        "content-type": "application/json",
+        cookie: `fsk_session=${encodeURIComponent(cookie)}`,
+        "x-forwarded-for": `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`,
+      },
+      body: JSON.stringify({ sku, token }),
+    };
+  };
+
+  const candidates = [
+    {
+      name: "bare Fastify route, plain decrement script (1 process)",
+      url: bare.url,
+      path: "/bare/buy",
+      setup: undefined,
+      ok: 202,
+    },
+    {
+      name: "buy path: session, limits, token, reserve (1 process)",
+      url: one.url,
+      path: "/api/buy",
+      setup: buySetup,
+      ok: 202,
+    },
+    {
+      name: `buy path: session, limits, token, reserve (${PROCESSES} processes)`,
+      url: many.url,
+      path: "/api/buy",
+      setup: buySetup,
+      ok: 202,
+    },
+  ];
+  console.log(
+    `buy path vs bare route: ${ROUNDS} rounds of ${DURATION_S} s each, ${CONNECTIONS} connections (autocannon in its own process), Redis ${redisUrl}`,
+  );
+  // A short warm-up of each (JIT, connections, scripts loaded), not counted.
+  await syncTime();
+  for (const c of candidates) await cannon(c.url, c.path, c.setup, 1, probe, c.ok);
+  const rounds: Round[][] = candidates.map(() => []);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [i, c] of candidates.entries()) {
+      await syncTime();
+      const round = await cannon(c.url, c.path, c.setup, DURATION_S, probe, c.ok);
+      rounds[i]!.push(round);
+      console.log(
+        `  round ${r + 1} ${c.name}: ${round.rps.toFixed(0)}/s${Object.keys(round.other).length ? ` (other answers: ${JSON.stringify(round.other)})` : ""}`,
+      );
+    }
+  }
+
+  // Redis CPU of one reservation script alone: Inventory.reserve from here, as the server calls it.
+  const inv = new Inventory(probe, { prefix: `${prefix}x` });
+  await inv.setStock("alone", 1_000_000, { perUserLimit: 1 });
+  const K = 5_000;
+  const a = await redisCpu(probe);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (next < K) {
+        const i = next++;
+        await inv.reserve("alone", { userId: `u${i}`, reservationId: `r${i}` });
+      }
+    }),
+  );
+  const b = await redisCpu(probe);
+  const reserveUs = scriptUsec(a, b) / K;
+  await inv.close();
+
+  const rows = candidates.map((c, i) => {
+    const rs = rounds[i]!;
+    return {
+      name: c.name,
+      rps: median(rs.map((r) => r.rps)),
+      p50: median(rs.map((r) => r.p50)),
+      p99: median(rs.map((r) => r.p99)),
+      redisUs: median(rs.map((r) => r.redisUs)),
+      scriptUs: median(rs.map((r) => r.scriptUs)),
+      refused: rs.reduce((s, r) => s + Object.values(r.other).reduce((x, y) => x + y, 0), 0),
+    };
+  });
+  const ratio = (i: number, j: number) => median(rounds[i]!.map((r, k) => r.rps / rounds[j]![k]!.rps));
+  const buyVsBare = ratio(1, 0);
+  const manyVsOne = ratio(2, 1);
+  console.log(`
+| candidate | requests/s (median) | p50 ms | p99 ms | Redis CPU per request, µs (process / in scripts) | other answers |
+| --- | ---: | ---: | ---: | ---: | ---: |
+${rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.redisUs.toFixed(1)} / ${r.scriptUs.toFixed(1)} | ${r.refused} |`).join("\n")}
+
+buy path / bare route (1 process each, median of the rounds' ratios): ${buyVsBare.toFixed(2)}x (goal >= 0.5x) ${buyVsBare >= 0.5 ? "ok" : "BELOW"}
+buy path at ${PROCESSES} processes / at 1: ${manyVsOne.toFixed(2)}x (goal > 1) ${manyVsOne > 1 ? "ok" : "NOT MORE"}
+Redis CPU of one reservation script (Inventory.reserve alone, commandstats usec): ${reserveUs.toFixed(1)} µs
+machine: ${(await import("node:os")).cpus().length} cores, load average ${(await import("node:os")).loadavg()[0]!.toFixed(1)} at the end`);
+} finally {
+  for (const c of children.reverse()) await c.stop().catch(() => undefined);
+  if (!ownRedis) {
+    // A shared Redis keeps nothing of this run.
+    for await (const keys of probe.scanStream({ match: `*${prefix}*`, count: 1000 }) as AsyncIterable<
+      string[]
+    >)
+      if (keys.length) await probe.unlink(...keys);
+  }
+  probe.disconnect();
+  await db.drop().catch(() => undefined);
+  await ownRedis?.stop();
+}
+process.exit(0);
