@@ -253,6 +253,16 @@ try {
   const b = await redisCpu(probe);
   const reserveUs = scriptUsec(a, b) / K;
   await inv.close();
+  // And of the plain decrement script alone, the same way.
+  const sha = (await probe.script("LOAD", PLAIN_DECREMENT_LUA)) as string;
+  const c = await redisCpu(probe);
+  next = 0;
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (next++ < K) await probe.evalsha(sha, 1, bareKey);
+    }),
+  );
+  const plainUs = scriptUsec(c, await redisCpu(probe)) / K;
 
   const rows = candidates.map((c, i) => {
     const rs = rounds[i]!;
@@ -276,7 +286,7 @@ ${rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(1)} | ${r
 
 buy path / bare route (1 process each, median of the rounds' ratios): ${buyVsBare.toFixed(2)}x (goal >= 0.5x) ${buyVsBare >= 0.5 ? "ok" : "BELOW"}
 buy path at ${PROCESSES} processes / at 1: ${manyVsOne.toFixed(2)}x (goal > 1) ${manyVsOne > 1 ? "ok" : "NOT MORE"}
-Redis CPU of one reservation script (Inventory.reserve alone, commandstats usec): ${reserveUs.toFixed(1)} µs
+Redis CPU of one reservation script (Inventory.reserve alone, commandstats usec): ${reserveUs.toFixed(1)} µs; of the plain decrement script: ${plainUs.toFixed(1)} µs
 machine: ${(await import("node:os")).cpus().length} cores, load average ${(await import("node:os")).loadavg()[0]!.toFixed(1)} at the end`);
 } finally {
   for (const c of children.reverse()) await c.stop().catch(() => undefined);
