@@ -82,12 +82,22 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     if (real) expect(await deleteKeys(prefix)).toBe(0);
   });
 
+  /** Waits until the page knows whether the visitor is signed in (it shows the form or the name). */
+  async function sessionLoaded(page: Page): Promise<void> {
+    await page.waitForFunction(
+      () => !document.getElementById("signin-form")!.hidden || !document.getElementById("signed-in")!.hidden,
+    );
+  }
+
   /** Signs in through the page's form and waits for the page to show the user. */
   async function signIn(page: Page, name: string): Promise<void> {
-    await page.waitForSelector("#signin-form:not([hidden])");
+    await page.waitForSelector("#signin-form", { state: "visible" });
     await page.fill("#user", name);
     await page.click("#signin");
     await expect.poll(() => page.textContent("#user-name")).toBe(name);
+    // Signed in: the name and "Sign out" only, the form gone (as a person sees it, CSS included).
+    expect(await page.isVisible("#signed-in")).toBe(true);
+    expect(await page.isVisible("#signin-form")).toBe(false);
   }
 
   async function buyOnce(page: Page): Promise<string> {
@@ -177,7 +187,8 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
       };
     });
     await page.goto(base + "/");
-    if (!(await page.isHidden("#signed-in"))) await page.click("#signout");
+    await sessionLoaded(page);
+    if (await page.isVisible("#signed-in")) await page.click("#signout");
     await signIn(page, "member-clicker");
     await page.waitForFunction(() => !(document.getElementById("buy") as HTMLButtonElement).disabled);
     await page.click("#buy");
@@ -207,12 +218,14 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     await sale.createSale({ sku, name: "Forged", priceCents: 100, stock: 5, startsAt: Date.now() - 60_000 });
     const page = await context.newPage();
     await page.goto(base + "/");
-    if (await page.isHidden("#signed-in")) await signIn(page, "member-victim");
+    await sessionLoaded(page);
+    if (!(await page.isVisible("#signed-in"))) await signIn(page, "member-victim");
     const victim = (await page.textContent("#user-name"))!;
     // The page's own script cannot read the cookie (HttpOnly).
     expect(await page.evaluate(() => document.cookie)).not.toMatch(/fsk_session/);
     await page.click("#signout");
-    await page.waitForSelector("#signin-form:not([hidden])");
+    await page.waitForSelector("#signin-form", { state: "visible" });
+    expect(await page.isVisible("#signed-in")).toBe(false);
     expect(await page.isDisabled("#buy")).toBe(true);
     // Signed out, the browser claims to be the victim through the header: refused, on every user route.
     const forged = await page.evaluate(
