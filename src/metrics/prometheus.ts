@@ -48,7 +48,10 @@ export interface PrometheusMetrics {
   readonly lockWait: Histogram<"lock">;
   /** `<prefix>cache_lookups_total{cache, outcome}`. */
   readonly cacheLookups: Counter<"cache" | "outcome">;
-  /** `<prefix>outbox_messages_total{outcome}`: `sent`, `retried` and `dead`, counted per relay round. */
+  /**
+   * `<prefix>outbox_messages_total{outcome}`: `sent`, `retried`, `dead`, and `resent` (consumer-acknowledged
+   * mode: sent but not processed within `ackTimeoutMs`), counted per relay round.
+   */
   readonly outboxMessages: Counter<"outcome">;
   /** `<prefix>outbox_relay_lag_seconds`: age of the oldest message still due, at the last relay round. */
   readonly relayLag: Gauge;
@@ -136,7 +139,7 @@ export async function prometheusMetrics(options: PrometheusMetricsOptions = {}):
   });
   const outboxMessages = new prom.Counter({
     name: `${prefix}outbox_messages_total`,
-    help: "Outbox messages handled by relays, by outcome (sent, retried, dead).",
+    help: "Outbox messages handled by relays, by outcome (sent, retried, dead, resent).",
     labelNames: ["outcome"] as const,
     registers,
   });
@@ -211,6 +214,7 @@ export async function prometheusMetrics(options: PrometheusMetricsOptions = {}):
     if (e.sent > 0) outboxMessages.inc({ outcome: "sent" }, e.sent);
     if (e.retried > 0) outboxMessages.inc({ outcome: "retried" }, e.retried);
     if (e.dead > 0) outboxMessages.inc({ outcome: "dead" }, e.dead);
+    if (e.resent > 0) outboxMessages.inc({ outcome: "resent" }, e.resent);
     relayLag.set(e.lagMs / 1000);
     pending.set(e.pending);
     dead.set(e.deadTotal);
