@@ -326,6 +326,10 @@ export class SaleGate<Ctx = undefined> {
         ...(request.remoteIp !== undefined && { remoteIp: request.remoteIp }),
       });
       if (passed !== true) return { ok: false, reason: "CAPTCHA_FAILED" };
+      // A hosted CAPTCHA is a call to another service: the sale may have ended meanwhile, and then the pass
+      // stays unspent and no token is issued that could only be refused.
+      ({ now } = await this.#now());
+      if (this.#stateAt(now) === "ENDED") return { ok: false, reason: "ENDED" };
     }
     if (this.#room !== undefined) {
       // Spent last: a user refused by an earlier check keeps the pass for another try.

@@ -267,7 +267,14 @@ export class OutboxRelay {
   /** Publishes the round (with the backlog, read only while someone listens) on the relay-round channel. */
   private async reportRound(round: RelayRound): Promise<RelayRound> {
     if (!ROUND.active) return round;
-    const b = await backlog(this.outbox);
+    // The round's messages are sent already: a failed backlog query costs the event, not the round.
+    let b;
+    try {
+      b = await backlog(this.outbox);
+    } catch (err) {
+      this.onError(err);
+      return round;
+    }
     ROUND.publish(() => ({ ...round, ...b }));
     return round;
   }
