@@ -116,6 +116,12 @@ end
 
 admit()
 for i = 6, #ARGV, 3 do -- ARGV[6..]: the operations
+  if i > 6 then
+    -- Each operation of a batch is decided as if its call ran alone: a budget of its own, and the
+    -- admissions its own call would have made first.
+    budget = MAX_PER_CALL
+    admit()
+  end
   local kind, user = ARGV[i], ARGV[i + 1]
   if kind == 's' then
     -- Most reads come from users in line: one lookup.

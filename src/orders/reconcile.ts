@@ -142,6 +142,13 @@ export async function reconcileStock(options: ReconcileStockOptions): Promise<Re
     if (r.ok) released++;
   }
 
+  // Orders whose reservation Redis released (a hold that ran out, a confirm lost before it): the unit went
+  // back to stock and may have been sold again. A paid one is reported for a refund, a pending one cancelled.
+  for (const order of all) {
+    if (order.status === "cancelled" || stored.get(order.reservationId)?.state !== "R") continue;
+    await dropOrder(order, true);
+  }
+
   // Who gets the units, in order.
   const claims: Claim[] = [];
   const ordered = new Set(all.map((o) => o.reservationId));

@@ -291,6 +291,7 @@ export class WaitingRoom {
   readonly #signer: Signer;
   readonly #config: readonly (string | number)[];
   readonly #batcher: TickBatcher<number, Op, OpReply> | undefined;
+  readonly #inFlight = new Set<Promise<OpReply>>();
   /**
    * Tickets verified lately → their user: a page polls with the same ticket every few seconds, and a ticket's
    * verdict never changes (it carries no time), so the HMAC is checked once per ticket and process.
@@ -371,7 +372,17 @@ export class WaitingRoom {
     );
   }
 
-  async #run(op: Op): Promise<OpReply> {
+  #run(op: Op): Promise<OpReply> {
+    // Tracked until answered, so that pause, resume, drain and clear run after every step call made before
+    // them, even one that Redis answered NOSCRIPT and that goes out again as EVAL a round trip later.
+    const p = this.#step(op);
+    this.#inFlight.add(p);
+    const done = () => this.#inFlight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  async #step(op: Op): Promise<OpReply> {
     if (this.#batcher !== undefined) return this.#batcher.submit(0, op);
     const r = await STEP.run(this.redis, this.#keyList, [...this.#config, op.kind, op.userId, op.random]);
     if (r.length !== HEAD + 3) throw replyError("queue/step", r, "1 result");
@@ -602,6 +613,7 @@ export class WaitingRoom {
   async #command(fn: () => Promise<unknown>): Promise<void> {
     // Calls queued in this tick leave at its end (batching): let them go first, as the order of calls says.
     if (this.#batcher !== undefined) await new Promise((resolve) => setImmediate(resolve));
+    if (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
     try {
       await fn();
     } catch (err) {
