@@ -1,6 +1,6 @@
 // reconcileStock and a paid order whose reservation Redis shows as released ("R"; found in review, it used to
-// be skipped silently): after a loss of the confirm, the hold Redis restored runs out and the hold sweeper (expireHolds) releases it, the unit
-// is sold again; the paid buyer must be reported in `refund`, never left without a unit silently.
+// be skipped silently): after a loss of the confirm, the hold Redis restored runs out and the hold sweeper
+// (expireHolds) releases it, the unit is sold again; the paid buyer must be reported in `refund`, never left without a unit silently.
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SqlClient } from "../../src/internal/sql.js";
