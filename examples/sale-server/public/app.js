@@ -2,7 +2,8 @@
 // the server's clock once (and again when the tab becomes visible), counts down on the browser's monotonic
 // clock, signs the visitor in (a demo sign-in: the server sets a signed, HttpOnly session cookie, so the
 // script never sees or sends the user's id), enables the buy button at the start second, throttles clicks,
-// and runs the buy flow: CAPTCHA, purchase token, buy, then the order and its payment.
+// and runs the buy flow: the waiting room (when the sale is busy), CAPTCHA, purchase token, buy, then the order
+// and its payment.
 (() => {
   const $ = (id) => document.getElementById(id);
   const sale = JSON.parse($("sale-data").textContent);
@@ -115,15 +116,65 @@
     setTimeout(tick, 100);
   }
 
-  // ---- The buy flow, in one place: click → CAPTCHA → purchase token → buy → order → pay --------------------
-  // Every step's refusal is shown by `show(reasonText(…))`; a step that must come first (a waiting room)
-  // goes at the top of the click handler.
+  // ---- The buy flow, in one place: click → waiting room → CAPTCHA → purchase token → buy → order → pay -------
+  // Every step's refusal is shown by `show(reasonText(…))`. The waiting room comes first: the page joins it
+  // (a quiet sale admits at once, so the visitor sees no wait), shows the place and the estimate while the
+  // sale is busy, polls, and goes on to the CAPTCHA with the room's pass once admitted.
   let captchaId = null;
+  let pass = null; // the waiting room's pass, spent by the purchase token (null: none yet, or no room)
+
+  function showPlace(st) {
+    $("room").hidden = false;
+    $("room-position").textContent = String(st.position);
+    $("room-waiting").textContent = String(st.waiting);
+    $("room-estimate").textContent =
+      st.estimatedWaitMs === undefined ? "paused" : `about ${fmt(Math.max(1000, st.estimatedWaitMs))}`;
+  }
+
+  // Joins the room and waits for the turn: the pass, "" when the sale has no room, or null (refused, shown).
+  async function waitForTurn() {
+    const sku = encodeURIComponent(sale.sku);
+    let r = await api("/api/room/join", { method: "POST", body: JSON.stringify({ sku: sale.sku }) });
+    let ticket = r.status === 200 ? r.body.ticket : null;
+    for (;;) {
+      if (r.status !== 200) {
+        $("room").hidden = true;
+        show(reasonText(r.body));
+        return null;
+      }
+      const st = r.body;
+      if (st.state === "NO_ROOM") return "";
+      if (st.state === "ADMITTED") {
+        $("room").hidden = true;
+        return st.pass;
+      }
+      if (st.state === "CLOSED" || st.state === "REFUSED") {
+        $("room").hidden = true;
+        show(st.state === "CLOSED" ? "The line is closed." : "Your place in line is not valid: try again.");
+        return null;
+      }
+      if (st.state === "WAITING") showPlace(st);
+      // Poll about twice per estimated wait, at least every 3 s and at most every 0.5 s.
+      const wait = Math.min(3000, Math.max(500, (st.estimatedWaitMs ?? 3000) / 2));
+      await new Promise((res) => setTimeout(res, wait));
+      // A place lost (a pass that expired unused) means joining again, at the back.
+      r =
+        st.state === "NOT_QUEUED" || ticket === null
+          ? await api("/api/room/join", { method: "POST", body: JSON.stringify({ sku: sale.sku }) })
+          : await api(`/api/room/status?sku=${sku}&ticket=${encodeURIComponent(ticket)}`);
+      if (r.status === 200 && r.body.ticket) ticket = r.body.ticket;
+    }
+  }
+
   $("buy").addEventListener("click", async () => {
     if (performance.now() < throttledUntil || busy) return;
-    throttledUntil = performance.now() + THROTTLE_MS; // one CAPTCHA per 10 s from this page
     busy = true;
     $("result").textContent = "";
+    if (pass === null) {
+      pass = await waitForTurn();
+      if (pass === null) return void (busy = false);
+    }
+    throttledUntil = performance.now() + THROTTLE_MS; // one CAPTCHA per 10 s from this page
     const { status, body } = await api(`/api/captcha?sku=${encodeURIComponent(sale.sku)}`);
     busy = false;
     if (status !== 200) return show(reasonText(body));
@@ -141,8 +192,11 @@
     const answer = $("captcha-answer").value.trim();
     const tok = await api("/api/purchase-token", {
       method: "POST",
-      body: JSON.stringify({ sku: sale.sku, captchaId, answer }),
+      body: JSON.stringify({ sku: sale.sku, captchaId, answer, ...(pass && { pass }) }),
     });
+    // The pass is spent once the CAPTCHA passed (a wrong answer keeps it for the next try); a refused pass
+    // (expired, used) means joining the room again on the next click.
+    if (tok.status === 200 || (tok.body.error && tok.body.error.code.startsWith("PASS_"))) pass = null;
     if (tok.status !== 200) {
       busy = false;
       return show(reasonText(tok.body));
@@ -168,6 +222,8 @@
       CAPTCHA_FAILED: "Wrong answer, try again.",
       NOT_ELIGIBLE: "This sale is for members only.",
       SIGN_IN_REQUIRED: "Your session ended: sign in again.",
+      PASS_REQUIRED: "Wait for your turn in the line first.",
+      PASS_REFUSED: "Your turn passed: click again to join the line.",
     };
     if (!error) return "Something went wrong.";
     if (error.code === "SIGN_IN_REQUIRED") showSession(null);

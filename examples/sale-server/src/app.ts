@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import Fastify, { type FastifyInstance } from "fastify";
 import { InvalidArgumentError } from "flash-sale-kit";
 import { PurchaseTokens, RedisCaptcha, type Challenge } from "flash-sale-kit/gate";
+import type { WaitingRoom } from "flash-sale-kit/queue";
 import { Inventory } from "flash-sale-kit/stock";
 import { StaticSite } from "./assets.js";
 import { Catalog } from "./catalog.js";
@@ -22,14 +23,15 @@ import { challengeRoutes } from "./routes/challenge.js";
 import { orderRoutes } from "./routes/orders.js";
 import { pageRoutes } from "./routes/pages.js";
 import { productRoutes } from "./routes/products.js";
+import { roomRoutes } from "./routes/room.js";
 import { statsRoutes } from "./routes/stats.js";
 import { timeRoutes } from "./routes/time.js";
-import { Sales, type SaleInput } from "./sales.js";
+import { Sales, type RoomSettings, type SaleInput } from "./sales.js";
 import { sessionRoutes } from "./session.js";
 import { saleStats, type SaleStats } from "./stats.js";
 import { createOrderPipeline, migratePipeline, type OrderPipeline } from "./worker.js";
 
-export type { SaleInput } from "./sales.js";
+export type { RoomSettings, SaleInput } from "./sales.js";
 export type { SaleStats } from "./stats.js";
 
 export interface SaleAppOptions {
@@ -53,6 +55,11 @@ export interface SaleAppOptions {
   readonly sessionSecret?: string;
   /** Session cookies get the Secure attribute (the site is served over HTTPS). @default false */
   readonly secureCookies?: boolean;
+  /**
+   * A waiting room in front of every sale (routes/room.ts): the purchase token then requires the room's pass.
+   * `secret` defaults to random per process (set it when running several processes). @default none
+   */
+  readonly waitingRoom?: Omit<RoomSettings, "secret"> & { readonly secret?: string };
   /** Replaces the CAPTCHA picture generator (the load test uses a fixed answer). */
   readonly captchaGenerate?: () => Challenge;
   /** Buy and CAPTCHA limits, [capacity, refill per second] each. */
@@ -81,6 +88,8 @@ export interface SaleApp {
   /** Whether this process knows the sale (a sale created by another process arrives within 2 s). */
   knowsSale(sku: string): boolean;
   stats(sku: string): Promise<SaleStats>;
+  /** The sale's waiting room (with `waitingRoom`): an operator pauses, resumes or drains it. */
+  room(sku: string): WaitingRoom | undefined;
   close(): Promise<void>;
 }
 
@@ -126,6 +135,10 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     clock,
     // Holds outlive the payment window, so the timeout (not the hold) decides; the sweeper is a backstop.
     holdMs: paymentTimeoutMs + 60_000,
+    prefix,
+    ...(options.waitingRoom && {
+      room: { ...options.waitingRoom, secret: options.waitingRoom.secret ?? randomBytes(32).toString("hex") },
+    }),
     log: () => app.log,
   });
   const pipeline = createOrderPipeline({
@@ -161,13 +174,23 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     adminKey,
     trustedProxies: options.trustedProxies ?? 0,
     signedIn: sessions.signedIn,
-    stats: (sku) =>
-      saleStats(sku, { inventory, db: infra.db, ordersTable: pipeline.orders.table, metrics, catalog }),
+    stats: async (sku) => {
+      const room = await sales.roomStats(sku);
+      const s = await saleStats(sku, {
+        inventory,
+        db: infra.db,
+        ordersTable: pipeline.orders.table,
+        metrics,
+        catalog,
+      });
+      return room ? { ...s, room } : s;
+    },
   };
   for (const routes of [
     pageRoutes,
     timeRoutes,
     productRoutes,
+    roomRoutes,
     challengeRoutes,
     buyRoutes,
     orderRoutes,
@@ -205,6 +228,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
     createSale: (input) => sales.create(input),
     knowsSale: (sku) => sales.gate(sku) !== undefined,
     stats: ctx.stats,
+    room: (sku) => sales.room(sku),
     async close() {
       sales.stop();
       clock.close();

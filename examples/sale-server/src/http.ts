@@ -35,6 +35,8 @@ const REFUSALS: Record<string, readonly [number, string]> = {
   NOT_ELIGIBLE: [403, "This sale is for members only."],
   CAPTCHA_REQUIRED: [403, "Answer the CAPTCHA first."],
   CAPTCHA_FAILED: [403, "Wrong CAPTCHA answer."],
+  PASS_REQUIRED: [403, "Wait for your turn in the waiting room first."],
+  PASS_REFUSED: [403, "Your waiting-room pass is not valid: join the room again."],
   SOLD_OUT: [409, "Sold out."],
   LIMIT_REACHED: [409, "You already bought this item."],
   PAID: [409, "The order is paid already."],

@@ -125,6 +125,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         // The order worker starts after the counted phases (start-worker below).
         ORDER_WORKER: "0",
         DEMO_SALE: "0",
+        ROOM: "off",
         // The limiter fails closed after 500 ms by default; a shared test machine stalls that long at times,
         // and this test checks the books and the Redis counts, not the latencies.
         LIMITS: JSON.stringify({ timeoutMs: 5_000 }),

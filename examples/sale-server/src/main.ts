@@ -12,6 +12,9 @@
 //   TRUST_PROXY   hop count or comma-separated CIDRs of trusted reverse proxies (default none)
 //   LIMITS        JSON of the rate limits, e.g. {"api":[5000,2000]} (see src/limits.ts)
 //   ORDER_WORKER=0  no order worker in the HTTP processes (run one with --worker-only)
+//   ROOM_RATE     the waiting room's admissions per second (default 20); ROOM_BURST (default the rate),
+//                 ROOM_MAX_ACTIVE (default no cap), ROOM_PASS_TTL_MS (default 120000), ROOM_SECRET (shared
+//                 like TOKEN_SECRET); ROOM=off: no waiting room (the purchase token needs no pass)
 //   CAPTCHA_ANSWER  load tests only: every CAPTCHA is a blank picture whose answer is this
 //   --processes N run N server processes on one port (node:cluster; needs DATABASE_URL when N > 1)
 //   --worker-only run only the order worker (stream consumer + outbox relay), no HTTP
@@ -67,6 +70,7 @@ async function runPrimary(): Promise<void> {
     REDIS_URL: env.REDIS_URL ?? redis!.url,
     TOKEN_SECRET: env.TOKEN_SECRET ?? randomBytes(32).toString("hex"),
     SESSION_SECRET: env.SESSION_SECRET ?? randomBytes(32).toString("hex"),
+    ROOM_SECRET: env.ROOM_SECRET ?? randomBytes(32).toString("hex"),
     ADMIN_KEY: env.ADMIN_KEY ?? randomBytes(16).toString("hex"),
   };
   let stopping = false;
@@ -128,6 +132,16 @@ async function runServer(): Promise<void> {
     ...(env.TOKEN_SECRET && { tokenSecret: env.TOKEN_SECRET }),
     ...(env.SESSION_SECRET && { sessionSecret: env.SESSION_SECRET }),
     secureCookies: env.SECURE_COOKIES === "1",
+    // On unless ROOM=off: an empty room admits at once, so only a busy sale makes visitors wait.
+    ...(env.ROOM !== "off" && {
+      waitingRoom: {
+        admitPerSecond: Number(env.ROOM_RATE ?? 20),
+        ...(env.ROOM_BURST && { burst: Number(env.ROOM_BURST) }),
+        ...(env.ROOM_MAX_ACTIVE && { maxActive: Number(env.ROOM_MAX_ACTIVE) }),
+        ...(env.ROOM_PASS_TTL_MS && { passTtlMs: Number(env.ROOM_PASS_TTL_MS) }),
+        ...(env.ROOM_SECRET && { secret: env.ROOM_SECRET }),
+      },
+    }),
     ...(trust && {
       trustedProxies: /^\d+$/.test(trust) ? Number(trust) : trust.split(",").map((s) => s.trim()),
     }),

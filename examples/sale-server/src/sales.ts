@@ -1,9 +1,11 @@
 // The sales this process knows: each one's gate (window, members only, CAPTCHA, purchase token) and the page
-// that features one of them. The products table is the list of sales; every process polls it, so a sale
+// that features one of them. With a waiting room (`room`), each sale has its own `WaitingRoom` (the room id is
+// the SKU) and its gate requires, and spends, the room's pass before it issues a purchase token. The products table is the list of sales; every process polls it, so a sale
 // created or re-created in one process reaches the others' gates and pages.
 import type { FastifyBaseLogger } from "fastify";
 import { InvalidArgumentError } from "flash-sale-kit";
 import { PurchaseTokens, RedisCaptcha, SaleGate } from "flash-sale-kit/gate";
+import { WaitingRoom, type RoomStats } from "flash-sale-kit/queue";
 import type { Inventory } from "flash-sale-kit/stock";
 import type { Redis } from "ioredis";
 import type { StaticSite } from "./assets.js";
@@ -44,6 +46,31 @@ export const saleSchema = {
   },
 } as const;
 
+/**
+ * The waiting room in front of every sale: admissions at the rate the buy path can take. An empty room with
+ * tokens in its bucket admits a joiner at once, so a quiet sale costs the visitor no wait; a busy one queues.
+ */
+export interface RoomSettings {
+  /** Admissions per second (what the back end can take). */
+  readonly admitPerSecond: number;
+  /** Admissions at once (the bucket's capacity). @default ceil(admitPerSecond) */
+  readonly burst?: number;
+  /** The most unspent passes at once. @default no cap */
+  readonly maxActive?: number;
+  /** How long a pass stays valid. @default 120000 */
+  readonly passTtlMs?: number;
+  /** Signs tickets and passes (at least 32 characters; the same in every process of a site). */
+  readonly secret: string;
+}
+
+/** What the dashboard shows of a sale's room. */
+export interface RoomSnapshot extends RoomStats {
+  /** The configured admissions per second and burst. */
+  readonly admitPerSecond: number;
+  readonly burst: number;
+  readonly maxActive: number | null;
+}
+
 type Stored = Omit<SaleInput, "endsAt"> & { readonly endsAt?: number | undefined };
 
 export interface SalesOptions {
@@ -56,12 +83,17 @@ export interface SalesOptions {
   readonly clock: TimeSource;
   /** How long a reservation is held (longer than the payment window: the timeout decides). */
   readonly holdMs: number;
+  /** A waiting room in front of every sale. Omitted: none (the gate needs no pass). */
+  readonly room?: RoomSettings;
+  /** Key prefix of the rooms. */
+  readonly prefix: string;
   readonly log: () => FastifyBaseLogger;
 }
 
 export class Sales {
   private readonly gates = new Map<string, SaleGate<undefined>>();
   private readonly sales = new Map<string, Stored>();
+  private readonly rooms = new Map<string, WaitingRoom>();
   /** What each sale was registered with, to notice one re-created elsewhere. */
   private readonly registered = new Map<string, string>();
   /** The SKUs, in the order this process learned of them (the order worker reads their streams). */
@@ -72,6 +104,28 @@ export class Sales {
 
   gate(sku: string): SaleGate<undefined> | undefined {
     return this.gates.get(sku);
+  }
+
+  /** The sale's waiting room, when the app has rooms. */
+  room(sku: string): WaitingRoom | undefined {
+    return this.rooms.get(sku);
+  }
+
+  /** Whether the sales have a waiting room in front. */
+  get hasRoom(): boolean {
+    return this.o.room !== undefined;
+  }
+
+  /** The room's line and admissions, for the dashboard (undefined without rooms). */
+  async roomStats(sku: string): Promise<RoomSnapshot | undefined> {
+    const room = this.rooms.get(sku);
+    if (room === undefined) return undefined;
+    return {
+      ...(await room.stats()),
+      admitPerSecond: room.admitPerSecond ?? 0,
+      burst: room.burst,
+      maxActive: room.maxActive ?? null,
+    };
   }
 
   get(sku: string): Stored | undefined {
@@ -104,6 +158,8 @@ export class Sales {
       holdMs: this.o.holdMs,
     });
     this.register(input);
+    // A re-created sale starts with an empty line (and no pass of the old one is good any more).
+    await this.rooms.get(input.sku)?.clear();
   }
 
   /** Reads the list of sales once now, then every `intervalMs`. */
@@ -136,6 +192,22 @@ export class Sales {
   }
 
   private register(input: Stored): void {
+    const r = this.o.room;
+    const room =
+      r === undefined
+        ? undefined
+        : new WaitingRoom(this.o.redis, {
+            roomId: input.sku,
+            prefix: this.o.prefix,
+            secret: r.secret,
+            // Nobody is admitted before the sale starts (Redis time).
+            opensAt: input.startsAt,
+            admitPerSecond: r.admitPerSecond,
+            ...(r.burst !== undefined && { burst: r.burst }),
+            ...(r.maxActive !== undefined && { maxActive: r.maxActive }),
+            ...(r.passTtlMs !== undefined && { passTtlMs: r.passTtlMs }),
+          });
+    if (room) this.rooms.set(input.sku, room);
     this.gates.set(
       input.sku,
       new SaleGate(this.o.redis, {
@@ -146,6 +218,8 @@ export class Sales {
         captcha: this.o.captcha,
         // Business gating: members only (the demo calls everyone whose id starts with "guest" a guest).
         eligible: ({ userId }) => !userId.startsWith("guest") || "MEMBERS_ONLY",
+        // With a room: admit() requires the user's pass and spends it, last, once every other check passed.
+        ...(room && { waitingRoom: room }),
       }),
     );
     if (!this.skus.includes(input.sku)) this.skus.push(input.sku);

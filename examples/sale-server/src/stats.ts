@@ -2,6 +2,7 @@
 import type { SqlClient } from "flash-sale-kit";
 import type { Inventory } from "flash-sale-kit/stock";
 import type { Catalog } from "./catalog.js";
+import type { RoomSnapshot } from "./sales.js";
 import { rows } from "./db.js";
 import type { SaleMetrics } from "./metrics.js";
 
@@ -15,6 +16,8 @@ export interface SaleStats {
   readonly rejected: Record<string, number>;
   /** Product loads from the database (a cache that works keeps this low). */
   readonly productLoads: number;
+  /** The waiting room: its line, passes out, admissions so far and configured rate (with a room only). */
+  readonly room?: RoomSnapshot;
 }
 
 export async function saleStats(

@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 // The sale in a real browser (Debian's chromium driven by playwright-core): the visitor signs in (a session
-// cookie); the button is disabled before the start and enabled at it; a click, the CAPTCHA, a pending order;
-// paying turns it paid; the same user's second purchase is refused; a request with a forged `x-user-id` and
+// cookie); the button is disabled before the start and enabled at it; a click, the waiting room (a quiet sale
+// admits at once), the CAPTCHA, a pending order; paying turns it paid; on a busy sale the visitor waits in
+// the room, sees the place change, is admitted and buys; the same user's second purchase is refused; a request with a forged `x-user-id` and
 // no session cookie is refused. Runs on the embedded servers and on the machine's Redis and PostgreSQL.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -52,6 +53,8 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
       prefix,
       paymentTimeoutMs: 60_000,
       captchaGenerate: () => ({ svg: CAPTCHA_SVG, answer: "42" }),
+      // One admission a second: a quiet sale's visitor goes straight through, a line forms behind two.
+      waitingRoom: { admitPerSecond: 1, burst: 1, passTtlMs: 60_000 },
     });
     base = await sale.app.listen({ port: 0, host: "127.0.0.1" });
     profile = mkdtempSync(join(tmpdir(), "fsk-chromium-"));
@@ -226,13 +229,16 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     await page.click("#signout");
     await page.waitForSelector("#signin-form", { state: "visible" });
     expect(await page.isVisible("#signed-in")).toBe(false);
-    expect(await page.isDisabled("#buy")).toBe(true);
+    // The page's 100 ms tick disables the button once it knows the visitor signed out.
+    await page.waitForFunction(() => (document.getElementById("buy") as HTMLButtonElement).disabled);
     // Signed out, the browser claims to be the victim through the header: refused, on every user route.
     const forged = await page.evaluate(
       async ([s, user]) => {
         const h = { "content-type": "application/json", "x-user-id": user! };
         const out: [number, string][] = [];
         for (const [url, body] of [
+          [`/api/room/status?sku=${s}&ticket=t`, undefined],
+          ["/api/room/join", JSON.stringify({ sku: s })],
           [`/api/captcha?sku=${s}`, undefined],
           ["/api/purchase-token", JSON.stringify({ sku: s, captchaId: "c", answer: "42" })],
           ["/api/buy", JSON.stringify({ sku: s, token: "t" })],
@@ -245,7 +251,7 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
       },
       [sku, victim] as const,
     );
-    expect(forged).toEqual(Array(4).fill([401, "SIGN_IN_REQUIRED"]));
+    expect(forged).toEqual(Array(6).fill([401, "SIGN_IN_REQUIRED"]));
     // And from outside any browser, with no cookie at all.
     const res = await fetch(`${base}/api/captcha?sku=${sku}`, { headers: { "x-user-id": victim } });
     expect(res.status).toBe(401);
@@ -253,6 +259,88 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     expect(stats.stock).toMatchObject({ available: 5, held: 0 });
     await page.close();
   });
+
+  it("a busy sale: the visitor waits in the room, sees the place change, is admitted and buys", async () => {
+    const sku = `busy-${real ? "r" : "e"}`;
+    const serverTime = async () => ((await (await fetch(`${base}/api/time`)).json()) as { now: number }).now;
+    // The newest sale is the one the page features.
+    const startsAt = (await serverTime()) + 1_500;
+    await sale.createSale({ sku, name: "Busy Phone", priceCents: 9_900, stock: 5, startsAt });
+    await expect
+      .poll(async () => (await (await fetch(base + "/")).text()).includes("Busy Phone"), { timeout: 10_000 })
+      .toBe(true);
+    // Two shoppers ahead: the first takes the bucket's one admission, the second waits at place 1. The room
+    // is paused meanwhile, so that the visitor joins at place 2 however slow this machine is.
+    const ahead: string[] = [];
+    for (const name of ["member-first", "member-second"]) {
+      const s = await fetch(`${base}/api/session`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name }),
+      });
+      const cookie = s.headers.getSetCookie()[0]!.split(";")[0]!;
+      await expect
+        .poll(
+          async () => {
+            const j = await fetch(`${base}/api/room/join`, {
+              method: "POST",
+              headers: { "content-type": "application/json", cookie },
+              body: JSON.stringify({ sku }),
+            });
+            return j.status; // 409 NOT_STARTED until the start
+          },
+          { timeout: 10_000 },
+        )
+        .toBe(200);
+      ahead.push(cookie);
+      if (ahead.length === 1) await sale.room(sku)!.pause();
+    }
+    const page = await context.newPage();
+    // Every place the page shows, in order.
+    await page.addInitScript(() => {
+      const seen: string[] = [];
+      (window as unknown as { places: string[] }).places = seen;
+      document.addEventListener("DOMContentLoaded", () => {
+        const el = document.getElementById("room-position")!;
+        new MutationObserver(() => {
+          if (seen.at(-1) !== el.textContent) seen.push(el.textContent ?? "");
+        }).observe(el, { childList: true, characterData: true, subtree: true });
+      });
+    });
+    await page.goto(base + "/");
+    await sessionLoaded(page);
+    if (await page.isVisible("#signed-in")) await page.click("#signout");
+    await signIn(page, "member-patient");
+    await page.waitForFunction(() => !(document.getElementById("buy") as HTMLButtonElement).disabled);
+    await page.click("#buy");
+    // In line behind the second shopper: place 2 of 2, paused.
+    await page.waitForSelector("#room:not([hidden])").catch(async (err: unknown) => {
+      throw new Error(`${String(err)}; the page says: ${await page.textContent("#result")}`);
+    });
+    expect(await page.textContent("#room-position")).toBe("2");
+    expect(await page.textContent("#room-estimate")).toBe("paused");
+    await sale.room(sku)!.resume();
+    // Admissions go on (one a second): the place changes to 1, with an estimate.
+    await expect.poll(() => page.textContent("#room-position"), { timeout: 10_000 }).toBe("1");
+    expect(await page.textContent("#room-estimate")).toMatch(/about \d\d:\d\d/);
+    if (!real) await page.screenshot({ path: join(SHOTS, "page-waiting-room.png") });
+    // Admitted: the room's panel gives way to the CAPTCHA.
+    await page.waitForSelector("#captcha:not([hidden])", { timeout: 30_000 }).catch(async (err: unknown) => {
+      const room = JSON.stringify(await sale.room(sku)!.stats());
+      const text = await page.textContent("main");
+      throw new Error(`${String(err)}; the room: ${room}; the page: ${text}`);
+    });
+    expect(await page.isVisible("#room")).toBe(false);
+    const places = await page.evaluate(() => (window as unknown as { places: string[] }).places);
+    expect(places).toEqual(["2", "1"]);
+    await page.fill("#captcha-answer", "42");
+    await page.click("#captcha-submit");
+    await expect.poll(() => page.textContent("#result")).toMatch(/Reserved/);
+    const stats = await sale.stats(sku);
+    expect(stats.room).toMatchObject({ admitted: 3, admitPerSecond: 1, burst: 1 });
+    expect(stats.stock).toMatchObject({ held: 1 });
+    await page.close();
+  }, 120_000);
 
   it("serves the page CDN-ready: immutable hashed assets, short-lived HTML with an ETag", async () => {
     const html = await fetch(base + "/");

@@ -1,5 +1,5 @@
 // The steps before a buy: GET /api/captcha (a picture, single use) and POST /api/purchase-token (SaleGate:
-// window → members only → CAPTCHA → a signed single-use token). Both have per-user and per-IP limits.
+// window → members only → CAPTCHA → [waiting-room pass, spent] → a signed single-use token). Both have per-user and per-IP limits.
 import type { FastifyInstance } from "fastify";
 import { clientIp } from "flash-sale-kit/ratelimit";
 import { saleOpen, userOf, type SaleContext } from "../context.js";
@@ -9,6 +9,8 @@ interface TokenBody {
   readonly sku: string;
   readonly captchaId: string;
   readonly answer: string;
+  /** The waiting room's pass (GET /api/room/status), when the sale has a room. */
+  readonly pass?: string;
 }
 
 const tokenBody = {
@@ -19,6 +21,7 @@ const tokenBody = {
     sku: idSchema,
     captchaId: { type: "string", minLength: 1, maxLength: 100 },
     answer: { type: "string", maxLength: 20 },
+    pass: { type: "string", minLength: 1, maxLength: 2000 },
   },
 } as const;
 
@@ -52,6 +55,7 @@ export function challengeRoutes(app: FastifyInstance, ctx: SaleContext): void {
         sku: gate.saleId,
         captcha: { id: req.body.captchaId, answer: req.body.answer },
         remoteIp: clientIp(req.raw, { trustedProxies: ctx.trustedProxies }),
+        ...(req.body.pass !== undefined && { pass: req.body.pass }),
       });
       ctx.metrics.requests.inc({ route: "purchase-token", outcome: a.ok ? "ok" : a.reason });
       if (!a.ok) {
