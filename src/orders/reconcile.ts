@@ -95,7 +95,8 @@ type Claim =
  * Safe to run again (a second run changes nothing) and while the sale goes on: a unit sold in between is
  * never given to two buyers (a write-back that no longer fits cancels its pending order instead), but the
  * fairest outcome comes from running it with the SKU's sale paused. Reads every order and reservation of the
- * SKU into memory. For an `Inventory` without buckets.
+ * SKU into memory. A SKU split into buckets (`setStock`'s `buckets`) is refused with
+ * {@link InvalidArgumentError} ("split into buckets: not supported") and nothing is changed.
  *
  * @example
  * ```ts
@@ -118,6 +119,13 @@ export async function reconcileStock(options: ReconcileStockOptions): Promise<Re
   }
   validateId("sku", sku);
   const before = await inventory.snapshot(sku);
+  if (before?.buckets !== undefined) {
+    // Its reservations and counters are spread over the buckets' keys, which this repair does not read.
+    throw new InvalidArgumentError(
+      "sku",
+      `${JSON.stringify(sku)} is split into buckets: not supported (reconcileStock repairs a one-bucket SKU); nothing was changed`,
+    );
+  }
   if (before === null) {
     throw new InvalidArgumentError(
       "sku",

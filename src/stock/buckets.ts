@@ -180,6 +180,8 @@ const MAX_ROUNDS = 1000;
  */
 export class Buckets {
   private readonly infos = new Map<string, BucketInfo>();
+  /** expireHolds calls so far: which bucket's share comes first rotates. */
+  private sweeps = 0;
   /** SKUs looked up and found not bucketed, until (performance.now()) the answer is trusted. */
   private readonly plain = new Map<string, number>();
   /** One borrowing round at a time per (SKU, bucket): the others wait for it and retry. */
@@ -202,7 +204,7 @@ export class Buckets {
   /** The keys of a SKU split into `n` buckets. */
   keysOf(sku: string, n: number): BucketedKeys {
     return {
-      meta: `{${this.prefix}:${sku}}:buckets`,
+      meta: this.metaKey(sku),
       buckets: bucketTags(this.prefix, sku, n).map((t) => ({
         stock: `{${t}}:bstock`,
         holds: `{${t}}:bholds`,
@@ -212,11 +214,15 @@ export class Buckets {
     };
   }
 
+  private build(sku: string, n: number): BucketInfo {
+    const keys = this.keysOf(sku, n);
+    return { n, keys, lists: keys.buckets.map((b) => [b.stock, b.holds, b.events]) };
+  }
+
   private infoFor(sku: string, n: number): BucketInfo {
     let info = this.infos.get(sku);
     if (info === undefined || info.n !== n) {
-      const keys = this.keysOf(sku, n);
-      info = { n, keys, lists: keys.buckets.map((b) => [b.stock, b.holds, b.events]) };
+      info = this.build(sku, n);
       if (this.infos.size >= 10_000) this.infos.clear();
       this.infos.set(sku, info);
     }
@@ -236,7 +242,7 @@ export class Buckets {
     if (until !== undefined && performance.now() < until) return undefined;
     let n: string | null;
     try {
-      n = await this.redis.hget(`{${this.prefix}:${sku}}:buckets`, "n");
+      n = await this.redis.hget(this.metaKey(sku), "n");
     } catch (err) {
       throw toRedisError(err);
     }
@@ -248,16 +254,38 @@ export class Buckets {
     return this.infoFor(sku, Number(n));
   }
 
-  /** A bucketed SKU's info vanished (its keys were deleted): forget it. */
-  private forget(sku: string): void {
+  /** The key of a SKU's bucketed record (same slot as its one-bucket keys). */
+  metaKey(sku: string): string {
+    return `{${this.prefix}:${sku}}:buckets`;
+  }
+
+  /** What this process knew of a SKU's buckets may be stale (keys deleted, SKU set again): forget it. */
+  forget(sku: string): void {
     this.infos.delete(sku);
+    this.plain.delete(sku);
+  }
+
+  /**
+   * Whether `info` is no longer the SKU's layout (its record is gone or has another count): then it is
+   * forgotten, and the caller looks again. One read of the record.
+   */
+  async stale(sku: string, info: BucketInfo): Promise<boolean> {
+    let n: string | null;
+    try {
+      n = await this.redis.hget(info.keys.meta, "n");
+    } catch (err) {
+      throw toRedisError(err);
+    }
+    if (n !== null && Number(n) === info.n) return false;
+    if (this.infos.get(sku) === info) this.infos.delete(sku);
+    return true;
   }
 
   /** The bucket count a live SKU has, 1 for a one-bucket SKU, 0 for none. */
   async countOf(sku: string): Promise<number> {
     try {
       const [n, plain] = await Promise.all([
-        this.redis.hget(`{${this.prefix}:${sku}}:buckets`, "n"),
+        this.redis.hget(this.metaKey(sku), "n"),
         this.redis.exists(`{${this.prefix}:${sku}}:stock`),
       ]);
       if (n !== null) return Number(n);
@@ -327,7 +355,7 @@ export class Buckets {
     n: number,
     o: Required<Pick<StockOptions, "perUserLimit">> & StockOptions,
   ): Promise<boolean> {
-    const run = (i: number, opId: string, add: number) =>
+    const run = (i: number, opId: string, add: number, unitsOnly = false) =>
       ADJUST.run(
         this.redis,
         [keys.buckets[i]!.stock],
@@ -342,6 +370,7 @@ export class Buckets {
           this.channel,
           sku,
           this.origin,
+          unitsOnly ? "1" : "",
         ],
       );
     if (delta >= 0) {
@@ -351,15 +380,20 @@ export class Buckets {
       return true;
     }
     // In bucket order, each asked for what is still missing: a retry of the same id replays the same steps.
+    // The units are taken with the settings left as they are, and the settings written only once every unit
+    // is taken, so a refused call (STOCK_BELOW_COMMITTED) changes no setting.
     let missing = -delta;
     const taken: number[] = [];
     for (let i = 0; i < n; i++) {
-      const r = await run(i, id, -missing);
+      const r = await run(i, id, -missing, true);
       taken.push(-r.added);
       missing += r.added;
     }
-    if (missing === 0) return true;
-    await Promise.all(taken.map((t, i) => run(i, `${id}:undo`, t)));
+    if (missing === 0) {
+      await Promise.all(keys.buckets.map((_, i) => run(i, `${id}:set`, 0)));
+      return true;
+    }
+    await Promise.all(taken.map((t, i) => run(i, `${id}:undo`, t, true)));
     return false;
   }
 
@@ -370,7 +404,7 @@ export class Buckets {
       const raw =
         this.batcher === undefined
           ? (await this.run(sku, info, home, [item]))[0]!
-          : await this.batcher.submit(`${home}\n${sku}`, item);
+          : await this.batcher.submit(`${info.n}/${home}\n${sku}`, item);
       const { code, remaining } = raw;
       if (code === ReserveCode.OK || code === ReserveCode.REPLAY) {
         return { ok: true, reservationId: item.reservationId, remaining };
@@ -401,10 +435,11 @@ export class Buckets {
 
   private async send(group: string, batch: Pending<BucketItem, Raw>[]): Promise<void> {
     const nl = group.indexOf("\n");
-    const home = Number(group.slice(0, nl));
+    const [n, home] = group.slice(0, nl).split("/").map(Number) as [number, number];
     const sku = group.slice(nl + 1);
-    const info = this.infos.get(sku);
-    if (info === undefined) throw new UnexpectedReplyError(`no buckets known for ${sku}`);
+    // The info the calls were made with (it may have been forgotten meanwhile: a stale one is told by code 2).
+    const known = this.infos.get(sku);
+    const info = known !== undefined && known.n === n ? known : this.build(sku, n);
     const results = await this.run(
       sku,
       info,
@@ -608,11 +643,34 @@ export class Buckets {
     return { ok: false, reason: "UNKNOWN_RESERVATION" };
   }
 
+  /**
+   * Releases at most `limit` due holds over all the buckets: the limit is shared out among the buckets (the
+   * remainder to a rotating first few, so no bucket waits for ever), in parallel; what a bucket with fewer
+   * due holds left unused goes, in further rounds, to the buckets that used their whole share.
+   */
   async expireHolds(sku: string, info: BucketInfo, limit: number): Promise<number> {
-    const counts = await Promise.all(
-      info.lists.map((keys) => EXPIRE.run(this.redis, keys, [limit, sku, this.maxLen, this.channel])),
-    );
-    return counts.reduce((a, b) => a + b, 0);
+    const start = this.sweeps++ % info.n;
+    let active = info.lists.map((_, k) => (start + k) % info.n);
+    let left = limit;
+    let total = 0;
+    while (left > 0 && active.length > 0) {
+      const k = active.length;
+      const shares = active.map((_, j) => Math.floor(left / k) + (j < left % k ? 1 : 0));
+      const counts = await Promise.all(
+        active.map((i, j) =>
+          shares[j]! === 0
+            ? 0
+            : EXPIRE.run(this.redis, info.lists[i]!, [shares[j]!, sku, this.maxLen, this.channel]),
+        ),
+      );
+      const released = counts.reduce((a, b) => a + b, 0);
+      total += released;
+      left -= released;
+      // A bucket that released less than its share has no more due; one with no share yet keeps its turn.
+      active = active.filter((_, j) => counts[j]! === shares[j]!);
+      if (released === 0 && shares.every((x) => x > 0)) break;
+    }
+    return total;
   }
 
   async reservation(sku: string, info: BucketInfo, reservationId: string): Promise<ReservationInfo | null> {
@@ -630,17 +688,19 @@ export class Buckets {
    * `null` when the SKU's record is gone. Each bucket is read in one step, the buckets one after another,
    * so under traffic the sum is of nearly simultaneous reads; once calls stop it is exact.
    */
-  async snapshot(sku: string, info: BucketInfo): Promise<InventorySnapshot | null> {
+  async snapshot(sku: string, info: BucketInfo): Promise<InventorySnapshot | null | "stale"> {
     let meta: (string | null)[];
     try {
       meta = await this.redis.hmget(info.keys.meta, "initial", "n");
     } catch (err) {
       throw toRedisError(err);
     }
-    if (meta[0] === null || meta[1] === null) {
-      this.forget(sku);
-      return null;
+    if (meta[1] === null || Number(meta[1]) !== info.n) {
+      // Deleted, perhaps set again with another layout: the caller looks again.
+      if (this.infos.get(sku) === info) this.infos.delete(sku);
+      return "stale";
     }
+    if (meta[0] === null) return null;
     const peeks = await this.peekAll(info);
     let available = 0;
     let held = 0;

@@ -208,6 +208,23 @@ export class Inventory implements StockStore {
     return this.buckets.keysOf(sku, buckets);
   }
 
+  /**
+   * The event streams of a SKU as it is laid out now: `[keys(sku).events]` for a one-bucket SKU (or one not
+   * set), one per bucket, in bucket order, for a SKU split into buckets. Give all of them to the consumer
+   * (the orders worker). Reads the SKU's bucket record (a call to Redis).
+   *
+   * @example
+   * ```ts
+   * const streams = await inventory.eventStreams("iphone-17"); // ["{fsk:iphone-17}:events"]
+   * ```
+   */
+  async eventStreams(sku: string): Promise<string[]> {
+    validateId("sku", sku);
+    const n = await this.buckets.countOf(sku);
+    if (n <= 1) return [this.keys(sku).events];
+    return this.buckets.keysOf(sku, n).buckets.map((b) => b.events);
+  }
+
   /** The script KEYS of a SKU; cached because the buy path builds them on every call. */
   private keyList(sku: string): string[] {
     let list = this.keyCache.get(sku);
@@ -251,10 +268,12 @@ export class Inventory implements StockStore {
         throw new InvalidArgumentError("buckets", "cannot be used with the replicated option yet");
       return this.buckets.setStock(sku, quantity, count, o);
     }
-    const token = this.flags.token(sku);
+    // A one-bucket SKU (set again after a re-split, perhaps): what this process knew of its buckets is stale.
+    this.buckets.forget(sku);
+    let token = this.flags.token(sku);
     const reply = await SET_STOCK.run(
       this.redis,
-      [this.keys(sku).stock],
+      [this.keys(sku).stock, this.buckets.metaKey(sku)],
       [
         quantity,
         o.perUserLimit,
@@ -273,7 +292,19 @@ export class Inventory implements StockStore {
         `cannot set ${sku} to ${quantity} units: ${value} are already held or confirmed`,
       );
     }
+    if (code === 2) {
+      // Another call made it bucketed between countOf and this script (which checks in the same step).
+      throw new ConflictError(
+        "BUCKET_COUNT",
+        `${sku} has ${value} buckets, not 1: the count of a live SKU cannot change (delete its keys first)`,
+      );
+    }
     if (this.acks !== undefined) {
+      // The write stands on the master even if the WAIT comes back short: drop what this process answers
+      // in process now (its own change message is ignored), and learn the new state only if nothing else
+      // changed while the WAIT was out.
+      this.flags.changed(sku);
+      token = this.flags.token(sku);
       const { replicas } = await this.acks.wait(this.keys(sku).stock, []);
       const { replicas: want, timeoutMs } = this.acks.options;
       if (replicas < want) {
@@ -332,7 +363,14 @@ export class Inventory implements StockStore {
     const b = this.buckets.known(sku);
     if (b !== undefined) {
       this.refuseBucketsIfReplicated(sku);
-      return this.buckets.reserve(sku, b, { reservationId, userId, quantity, token: this.flags.token(sku) });
+      const r = await this.buckets.reserve(sku, b, {
+        reservationId,
+        userId,
+        quantity,
+        token: this.flags.token(sku),
+      });
+      // UNKNOWN_SKU: its buckets are gone (forgotten now); it may have been set again: look again below.
+      if (r.ok || r.reason !== "UNKNOWN_SKU") return r;
     }
     let result: ReserveResult;
     if (this.settleMs === 0 && this.acks === undefined) {
@@ -498,18 +536,24 @@ export class Inventory implements StockStore {
   async #confirm(sku: string, reservationId: string): Promise<ConfirmResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
-    let b = this.buckets.known(sku);
-    if (b === undefined) {
-      const r = await this.confirmOne(sku, reservationId);
-      if (r.ok || r.reason !== "UNKNOWN_RESERVATION") return r;
-      b = await this.buckets.lookup(sku);
-      if (b === undefined) return r;
+    for (let again = true; ; again = false) {
+      let b = this.buckets.known(sku);
+      const cached = b !== undefined;
+      if (b === undefined) {
+        const r = await this.confirmOne(sku, reservationId);
+        if (r.ok || r.reason !== "UNKNOWN_RESERVATION") return r;
+        b = await this.buckets.lookup(sku);
+        if (b === undefined) return r;
+      }
+      this.refuseBucketsIfReplicated(sku);
+      const code = await this.buckets.confirm(sku, b, reservationId);
+      if (code === 1) {
+        this.flags.changed(sku); // an expired hold may just have been given back
+        return { ok: false, reason: "RELEASED" };
+      }
+      // Not found with what this process knew of the SKU: after a re-split, look again once.
+      if (code.ok || !again || !cached || !(await this.buckets.stale(sku, b))) return code;
     }
-    this.refuseBucketsIfReplicated(sku);
-    const code = await this.buckets.confirm(sku, b, reservationId);
-    if (code !== 1) return code;
-    this.flags.changed(sku); // an expired hold may just have been given back
-    return { ok: false, reason: "RELEASED" };
   }
 
   /** `confirm` of a one-bucket SKU. */
@@ -555,17 +599,22 @@ export class Inventory implements StockStore {
   async #release(sku: string, reservationId: string): Promise<ReleaseResult> {
     validateId("sku", sku);
     validateId("reservationId", reservationId);
-    let b = this.buckets.known(sku);
-    if (b === undefined) {
-      const r = await this.releaseOne(sku, reservationId);
-      if (r.ok || r.reason !== "UNKNOWN_RESERVATION") return r;
-      b = await this.buckets.lookup(sku);
-      if (b === undefined) return r;
+    for (let again = true; ; again = false) {
+      let b = this.buckets.known(sku);
+      const cached = b !== undefined;
+      if (b === undefined) {
+        const r = await this.releaseOne(sku, reservationId);
+        if (r.ok || r.reason !== "UNKNOWN_RESERVATION") return r;
+        b = await this.buckets.lookup(sku);
+        if (b === undefined) return r;
+      }
+      this.refuseBucketsIfReplicated(sku);
+      const r = await this.buckets.release(sku, b, reservationId);
+      if (r.ok) this.flags.changed(sku);
+      // Not found with what this process knew of the SKU: after a re-split, look again once.
+      if (r.ok || r.reason !== "UNKNOWN_RESERVATION" || !again || !cached) return r;
+      if (!(await this.buckets.stale(sku, b))) return r;
     }
-    this.refuseBucketsIfReplicated(sku);
-    const r = await this.buckets.release(sku, b, reservationId);
-    if (r.ok) this.flags.changed(sku);
-    return r;
   }
 
   /** `release` of a one-bucket SKU. */
@@ -600,13 +649,18 @@ export class Inventory implements StockStore {
    */
   async expireHolds(sku: string, options: ExpireOptions = {}): Promise<number> {
     const limit = checkExpireArgs(sku, options);
-    let b = this.buckets.known(sku);
     let n = 0;
-    if (b === undefined) {
-      n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen, this.channel]);
-      if (n === 0) b = await this.buckets.lookup(sku);
+    for (let again = true; ; again = false) {
+      let b = this.buckets.known(sku);
+      const cached = b !== undefined;
+      if (b === undefined) {
+        n = await EXPIRE.run(this.redis, this.keyList(sku), [limit, sku, this.maxLen, this.channel]);
+        if (n === 0) b = await this.buckets.lookup(sku);
+      }
+      if (b !== undefined) n = await this.buckets.expireHolds(sku, b, limit);
+      // Nothing due with what this process knew of the SKU: after a re-split, look again once.
+      if (n > 0 || b === undefined || !cached || !again || !(await this.buckets.stale(sku, b))) break;
     }
-    if (b !== undefined) n = await this.buckets.expireHolds(sku, b, limit);
     if (n > 0) this.flags.changed(sku);
     return n;
   }
@@ -636,11 +690,17 @@ export class Inventory implements StockStore {
    * ```
    */
   async snapshot(sku: string): Promise<InventorySnapshot | null> {
-    const b = this.buckets.known(sku);
-    const s = b === undefined ? await readSnapshot(this.redis, this.keys(sku).stock) : null;
-    if (s !== null) return s;
-    const found = b ?? (await this.buckets.lookup(sku));
-    return found === undefined ? null : this.buckets.snapshot(sku, found);
+    for (let again = true; ; again = false) {
+      const b = this.buckets.known(sku);
+      const s = b === undefined ? await readSnapshot(this.redis, this.keys(sku).stock) : null;
+      if (s !== null) return s;
+      const found = b ?? (await this.buckets.lookup(sku));
+      if (found === undefined) return null;
+      const r = await this.buckets.snapshot(sku, found);
+      // "stale": the SKU's record is gone or has another count (forgotten now): look again once.
+      if (r !== "stale") return r;
+      if (!again) return null;
+    }
   }
 
   /**
@@ -655,11 +715,18 @@ export class Inventory implements StockStore {
    */
   async reservation(sku: string, reservationId: string): Promise<ReservationInfo | null> {
     validateId("reservationId", reservationId);
-    const b = this.buckets.known(sku);
-    const r = b === undefined ? await readReservation(this.redis, this.keys(sku).stock, reservationId) : null;
-    if (r !== null) return r;
-    const found = b ?? (await this.buckets.lookup(sku));
-    return found === undefined ? null : this.buckets.reservation(sku, found, reservationId);
+    for (let again = true; ; again = false) {
+      const b = this.buckets.known(sku);
+      const r =
+        b === undefined ? await readReservation(this.redis, this.keys(sku).stock, reservationId) : null;
+      if (r !== null) return r;
+      const found = b ?? (await this.buckets.lookup(sku));
+      if (found === undefined) return null;
+      const inBucket = await this.buckets.reservation(sku, found, reservationId);
+      // Not found with what this process knew of the SKU: after a re-split, look again once.
+      if (inBucket !== null || !again || b === undefined || !(await this.buckets.stale(sku, b)))
+        return inBucket;
+    }
   }
 
   /**
@@ -672,10 +739,15 @@ export class Inventory implements StockStore {
    */
   async userQuantity(sku: string, userId: string): Promise<number> {
     validateId("userId", userId);
-    const b = this.buckets.known(sku);
-    const q = b === undefined ? await readUserQuantity(this.redis, this.keys(sku).stock, userId) : 0;
-    if (q !== 0) return q;
-    const found = b ?? (await this.buckets.lookup(sku));
-    return found === undefined ? 0 : this.buckets.userQuantity(found, userId);
+    for (let again = true; ; again = false) {
+      const b = this.buckets.known(sku);
+      const q = b === undefined ? await readUserQuantity(this.redis, this.keys(sku).stock, userId) : 0;
+      if (q !== 0) return q;
+      const found = b ?? (await this.buckets.lookup(sku));
+      if (found === undefined) return 0;
+      const inBucket = await this.buckets.userQuantity(found, userId);
+      // None with what this process knew of the SKU: after a re-split, look again once.
+      if (inBucket !== 0 || !again || b === undefined || !(await this.buckets.stale(sku, b))) return inBucket;
+    }
   }
 }

@@ -3,12 +3,13 @@ import { defineScript, replyError, replyInt, replyInts } from "../internal/scrip
 import type { SkuState } from "./sold-out-flags.js";
 
 /**
- * `code` 0 written (`value`: units available), 1 below committed (`value`: held + confirmed); `records`: the
- * reservations the SKU has ever made.
+ * `code` 0 written (`value`: units available), 1 below committed (`value`: held + confirmed), 2 the SKU is
+ * split into buckets (`value`: its bucket count; nothing written); `records`: the reservations the SKU has
+ * ever made.
  */
 export const SET_STOCK = defineScript("stock/set-stock", (r) => {
   const [code, value, records] = replyInts("stock/set-stock", r, 3) as [number, number, number];
-  if (code !== 0 && code !== 1) throw replyError("stock/set-stock", r, "code 0 or 1");
+  if (code !== 0 && code !== 1 && code !== 2) throw replyError("stock/set-stock", r, "code 0, 1 or 2");
   return { code, value, records };
 });
 

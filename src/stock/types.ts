@@ -27,6 +27,11 @@ export type ReserveRejection = "SOLD_OUT" | "LIMIT_REACHED" | "UNKNOWN_SKU" | "N
  * The outcome of `reserve`: the reservation (with the units left right after it; `-1` for unlimited stock),
  * the reason it was refused, or `IN_DOUBT`.
  *
+ * On a SKU split into buckets (`Inventory`, `setStock`'s `buckets`), `remaining` is the units left in the
+ * user's home bucket right after the reservation, not the SKU's: the SKU has at least that many (the other
+ * buckets and the transfers in flight hold the rest); 0 does not mean sold out. Summing every bucket would
+ * cost a read of each on every reservation; read `snapshot(sku).available` for the SKU's total.
+ *
  * `IN_DOUBT` (only from an `Inventory` with `replicated` or `settleMs`): the call may or may not have
  * reserved, and nothing could settle it in time: its reply was lost (a command timeout, a dropped
  * connection, a failover) or fewer replicas than `replicated.replicas` acknowledged it. `reservationId` is
