@@ -135,3 +135,35 @@
   }
   poll();
 })();
+
+// The waiting room's panel (shown when the sale has a room): the line's length, the passes out, the
+// admissions so far, the admissions a second measured over the last 10 s (on Redis time) and the set rate.
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const sale = JSON.parse($("sale-data").textContent);
+  const seen = []; // [Redis ms, admitted]
+  async function poll() {
+    try {
+      const res = await fetch(`/api/stats?sku=${encodeURIComponent(sale.sku)}`);
+      const room = res.ok ? (await res.json()).room : undefined;
+      $("room").hidden = room === undefined;
+      if (room === undefined) return;
+      seen.push([room.now, room.admitted]);
+      while (seen.length > 2 && room.now - seen[0][0] > 10_000) seen.shift();
+      const [t0, a0] = seen[0];
+      $("room-waiting").textContent = String(room.waiting) + (room.paused ? " (paused)" : "");
+      $("room-active").textContent = String(room.active);
+      $("room-admitted").textContent = String(room.admitted);
+      $("room-measured").textContent =
+        room.now > t0 ? (((room.admitted - a0) * 1000) / (room.now - t0)).toFixed(1) : "–";
+      $("room-rate").textContent =
+        `${room.admitPerSecond} / s, burst ${room.burst}` +
+        (room.maxActive === null ? "" : `, at most ${room.maxActive} passes out`);
+    } catch {
+      // the server restarting, or the network: try again on the next tick
+    } finally {
+      setTimeout(poll, 1000);
+    }
+  }
+  poll();
+})();

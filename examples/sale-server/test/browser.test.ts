@@ -340,6 +340,15 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     expect(stats.room).toMatchObject({ admitted: 3, admitPerSecond: 1, burst: 1 });
     expect(stats.stock).toMatchObject({ held: 1 });
     await page.close();
+    // The dashboard's room panel: the line, the admissions, the set rate.
+    const dash = await context.newPage();
+    await dash.goto(base + "/dashboard");
+    await dash.waitForSelector("#room:not([hidden])");
+    await expect.poll(() => dash.textContent("#room-admitted")).toBe("3");
+    expect(await dash.textContent("#room-waiting")).toBe("0");
+    expect(await dash.textContent("#room-rate")).toBe("1 / s, burst 1");
+    if (!real) await dash.screenshot({ path: join(SHOTS, "dashboard-room.png"), fullPage: true });
+    await dash.close();
   }, 120_000);
 
   it("serves the page CDN-ready: immutable hashed assets, short-lived HTML with an ETag", async () => {
