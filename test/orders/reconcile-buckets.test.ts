@@ -61,7 +61,14 @@ describe("reconcileStock on a bucketed SKU", () => {
 
   it("a pending order: refused with a message about buckets (not 'deleted from Redis meanwhile')", async () => {
     const { inventory, orders, buy } = await setup();
-    await buy("bob");
-    await expect(reconcileStock({ redis, inventory, orders, sku: "hot" })).rejects.toThrow(/bucket/);
+    const id = await buy("bob");
+    const before = await inventory.snapshot("hot");
+    await expect(reconcileStock({ redis, inventory, orders, sku: "hot" })).rejects.toThrow(
+      /split into buckets: not supported/,
+    );
+    // Refused before it changes anything.
+    expect(await inventory.snapshot("hot")).toEqual(before);
+    expect((await inventory.reservation("hot", id))?.state).toBe("held");
+    expect((await orders.get(id))?.status).toBe("pending");
   });
 });
