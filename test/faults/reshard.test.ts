@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SpinLock } from "../../src/lock/index.js";
 import { TokenBucket } from "../../src/ratelimit/index.js";
 import { Inventory } from "../../src/stock/index.js";
+import { homeOf } from "../../src/stock/buckets.js";
 import { keySlot } from "../../src/internal/slot.js";
 import { startCluster, type LocalCluster, type MigrateReport } from "../support/cluster.js";
 import { randomPrefix } from "../support/redis.js";
@@ -152,6 +153,155 @@ function hotSku(prefix: string): Case {
 }
 
 /**
+ * A hot SKU split into 3 buckets (no `holdMs`: every bucket's holds key is missing, so every reserve,
+ * confirm and release on a bucket names a missing key): only bucket 0's slot moves, the home bucket of a
+ * quarter of the callers, which holds their quotas and reservations. Most units are held from the start, so
+ * buckets run dry and borrow throughout, bucket 0 included, while its slot is open (a transfer reads every
+ * bucket, takes from one and credits another). Sold == stock, conservation over the buckets,
+ * each user's units equal to the ledger and within the cap.
+ */
+function bucketedSku(prefix: string): Case {
+  const inventory = new Inventory(redis, { prefix, localCacheMs: 0 });
+  const sku = "bucketed-sku";
+  const N = 3;
+  const STOCK = 900;
+  const CAP = 2;
+  const USERS = 3000;
+  const all = Array.from({ length: USERS }, (_, i) => `b${i}`);
+  const home0 = all.filter((u) => homeOf(u, N) === 0);
+  const others = all.filter((u) => homeOf(u, N) !== 0);
+  /**
+   * Units held from the start in each bucket (of STOCK / N) by users at home there: with 6 units left for
+   * 16 callers, buckets run dry and borrow all through the stampede, and the releases move units around.
+   */
+  const SUNK = [298, 298, 298];
+  const sinks = Array.from({ length: 2000 }, (_, i) => `s${i}`);
+  const sunk: string[] = [];
+  const held = new Map<string, string>(); // reservationId -> userId
+  const confirmed = new Map<string, string>();
+  let released = 0;
+  let soldOutEarly = 0;
+  let calls = 0;
+  let warmTransfers: Promise<number> | undefined;
+  let transfers = -1;
+  let draining = false;
+  const slowest = new Slowest();
+  const pick = (list: string[]): string => list[Math.floor(Math.random() * list.length)]!;
+  const user = (): string => (Math.random() < 0.25 ? pick(home0) : pick(others));
+  const keys = inventory.bucketKeys(sku, N);
+  /** Transfers bucket 0 has given or received (its `x:<id>` fields). */
+  const moved = async (): Promise<number> =>
+    (await redis.hkeys(keys.buckets[0]!.stock)).filter((f) => f.startsWith("x:")).length;
+  /** One step of one caller: reserve, then confirm or release. Returns the calls made. */
+  const call = async (): Promise<number> => {
+    const userId = user();
+    const r = await slowest.time(() => inventory.reserve(sku, { userId, reservationId: randomUUID() }));
+    if (!r.ok) {
+      if (r.reason === "SOLD_OUT") soldOutEarly++;
+      return 1;
+    }
+    held.set(r.reservationId, userId);
+    // Nearly all released: the few units left last through the migrations, moving between buckets.
+    if (Math.random() < 0.03) {
+      const c = await slowest.time(() => inventory.confirm(sku, r.reservationId));
+      if (!c.ok) throw new Error(`confirm of a held reservation answered ${c.reason}`);
+      held.delete(r.reservationId);
+      confirmed.set(r.reservationId, userId);
+    } else if (!draining) {
+      const c = await slowest.time(() => inventory.release(sku, r.reservationId));
+      if (!c.ok) throw new Error(`release of a held reservation answered ${c.reason}`);
+      held.delete(r.reservationId);
+      released++;
+    }
+    return 2;
+  };
+  return {
+    name: `bucketed SKU (${N} buckets, bucket 0 moves: reserve, confirm, release, per-user cap, borrowing)`,
+    slowest,
+    workers: 16,
+    warmCalls: 200,
+    async setup() {
+      await inventory.setStock(sku, STOCK, { perUserLimit: CAP, buckets: N });
+      const units = SUNK.flatMap((k, i) =>
+        sinks
+          .filter((u) => homeOf(u, N) === i)
+          .slice(0, k / CAP)
+          .flatMap((u) => Array.from({ length: CAP }, () => u)),
+      );
+      expect(units.length).toBe(SUNK.reduce((a, b) => a + b));
+      await Promise.all(
+        units.map(async (userId) => {
+          const r = await inventory.reserve(sku, { userId, reservationId: randomUUID() });
+          if (!r.ok) throw new Error(`reserve of a sink unit answered ${r.reason}`);
+          held.set(r.reservationId, userId);
+        }),
+      );
+      sunk.push(...new Set(units));
+      return Object.values(keys.buckets[0]!);
+    },
+    async step() {
+      const n = await call();
+      calls += n;
+      // Once warm (the slots open next): what bucket 0 has moved so far, to count the rest.
+      if (warmTransfers === undefined && calls >= this.warmCalls) warmTransfers = moved();
+      return n;
+    },
+    async finish() {
+      transfers = (await moved()) - (await warmTransfers!);
+      draining = true;
+      let soldOut = false;
+      const deadline = Date.now() + 30_000;
+      const buyer = async (): Promise<void> => {
+        while (!soldOut && Date.now() < deadline) {
+          const userId = pick(all);
+          const r = await inventory.reserve(sku, { userId, reservationId: randomUUID() });
+          if (r.ok) held.set(r.reservationId, userId);
+          else if (r.reason === "SOLD_OUT") soldOut = true;
+        }
+      };
+      await Promise.all(Array.from({ length: 16 }, buyer));
+      console.log(
+        `bucketed SKU: ${transfers} transfers from or to bucket 0 after the warm-up, ${soldOutEarly} SOLD_OUT answers before the drain`,
+      );
+    },
+    async check() {
+      const snap = (await inventory.snapshot(sku))!;
+      expect(snap.buckets).toBe(N);
+      expect(snap.available).toBe(0);
+      expect(snap.held + snap.confirmed).toBe(STOCK); // sold == stock
+      expect(snap.held).toBe(held.size);
+      expect(snap.confirmed).toBe(confirmed.size);
+      expect(released).toBeGreaterThan(0);
+      // The borrowing path ran on bucket 0 during the migrations.
+      expect(transfers).toBeGreaterThan(0);
+      // Conservation bucket by bucket: no transfer left in flight, and the buckets' own counters add up.
+      let units = 0;
+      for (const b of keys.buckets) {
+        expect(await redis.hlen(b.moves)).toBe(0);
+        const [a, h, c] = await redis.hmget(b.stock, "available", "held", "confirmed");
+        units += Number(a) + Number(h ?? 0) + Number(c ?? 0);
+      }
+      expect(units).toBe(STOCK);
+      const mine = new Map<string, number>();
+      for (const u of [...held.values(), ...confirmed.values()]) mine.set(u, (mine.get(u) ?? 0) + 1);
+      const over: string[] = [];
+      const wrong: string[] = [];
+      const users = [...all, ...sunk];
+      for (let i = 0; i < users.length; i += 200) {
+        const chunk = users.slice(i, i + 200);
+        const counts = await Promise.all(chunk.map((u) => inventory.userQuantity(sku, u)));
+        chunk.forEach((u, j) => {
+          if (counts[j]! > CAP) over.push(u);
+          if (counts[j] !== (mine.get(u) ?? 0)) wrong.push(u);
+        });
+      }
+      expect(over).toEqual([]);
+      expect(wrong).toEqual([]);
+    },
+  };
+}
+
+/**
  * A hot rate-limit key whose refill is negligible over the test: exactly `capacity` takes are admitted
  * however the slot moves. Refusals are not answered in process, so every take goes to Redis.
  */
@@ -241,7 +391,7 @@ function hotLock(prefix: string): Case {
   };
 }
 
-const CASES: ((prefix: string) => Case)[] = [hotSku, hotRateLimit, hotLock];
+const CASES: ((prefix: string) => Case)[] = [hotSku, bucketedSku, hotRateLimit, hotLock];
 
 /** TRYAGAIN replies the masters have sent so far (`INFO errorstats`). */
 async function tryAgainReplies(): Promise<number> {
@@ -271,7 +421,9 @@ describe("resharding under load (3-master Redis Cluster)", () => {
         const s = stats.get(c)!;
         while (!stop) {
           try {
-            s.calls += await c.step();
+            // Not `s.calls += await …`: that reads s.calls before the await and loses the others' calls.
+            const n = await c.step();
+            s.calls += n;
           } catch (err) {
             failures.push(`${c.name}: ${String(err)}`);
           }
