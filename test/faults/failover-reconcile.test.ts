@@ -14,8 +14,6 @@ import { startSentinels } from "../support/sentinel.js";
 import { randomPrefix } from "../support/redis.js";
 import { BACKENDS, tableName, until, type Backend } from "../outbox/helpers.js";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 let pg: Backend;
 beforeAll(async () => {
   pg = await BACKENDS[0]!.start(20);
@@ -29,7 +27,7 @@ describe("Sentinel failover without replicated acknowledgement, then reconcileSt
     const setup = await startSentinels({
       replicas: 2,
       sentinels: 3,
-      replicationDelayMs: 30,
+      replicationDelayMs: 200,
       downAfterMs: 1000,
       nodeArgs: ["--repl-diskless-sync-delay", "0"],
     });
@@ -55,6 +53,10 @@ describe("Sentinel failover without replicated acknowledgement, then reconcileSt
       /** Acknowledged reservation id → when it was acknowledged; each has its order in PostgreSQL. */
       const acknowledged = new Map<string, number>();
       const failed: string[] = [];
+      /** Orders whose payment answered STOCK_RELEASED (their reservation was lost): cancelled, refunded. */
+      const payRefused = new Set<string>();
+      let paid = 0;
+      let payErrors = 0;
       let soldOut = 0;
       let errors = 0;
       let stop = false;
@@ -77,14 +79,20 @@ describe("Sentinel failover without replicated acknowledgement, then reconcileSt
           }
           if (!r.ok) {
             if (r.reason === "SOLD_OUT") soldOut++;
-            // Sold out: wait for the test to stop the buyers (or the failover to bring lost units back).
-            await sleep(5);
             continue;
           }
           // The order worker's part: the order in the database of record, in a transaction.
           await transaction(pg.db, (tx) => orders.create(tx, { sku, userId: id, reservationId: id }));
           acknowledged.set(id, Date.now());
           if (killedAt > 0 && startedAt > killedAt && firstOkAfterKill === 0) firstOkAfterKill = Date.now();
+          // One buyer in four pays at once. A payment that throws (Redis gone between the order's UPDATE
+          // and the confirm) is left as it is: reconcileStock finishes it.
+          if (acknowledged.size % 4 === 0) {
+            const p = await orders.pay(id).catch(() => null);
+            if (p === null) payErrors++;
+            else if (p.ok) paid++;
+            else payRefused.add(id);
+          }
         }
       };
       const buyers = Array.from({ length: 16 }, buyer);
@@ -107,17 +115,27 @@ describe("Sentinel failover without replicated acknowledgement, then reconcileSt
       // Before the repair: what the failover lost, and what was sold twice.
       const before = (await check.snapshot(sku))!;
       expect(before.available + before.held + before.confirmed).toBe(initial);
-      const lost = new Set<string>();
-      for (const id of acknowledged.keys()) if ((await check.reservation(sku, id)) === null) lost.add(id);
-      const orphans: string[] = []; // callers told "error" whose reservation the promoted master holds
-      for (const id of failed) if ((await check.reservation(sku, id)) !== null) orphans.push(id);
       const ordersBefore = await orders.listBySku(sku);
       expect(ordersBefore).toHaveLength(acknowledged.size);
-      // Every unit the promoted master holds belongs to an acknowledged order it kept or an orphan hold.
-      expect(before.held).toBe(acknowledged.size - lost.size + orphans.length);
+      const stateBefore = new Map<string, string>();
+      for (const o of ordersBefore) {
+        stateBefore.set(o.id, (await check.reservation(sku, o.reservationId))?.state ?? "lost");
+      }
+      const lost = [...acknowledged.keys()].filter((id) => stateBefore.get(id) === "lost");
+      const liveBefore = ordersBefore.filter((o) => o.status !== "cancelled");
+      // Only a payment refused for a lost reservation cancels an order before the repair.
+      expect(ordersBefore.filter((o) => o.status === "cancelled").map((o) => o.id)).toEqual(
+        ordersBefore.filter((o) => payRefused.has(o.id)).map((o) => o.id),
+      );
+      for (const id of payRefused) expect(stateBefore.get(id)).toBe("lost");
+      const liveLost = liveBefore.filter((o) => stateBefore.get(o.id) === "lost");
+      const orphans: string[] = []; // callers told "error" whose reservation the promoted master holds
+      for (const id of failed) if ((await check.reservation(sku, id)) !== null) orphans.push(id);
+      // Every unit the promoted master has belongs to a live order it kept or to an orphan hold.
+      expect(before.held + before.confirmed).toBe(liveBefore.length - liveLost.length + orphans.length);
       // Units with two owners: live orders plus orphan holds beyond the stock (the lost units sold again).
-      const soldTwice = acknowledged.size + orphans.length - initial;
-      expect(soldTwice).toBe(lost.size);
+      const soldTwice = liveBefore.length + orphans.length - initial;
+      expect(soldTwice).toBe(liveLost.length);
 
       const report = await reconcileStock({ redis: books, inventory: check, orders, sku });
 
@@ -127,7 +145,6 @@ describe("Sentinel failover without replicated acknowledgement, then reconcileSt
       expect(s.available).toBeGreaterThanOrEqual(0);
       expect(s.available + s.held + s.confirmed).toBe(initial);
       const all = await orders.listBySku(sku);
-      const live = all.filter((o) => o.status !== "cancelled");
       const cancelled = new Set(report.cancelled);
       const releasedHolds = new Set(report.releasedHolds);
       let liveUnits = 0;
@@ -137,10 +154,14 @@ describe("Sentinel failover without replicated acknowledgement, then reconcileSt
           // Kept: its reservation is in Redis (written back if the failover lost it).
           expect(r, o.id).toMatchObject({ state: "held", userId: o.userId, quantity: o.quantity });
           liveUnits += o.quantity;
+        } else if (o.status === "paid") {
+          expect(r, o.id).toMatchObject({ state: "confirmed", userId: o.userId, quantity: o.quantity });
+          liveUnits += o.quantity;
         } else {
-          // Nobody paid in this run: an order that is not pending was cancelled by the repair.
-          expect(o.status, o.id).toBe("cancelled");
-          expect(cancelled.has(o.id) || report.refund.includes(o.id), o.id).toBe(true);
+          // Cancelled by the repair, or by its refused payment before it.
+          expect(cancelled.has(o.id) || report.refund.includes(o.id) || payRefused.has(o.id), o.id).toBe(
+            true,
+          );
           expect(r?.state ?? "released", o.id).toBe("released");
         }
       }
@@ -152,31 +173,48 @@ describe("Sentinel failover without replicated acknowledgement, then reconcileSt
       }
       expect(liveUnits + orphanUnits).toBeLessThanOrEqual(initial);
       expect(liveUnits + orphanUnits).toBe(s.held + s.confirmed);
-      expect(live).toHaveLength(liveUnits);
 
-      // The orders that came first keep their units: the newest are cancelled, all made after the kill.
-      const kept = Math.min(acknowledged.size, initial);
-      expect(report.cancelled).toHaveLength(acknowledged.size - kept);
-      for (const id of report.cancelled) expect(acknowledged.get(id)!).toBeGreaterThan(killedAt);
+      // Paid orders first, then the pending ones oldest first: the newest pending orders are cancelled,
+      // all of them made after the kill; every paid order keeps its unit (nothing to refund).
+      const kept = Math.min(liveBefore.length, initial);
+      expect(report.cancelled).toHaveLength(liveBefore.length - kept);
+      for (const id of report.cancelled) {
+        expect(ordersBefore.find((o) => o.id === id)?.status).toBe("pending");
+        expect(acknowledged.get(id)!).toBeGreaterThan(killedAt);
+      }
       expect(report.refund).toEqual([]);
       expect(report.releasedHolds).toHaveLength(Math.max(0, orphans.length - (initial - kept)));
-      const lostCancelled = report.cancelled.filter((id) => lost.has(id)).length;
-      expect(report.restored).toEqual({ held: lost.size - lostCancelled, confirmed: 0 });
+      const paidBefore = liveBefore.filter((o) => o.status === "paid");
+      expect(report.restored).toEqual({
+        held: liveLost.filter((o) => o.status === "pending" && !cancelled.has(o.id)).length,
+        confirmed: paidBefore.filter((o) => stateBefore.get(o.id) === "lost").length,
+      });
+      // A paid order whose confirm never reached Redis (the payment threw) is confirmed now.
+      expect(report.confirmed).toBe(paidBefore.filter((o) => stateBefore.get(o.id) === "held").length);
 
       // A second run changes nothing.
       const again = await reconcileStock({ redis: books, inventory: check, orders, sku });
-      expect(again).toMatchObject({ restored: { held: 0, confirmed: 0 }, cancelled: [], releasedHolds: [] });
+      expect(again).toMatchObject({
+        restored: { held: 0, confirmed: 0 },
+        confirmed: 0,
+        released: 0,
+        cancelled: [],
+        releasedHolds: [],
+        refund: [],
+      });
       expect(again.snapshot).toEqual(s);
 
       console.log(
-        `failover + reconcileStock: ${initial} units, ${acknowledged.size} acknowledged (orders written), ` +
-          `${lost.size} acknowledged-then-lost${lost.size === 0 ? " (this run lost none)" : ""}, ` +
+        `failover + reconcileStock: ${initial} units, ${acknowledged.size} acknowledged (orders written; ` +
+          `${paid} paid, ${payErrors} payments failed, ${payRefused.size} refused as STOCK_RELEASED), ` +
+          `${lost.length} acknowledged-then-lost${lost.length === 0 ? " (this run lost none)" : ""}, ` +
           `${errors} calls retried after an error, ${failed.length} left failed (${orphans.length} hold a unit), ` +
-          `${soldTwice} units sold twice; ` +
-          `repair: ${report.restored.held} holds written back, ${report.cancelled.length} orders cancelled, ` +
-          `${report.refund.length} refunds, ${report.releasedHolds.length} holds released; after: ` +
-          `available ${s.available}, held ${s.held}, confirmed ${s.confirmed}, 0 units with two owners ` +
-          `(promoted ${firstOkAfterKill - killedAt} ms after the kill, ${soldOut} sold-out answers)`,
+          `${soldTwice} units sold twice; repair: ${report.restored.held} holds and ` +
+          `${report.restored.confirmed} confirmations written back, ${report.confirmed} confirmed, ` +
+          `${report.cancelled.length} orders cancelled, ${report.refund.length} refunds, ` +
+          `${report.releasedHolds.length} holds released; after: available ${s.available}, held ${s.held}, ` +
+          `confirmed ${s.confirmed}, 0 units with two owners (serving again ${firstOkAfterKill - killedAt} ms ` +
+          `after the kill, ${soldOut} sold-out answers)`,
       );
       await inventory.close();
       await check.close();
