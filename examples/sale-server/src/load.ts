@@ -5,6 +5,9 @@
 //   3. the sale: buyers through CAPTCHA → purchase token → buy; commands per successful buy printed
 //   4. the crowd: REQUESTS attempts from USERS users until and after the stock runs out
 //   5. after sell-out: buys with new reservation ids (valid tokens, never used)                  → 0 commands
+// With the waiting room on (the default), every buyer joins the sale's room and polls until admitted before the
+// CAPTCHA, and the crowd checks that the buy route never sees more buys than the room admits (at most
+// burst + rate × seconds since the crowd started) and samples the line's length over time.
 // Then it pays some orders, waits for the payment timeout to cancel the rest, and checks the books: exactly
 // UNITS orders, nothing oversold, no user with two orders, available + held + confirmed = initial.
 // The server runs in its own process(es) (src/main.ts --control, started by child.ts), driven over HTTP from
@@ -14,6 +17,7 @@
 // counts are the requests' own.
 //   REQUESTS (5000) USERS (2000) UNITS (100) CONCURRENCY (100) PAY_FRACTION (0.3) PROCESSES (1)
 //   PAYMENT_TIMEOUT_MS (60000: longer than the buy phases, so no unit is sold twice)
+//   ROOM_RATE (50) ROOM_BURST (20): the waiting room's admissions a second and burst; ROOM=off: no room
 //   REDIS_URL / DATABASE_URL as for the server (default: private redis-server and PGlite)
 //   REPORT (load-report.html)
 import { writeFileSync } from "node:fs";
@@ -36,6 +40,22 @@ export interface LoadOptions {
   readonly prefix?: string;
   /** Server processes on one port (`--processes`; more than 1 needs DATABASE_URL). @default 1 */
   readonly processes?: number;
+  /** The waiting room in front of the sale, or `false` for none. @default { admitPerSecond: 50, burst: 20 } */
+  readonly room?: { readonly admitPerSecond: number; readonly burst: number } | false;
+}
+
+/** What the waiting room let through during the crowd. */
+export interface RoomReport {
+  readonly admitPerSecond: number;
+  readonly burst: number;
+  /** Ms since the crowd started at which each buy request was sent, in order. */
+  readonly buysAt: number[];
+  /** The most buys sent by any moment t, minus `burst + admitPerSecond × t`: at most 0 when the room holds. */
+  readonly maxExcess: number;
+  /** [ms since the crowd started, users in line, admitted so far] every 200 ms during the crowd. */
+  readonly queue: [number, number, number][];
+  /** Whether the buy route never saw more than the room admits. */
+  readonly held: boolean;
 }
 
 /** What one phase cost Redis. */
@@ -51,7 +71,7 @@ export interface Phase {
   /** HTTP status → count. */
   readonly statuses: Record<number, number>;
   /** Commands per successful buy (the sale phase only). */
-  readonly perBuy?: { captcha: number; token: number; buy: number };
+  readonly perBuy?: { room: number; captcha: number; token: number; buy: number };
 }
 
 export interface LoadResult {
@@ -70,6 +90,8 @@ export interface LoadResult {
   readonly conservation: boolean;
   /** [ms since start, latency ms] of every attempt of the crowd. */
   readonly samples: [number, number][];
+  /** The waiting room's part (absent without a room). */
+  readonly room?: RoomReport;
   readonly ok: boolean;
 }
 
@@ -103,6 +125,7 @@ async function pool(n: number, concurrency: number, job: (i: number) => Promise<
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const env = o.env ?? process.env;
   const processes = o.processes ?? 1;
+  const roomSet = o.room === undefined ? { admitPerSecond: 50, burst: 20 } : o.room;
   if (processes > 1 && !env.DATABASE_URL)
     throw new Error("a load test on several server processes needs DATABASE_URL (PGlite is in-process)");
   // The servers' Redis: the given one, or a private redis-server this process owns (and reads the counts of).
@@ -125,7 +148,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
         // The order worker starts after the counted phases (start-worker below).
         ORDER_WORKER: "0",
         DEMO_SALE: "0",
-        ROOM: "off",
+        ...(roomSet
+          ? { ROOM_RATE: String(roomSet.admitPerSecond), ROOM_BURST: String(roomSet.burst) }
+          : { ROOM: "off" }),
         // The limiter fails closed after 500 ms by default; a shared test machine stalls that long at times,
         // and this test checks the books and the Redis counts, not the latencies.
         LIMITS: JSON.stringify({ timeoutMs: 5_000 }),
@@ -279,6 +304,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
           ["/"],
           [asset],
           ["/api/time"],
+          ["/api/room/join", { sku: SKU }],
           [`/api/captcha?sku=${SKU}`],
           ["/api/purchase-token", { sku: SKU, captchaId: "c", answer: ANSWER }],
           ["/api/buy", { sku: SKU, token: "no-token-yet" }],
@@ -313,15 +339,51 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     // ---- 3. the sale: successful buys, step by step ------------------------------------------------------
     const buyers = Math.max(1, Math.floor(o.units / 2));
     const tokens = new Map<number, string>();
+    const passes = new Map<number, string>();
     const reservations = new Map<string, number>(); // reservationId → user
+    /**
+     * Joins the room and polls until admitted: the pass ("" without a room), or the refusal that ended the
+     * wait (sold out, for one). Polls at about half the estimated wait, between 50 and 500 ms.
+     */
+    const admitted = async (user: number): Promise<{ pass: string } | { refused: Reply }> => {
+      if (!roomSet) return { pass: "" };
+      let r = await call(user, "/api/room/join", { sku: SKU });
+      const ticket = String(r.body.ticket ?? "");
+      for (;;) {
+        if (r.status !== 200) return { refused: r };
+        if (r.body.state === "ADMITTED") return { pass: String(r.body.pass) };
+        if (r.body.state !== "WAITING" && r.body.state !== "NOT_QUEUED") return { refused: r };
+        await sleep(Math.min(500, Math.max(50, Number(r.body.estimatedWaitMs ?? 500) / 2)));
+        r =
+          r.body.state === "NOT_QUEUED"
+            ? await call(user, "/api/room/join", { sku: SKU })
+            : await call(user, `/api/room/status?sku=${SKU}&ticket=${encodeURIComponent(ticket)}`);
+      }
+    };
+    const withPass = (user: number) => (passes.get(user) ? { pass: passes.get(user) } : {});
     const token = async (user: number) => {
+      const a = await admitted(user);
+      if ("refused" in a) throw new Error(`a late buyer was not admitted: ${JSON.stringify(a.refused)}`);
+      passes.set(user, a.pass);
       const c = await call(user, `/api/captcha?sku=${SKU}`);
-      const t = await call(user, "/api/purchase-token", { sku: SKU, captchaId: c.body.id, answer: ANSWER });
+      const t = await call(user, "/api/purchase-token", {
+        sku: SKU,
+        captchaId: c.body.id,
+        answer: ANSWER,
+        ...withPass(user),
+      });
       if (t.status !== 200)
         throw new Error(`no token for a late buyer: ${c.status} ${t.status} ${JSON.stringify(t.body)}`);
       tokens.set(user, String(t.body.token));
     };
     const captchas = new Map<number, string>();
+    const c0 = await measure("sale: waiting room (join, status until admitted)", false, () =>
+      pool(buyers, o.concurrency, async (u) => {
+        const a = await admitted(u);
+        if ("refused" in a) throw new Error(`a sale buyer was not admitted: ${JSON.stringify(a.refused)}`);
+        passes.set(u, a.pass);
+      }),
+    );
     const c1 = await measure("sale: CAPTCHA", false, () =>
       pool(buyers, o.concurrency, async (u) => {
         captchas.set(u, String((await call(u, `/api/captcha?sku=${SKU}`)).body.id));
@@ -333,6 +395,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
           sku: SKU,
           captchaId: captchas.get(u),
           answer: ANSWER,
+          ...withPass(u),
         });
         if (t.status === 200) tokens.set(u, String(t.body.token));
       }),
@@ -351,12 +414,12 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     const per = (p: Phase) => p.total / buyers;
     const salePhase: Phase = {
       name: "sale: one successful buy (CAPTCHA + token + buy)",
-      requests: c1.requests + c2.requests + c3.requests,
+      requests: c0.requests + c1.requests + c2.requests + c3.requests,
       commands: {},
-      total: c1.total + c2.total + c3.total,
+      total: c0.total + c1.total + c2.total + c3.total,
       expectZero: false,
       statuses: {},
-      perBuy: { captcha: per(c1), token: per(c2), buy: per(c3) },
+      perBuy: { room: per(c0), captcha: per(c1), token: per(c2), buy: per(c3) },
     };
     phases.push(salePhase);
 
@@ -367,7 +430,19 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     // ---- 4. the crowd -------------------------------------------------------------------------------------
     const outcomes: Record<string, number> = {};
     const samples: [number, number][] = [];
+    const buysAt: number[] = [];
+    const queue: [number, number, number][] = [];
+    let crowdDone = false;
     const t0 = performance.now();
+    // The line's length over time, from the dashboard's numbers, every 200 ms while the crowd runs.
+    const sampler = (async () => {
+      while (roomSet && !crowdDone) {
+        const r = await raw(`/api/stats?sku=${SKU}`, undefined, {});
+        const room = (r.body as Partial<SaleStats>).room;
+        if (room) queue.push([performance.now() - t0, room.waiting, room.admitted]);
+        await sleep(200);
+      }
+    })();
     // The order worker runs meanwhile (orders must be written within their payment window): this phase's
     // count includes its stream reads.
     await measure(
@@ -378,14 +453,32 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
           const user = buyers + (i % (o.users - buyers));
           const started = performance.now();
           let outcome: string;
+          const a = await admitted(user);
+          if ("refused" in a) {
+            const r = a.refused;
+            outcome = `${r.status} ${r.body.error?.code ?? String(r.body.state)} (room)`;
+            const ended = performance.now();
+            samples.push([ended - t0, ended - started]);
+            outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+            return;
+          }
+          passes.set(user, a.pass);
           const c = await call(user, `/api/captcha?sku=${SKU}`);
           const t =
             c.status === 200
-              ? await call(user, "/api/purchase-token", { sku: SKU, captchaId: c.body.id, answer: ANSWER })
+              ? await call(user, "/api/purchase-token", {
+                  sku: SKU,
+                  captchaId: c.body.id,
+                  answer: ANSWER,
+                  ...withPass(user),
+                })
               : c;
+          // A pass is spent by a purchase token, and kept by a refusal before it (the CAPTCHA, a limit).
+          if (t.status === 200) passes.delete(user);
           if (t.status !== 200)
             outcome = `${t.status} ${t.body.error?.code}${c === t ? " (captcha)" : " (token)"}`;
           else {
+            buysAt.push(performance.now() - t0);
             const b = await call(user, "/api/buy", { sku: SKU, token: t.body.token });
             outcome =
               b.status === 202
@@ -400,6 +493,19 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       false,
     );
     const durationMs = performance.now() - t0;
+    crowdDone = true;
+    await sampler;
+    // Every buy of the crowd was sent after its user's admission, and the crowd's users joined after t0: the
+    // k-th buy, sent at t ms, needs k admissions in t ms, which the room allows only up to burst + rate × t.
+    let roomReport: RoomReport | undefined;
+    if (roomSet) {
+      const sorted = [...buysAt].sort((x, y) => x - y);
+      const maxExcess = sorted.reduce(
+        (m, t, k) => Math.max(m, k + 1 - roomSet.burst - (roomSet.admitPerSecond * t) / 1000),
+        -Infinity,
+      );
+      roomReport = { ...roomSet, buysAt: sorted, maxExcess, queue, held: maxExcess <= 0 };
+    }
 
     // ---- 5. after sell-out: new ids ------------------------------------------------------------------------
     const soldOut = (await stats()).stock;
@@ -447,7 +553,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       conservation &&
       after.orders.paid === paid &&
       after.stock.confirmed === paid &&
-      after.orders.cancelled === reservations.size - paid;
+      after.orders.cancelled === reservations.size - paid &&
+      (roomReport === undefined || roomReport.held);
     return {
       options: o,
       phases,
@@ -463,6 +570,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       oversold,
       conservation,
       samples,
+      ...(roomReport && { room: roomReport }),
       ok,
     };
   } finally {
@@ -483,8 +591,8 @@ export function phaseTable(r: LoadResult): string {
   return r.phases
     .map((p) => {
       if (p.perBuy) {
-        const { captcha, token, buy } = p.perBuy;
-        return `  ${p.name}: ${(captcha + token + buy).toFixed(1)} commands (CAPTCHA ${captcha.toFixed(1)} + token ${token.toFixed(1)} + buy ${buy.toFixed(1)}; scripts' inner commands included)`;
+        const { room, captcha, token, buy } = p.perBuy;
+        return `  ${p.name}: ${(room + captcha + token + buy).toFixed(1)} commands (waiting room ${room.toFixed(1)} + CAPTCHA ${captcha.toFixed(1)} + token ${token.toFixed(1)} + buy ${buy.toFixed(1)}; scripts' inner commands included)`;
       }
       const perReq = p.requests ? p.total / p.requests : 0;
       const verdict = p.expectZero ? (p.total === 0 ? "  [0: ok]" : "  [NOT 0]") : "";
@@ -506,6 +614,7 @@ export function summary(r: LoadResult): string {
     `  outcomes: ${Object.entries(r.outcomes)
       .map(([k, v]) => `${k} ${v}`)
       .join(", ")}`,
+    ...(r.room ? roomLines(r.room) : [`waiting room: off`]),
     `books: ${r.before.orders.total} orders created, ${r.paid} paid, ${r.after.orders.cancelled} cancelled by the payment timeout`,
     `  oversold: ${r.oversold}; users with two orders: ${r.after.duplicateUsers}`,
     `  stock after: initial ${r.after.stock.initial} = available ${r.after.stock.available} + held ${r.after.stock.held} + confirmed ${r.after.stock.confirmed}: ${r.conservation ? "holds" : "BROKEN"}`,
@@ -516,6 +625,21 @@ export function summary(r: LoadResult): string {
       : []),
     `verdict: ${r.ok ? "books OK" : "books FAILED"}; phases that must cost Redis nothing: ${r.phases.every((p) => !p.expectZero || p.total === 0) ? "all 0" : "NOT all 0"}`,
   ].join("\n");
+}
+
+function roomLines(room: RoomReport): string[] {
+  const peak = Math.max(0, ...room.queue.map(([, w]) => w));
+  // About 20 points of the line, whatever the crowd's length (a sample every 200 ms).
+  const every = Math.max(1, Math.ceil(room.queue.length / 20));
+  const series = room.queue
+    .filter((_, i) => i % every === 0)
+    .map(([t, w]) => `${(t / 1000).toFixed(1)} s: ${w}`)
+    .join(", ");
+  return [
+    `waiting room: ${room.admitPerSecond} admissions/s, burst ${room.burst}; ${room.buysAt.length} buys reached the buy route during the crowd`,
+    `  most buys by any moment t minus (burst + rate × t): ${room.maxExcess.toFixed(1)} (at most 0: ${room.held ? "holds" : "BROKEN"})`,
+    `  users in line (peak ${peak}): ${series}`,
+  ];
 }
 
 /** A self-contained HTML report: latency over time (SVG scatter), Redis cost by phase, outcome counts. */
@@ -550,7 +674,51 @@ export function htmlReport(r: LoadResult): string {
 <h1>Load report</h1><pre>${esc(summary(r))}</pre>
 <h2>Latency of each attempt of the crowd (time since the crowd started)</h2>
 <svg width="${w}" height="${h}" viewBox="0 0 ${w} ${h}">${yAxis}${xAxis}${dots}</svg>
+${r.room ? roomChart(r.room, w) : ""}
 <h2>Outcomes of the crowd</h2><table>${rows}</table>`;
+}
+
+/** The line's length and the buys sent against time, with the room's bound (burst + rate × t). */
+function roomChart(room: RoomReport, w: number): string {
+  const h = 260;
+  const maxT = Math.max(1, ...room.queue.map(([t]) => t), ...room.buysAt);
+  const maxY = Math.max(
+    1,
+    ...room.queue.map(([, q]) => q),
+    room.buysAt.length,
+    Math.min(room.burst + (room.admitPerSecond * maxT) / 1000, room.buysAt.length * 2),
+  );
+  const x = (t: number) => (50 + (t / maxT) * (w - 60)).toFixed(1);
+  const y = (v: number) => (h - 30 - (Math.min(v, maxY) / maxY) * (h - 50)).toFixed(1);
+  const line = (pts: [number, number][], color: string) =>
+    `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.map(([t, v]) => `${x(t)},${y(v)}`).join(" ")}"/>`;
+  const queue = line(
+    room.queue.map(([t, q]) => [t, q]),
+    "#3f88c5",
+  );
+  const buys = line(
+    room.buysAt.map((t, k) => [t, k + 1]),
+    "#1b998b",
+  );
+  const bound = line(
+    [
+      [0, room.burst],
+      [maxT, room.burst + (room.admitPerSecond * maxT) / 1000],
+    ],
+    "#d7263d",
+  );
+  const yAxis = [0, 0.5, 1]
+    .map((f) => `<text x="2" y="${(h - 30 - f * (h - 50) + 4).toFixed(0)}">${(f * maxY).toFixed(0)}</text>`)
+    .join("");
+  const xAxis = [0, 0.25, 0.5, 0.75, 1]
+    .map(
+      (f) =>
+        `<text x="${(50 + f * (w - 60) - 10).toFixed(0)}" y="${h - 8}">${((f * maxT) / 1000).toFixed(1)} s</text>`,
+    )
+    .join("");
+  return `<h2>Waiting room during the crowd</h2>
+<p><span style="color:#3f88c5">users in line</span> · <span style="color:#1b998b">buys sent to the buy route (cumulative)</span> · <span style="color:#d7263d">the room's bound: burst + rate × t</span></p>
+<svg width="${w}" height="${h}" viewBox="0 0 ${w} ${h}">${yAxis}${xAxis}${queue}${buys}${bound}</svg>`;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -563,6 +731,10 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     payFraction: Number(env.PAY_FRACTION ?? 0.3),
     paymentTimeoutMs: Number(env.PAYMENT_TIMEOUT_MS ?? 60_000),
     processes: Number(env.PROCESSES ?? 1),
+    room:
+      env.ROOM === "off"
+        ? false
+        : { admitPerSecond: Number(env.ROOM_RATE ?? 50), burst: Number(env.ROOM_BURST ?? 20) },
   });
   console.log(summary(r));
   const file = env.REPORT ?? new URL("../load-report.html", import.meta.url).pathname;

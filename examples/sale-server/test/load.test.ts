@@ -1,6 +1,7 @@
 // The load acceptance, on the embedded servers and on the machine's Redis and PostgreSQL: what each phase
 // costs Redis (nothing before the start), then 5,000 buy attempts from 2,000 users against 100 units through
-// the whole buy path: exactly 100 orders, nothing oversold, no user with two orders, and after the payment
+// the whole buy path, each buyer through the waiting room first: exactly 100 orders, nothing oversold, no
+// user with two orders, the buy route never sees more buys than the room admits, and after the payment
 // timeout cancels the unpaid ones, conservation holds.
 import { describe, expect, it } from "vitest";
 import { runLoad, summary } from "../src/load.js";
@@ -48,6 +49,13 @@ describe.each([
       expect(r.after.orders).toMatchObject({ total: 100, paid: 30, cancelled: 70, pending: 0 });
       expect(r.after.stock).toEqual({ initial: 100, available: 70, held: 0, confirmed: 30 });
       expect(r.conservation).toBe(true);
+      // The waiting room (on, 50 a second, burst 20): the buy route never saw more buys than the room admits,
+      // and the report has the line's length over time (the crowd of 64 clients forms a line).
+      expect(r.room).toBeDefined();
+      expect(r.room!.buysAt.length).toBeGreaterThanOrEqual(50);
+      expect(r.room!.maxExcess).toBeLessThanOrEqual(0);
+      expect(r.room!.queue.length).toBeGreaterThan(0);
+      expect(Math.max(...r.room!.queue.map(([, waiting]) => waiting))).toBeGreaterThan(0);
     } finally {
       await db?.stop();
       // The shared Redis keeps nothing of this run (the load writes thousands of keys).
