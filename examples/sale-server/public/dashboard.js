@@ -1,5 +1,6 @@
-// The live dashboard: polls /api/stats once a second and draws the series on a canvas, against time (x axis:
-// clock time of each sample) and counts (y axis), both with round-number ticks.
+// The live dashboard: polls /api/stats once a second and draws two charts against time (x axis: clock time of
+// each sample, round-number ticks): the sale's units and orders (Redis and PostgreSQL), and this process's
+// rates per second from the library's metrics adapter (flash-sale-kit/metrics, the numbers /metrics serves).
 (() => {
   const $ = (id) => document.getElementById(id);
   const sale = JSON.parse($("sale-data").textContent);
@@ -10,10 +11,20 @@
     { key: "pending", label: "pending", color: "#f49d37" },
     { key: "cancelled", label: "cancelled", color: "#6b655c" },
   ];
+  const rateSeries = [
+    { key: "reservations", label: "reservations / s", color: "#3f88c5" },
+    { key: "refused", label: "refusals / s", color: "#d7263d" },
+    { key: "orders", label: "orders written / s", color: "#1b998b" },
+  ];
   const points = []; // { t: epoch ms, ...values }
-  $("legend").innerHTML = series
-    .map((s) => `<span><i style="background:${s.color}"></i>${s.label}</span>`)
-    .join("");
+  const rates = []; // { t: epoch ms, ...per-second values between two samples }
+  let last; // the previous sample's counters
+  const legend = (id, list) =>
+    ($(id).innerHTML = list
+      .map((s) => `<span><i style="background:${s.color}"></i>${s.label}</span>`)
+      .join(""));
+  legend("legend", series);
+  legend("rates-legend", rateSeries);
 
   /** A round step (1, 2 or 5 × 10^k) that cuts `range` into at most `most` parts. */
   function niceStep(range, most) {
@@ -32,8 +43,8 @@
     return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   };
 
-  function draw() {
-    const c = $("chart");
+  function draw(id, series, points, yLabel) {
+    const c = $(id);
     const ctx = c.getContext("2d");
     const w = c.width;
     const h = c.height;
@@ -47,7 +58,7 @@
     const t0 = points[0].t;
     const t1 = Math.max(points[points.length - 1].t, t0 + 10_000); // at least 10 s wide
     const max = Math.max(1, ...points.flatMap((p) => series.map((s) => p[s.key])));
-    const yStep = Math.max(1, niceStep(max, 5));
+    const yStep = Math.max(1, niceStep(max, 4));
     const yMax = Math.ceil(max / yStep) * yStep;
     const x = (t) => left + ((t - t0) / (t1 - t0)) * (right - left);
     const y = (v) => bottom - (v / yMax) * (bottom - top);
@@ -86,10 +97,11 @@
     ctx.translate(14, (top + bottom) / 2);
     ctx.rotate(-Math.PI / 2);
     ctx.textAlign = "center";
-    ctx.fillText("units / orders", 0, 0);
+    ctx.fillText(yLabel, 0, 0);
     ctx.restore();
 
-    for (const s of series) {
+    // Last to first: the first series (the one the chart is about) is drawn on top.
+    for (const s of [...series].reverse()) {
       ctx.strokeStyle = s.color;
       ctx.lineWidth = 2;
       ctx.beginPath();
@@ -114,19 +126,45 @@
       points.push(p);
       if (points.length > 600) points.shift();
       for (const s of series) $(`v-${s.key}`).textContent = p[s.key];
+      const m = st.metrics;
+      const refused = Object.values(st.rejected).reduce((a, b) => a + b, 0);
+      const now = { t: p.t, reservations: m.reservations, refused, orders: m.orders.written };
+      if (last !== undefined) {
+        const dt = Math.max(0.001, (now.t - last.t) / 1000);
+        const r = { t: now.t };
+        for (const s of rateSeries) r[s.key] = Math.max(0, (now[s.key] - last[s.key]) / dt);
+        rates.push(r);
+        if (rates.length > 600) rates.shift();
+      }
+      last = now;
+      const ms = (v) => `${v < 10 ? v.toFixed(1) : Math.round(v)} ms`;
+      const lookups = Object.values(m.cache.lookups).reduce((a, b) => a + b, 0);
+      $("m-reservations").textContent = m.reservations;
+      $("m-orders").textContent = m.orders.written;
+      $("m-confirmed").textContent = m.confirmed;
+      $("m-latency").textContent = `${ms(m.reserveMs.mean)} / ≤ ${ms(m.reserveMs.p99)}`;
+      $("m-lock").textContent = m.lockWait.count ? ms(m.lockWait.meanMs) : "no waits";
+      $("m-lag").textContent = ms(m.outbox.lagMs);
+      $("m-outbox").textContent = `${m.outbox.pending} / ${m.outbox.dead}`;
+      $("m-cache").textContent = lookups
+        ? `${Math.round(m.cache.hitRatio * 100)}% of ${lookups}`
+        : "no lookups";
       const body = $("rejected").querySelector("tbody");
       body.replaceChildren(
-        ...Object.entries(st.rejected).map(([k, v]) => {
-          const tr = document.createElement("tr");
-          const th = document.createElement("th");
-          const td = document.createElement("td");
-          th.textContent = k;
-          td.textContent = String(v);
-          tr.append(th, td);
-          return tr;
-        }),
+        ...Object.entries(st.rejected)
+          .sort(([, a], [, b]) => b - a)
+          .map(([k, v]) => {
+            const tr = document.createElement("tr");
+            const th = document.createElement("th");
+            const td = document.createElement("td");
+            th.textContent = k;
+            td.textContent = String(v);
+            tr.append(th, td);
+            return tr;
+          }),
       );
-      draw();
+      draw("chart", series, points, "units / orders");
+      draw("rates", rateSeries, rates, "per second");
     } catch {
       // the server restarting, or the network: try again on the next tick
     } finally {

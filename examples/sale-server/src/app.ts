@@ -111,7 +111,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
   const app = Fastify({ logger: options.logger ?? false, ajv: AJV_OPTIONS });
   installErrorHandling(app);
 
-  const metrics = new SaleMetrics();
+  const metrics = await SaleMetrics.create(); // the library's adapter plus the example's own counters
   const inventory = new Inventory(redis, { prefix, subscriber: infra.connect(), eventsMaxLen: EVENTS_KEEP });
   const catalog = new Catalog(infra.db, redis, prefix);
   const site = new StaticSite();
@@ -237,6 +237,7 @@ export async function createSaleApp(options: SaleAppOptions): Promise<SaleApp> {
       await pipeline.stop();
       await inventory.close();
       catalog.filter.close();
+      metrics.close();
     },
   };
 }

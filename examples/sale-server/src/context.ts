@@ -54,18 +54,22 @@ export function saleOpen(
       throw new HttpError(404, "UNKNOWN_SKU", `No sale with SKU ${sku}.`);
     const w = ctx.sales.window(sku);
     if (w === "before") {
-      ctx.metrics.reject("NOT_STARTED (in process)");
+      ctx.metrics.refuse("in-process", "NOT_STARTED");
       throw new HttpError(409, "NOT_STARTED", "The sale has not started yet.", {
         startsAt: ctx.sales.get(sku)!.startsAt,
       });
     }
-    if (w === "ended") throw new HttpError(409, "ENDED", "The sale has ended.");
+    if (w === "ended") {
+      ctx.metrics.refuse("in-process", "ENDED");
+      throw new HttpError(409, "ENDED", "The sale has ended.");
+    }
+    // Inventory.knownRefusal calls no Redis and publishes nothing: the library's metrics never see it.
     const known = ctx.inventory.knownRefusal(sku, {
       userId: userOf(req),
       ...(reservationIdOf && { reservationId: reservationIdOf(req) }),
     });
     if (known !== undefined) {
-      ctx.metrics.reject(`${known} (in process)`);
+      ctx.metrics.refuse("in-process", known);
       throw refusal(known);
     }
   };

@@ -1,10 +1,11 @@
-// The dashboard's numbers for one sale: stock (Redis), orders (PostgreSQL), refusals (this process).
+// The dashboard's numbers for one sale: stock (Redis), orders (PostgreSQL), and this process's metrics (the
+// library's adapter and the example's own counters, the numbers GET /metrics serves).
 import type { SqlClient } from "flash-sale-kit";
 import type { Inventory } from "flash-sale-kit/stock";
 import type { Catalog } from "./catalog.js";
 import type { RoomSnapshot } from "./sales.js";
 import { rows } from "./db.js";
-import type { SaleMetrics } from "./metrics.js";
+import type { ProcessMetrics, SaleMetrics } from "./metrics.js";
 
 export interface SaleStats {
   readonly sku: string;
@@ -12,8 +13,10 @@ export interface SaleStats {
   readonly orders: { total: number; pending: number; paid: number; cancelled: number };
   /** Users with more than one order of the SKU (0 unless the per-user limit broke). */
   readonly duplicateUsers: number;
-  /** Refusals by cause, since this process started. */
+  /** Refusals by where and why, since this process started (all SKUs): `metrics.refused`. */
   readonly rejected: Record<string, number>;
+  /** This process's metrics since it started, all SKUs together (see src/metrics.ts). */
+  readonly metrics: ProcessMetrics;
   /** Product loads from the database (a cache that works keeps this low). */
   readonly productLoads: number;
   /** The waiting room: its line, passes out, admissions so far and configured rate (with a room only). */
@@ -25,6 +28,7 @@ export async function saleStats(
   deps: { inventory: Inventory; db: SqlClient; ordersTable: string; metrics: SaleMetrics; catalog: Catalog },
 ): Promise<SaleStats> {
   const snap = await deps.inventory.snapshot(sku);
+  const metrics = await deps.metrics.snapshot();
   const [o] = await rows<Record<string, number>>(
     deps.db,
     `SELECT count(*)::int AS total,
@@ -51,7 +55,8 @@ export async function saleStats(
       cancelled: Number(o?.cancelled ?? 0),
     },
     duplicateUsers: Number(o?.dup ?? 0),
-    rejected: { ...deps.metrics.rejectedBy },
+    rejected: metrics.refused,
+    metrics,
     productLoads: deps.catalog.loads,
   };
 }

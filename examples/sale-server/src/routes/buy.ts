@@ -51,7 +51,7 @@ export function buyRoutes(app: FastifyInstance, ctx: SaleContext): void {
           return reply.code(202).send({ reservationId, remaining: prior.remaining });
         }
         outcome(t.reason);
-        ctx.metrics.reject(`token: ${t.reason}`);
+        ctx.metrics.refuse("token", t.reason); // SaleGate.redeem is not a traced operation
         throw new HttpError(403, "BAD_TOKEN", "The purchase token is not valid: answer a new CAPTCHA.", {
           detail: t.reason,
         });
@@ -59,7 +59,6 @@ export function buyRoutes(app: FastifyInstance, ctx: SaleContext): void {
       const r = await ctx.inventory.reserve(sku, { userId, reservationId });
       if (!r.ok) {
         outcome(r.reason);
-        ctx.metrics.reject(r.reason);
         throw refusal(r.reason);
       }
       outcome("RESERVED");

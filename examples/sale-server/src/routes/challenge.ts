@@ -59,7 +59,6 @@ export function challengeRoutes(app: FastifyInstance, ctx: SaleContext): void {
       });
       ctx.metrics.requests.inc({ route: "purchase-token", outcome: a.ok ? "ok" : a.reason });
       if (!a.ok) {
-        ctx.metrics.reject(a.reason);
         const { ok: _ok, reason, ...details } = a;
         throw refusal(reason, details);
       }
