@@ -33,8 +33,8 @@ const SHOTS = process.env.UPDATE_SCREENSHOTS
   : mkdtempSync(join(tmpdir(), "fsk-shots-"));
 
 /**
- * A buy through the API (no browser): sign-in, CAPTCHA (a wrong answer first if `wrong`), token, buy; with
- * `wrong: "only"`, the wrong answer alone.
+ * A buy through the API (no browser): sign-in, the waiting room's pass, CAPTCHA (a wrong answer first if
+ * `wrong`), token, buy; with `wrong: "only"`, the wrong answer alone.
  */
 async function buyByApi(sale: SaleApp, user: string, wrong?: boolean | "only"): Promise<void> {
   const cookie = await signInApi(sale.app, user);
@@ -42,11 +42,19 @@ async function buyByApi(sale: SaleApp, user: string, wrong?: boolean | "only"): 
     (
       await sale.app.inject({ method, url, headers: { cookie }, ...(payload && { payload }) })
     ).json() as Record<string, string>;
+  // The waiting room first (when the app has one): join, then wait for the pass.
+  let room = await ask("POST", "/api/room/join", { sku: "phone" });
+  const deadline = performance.now() + 30_000;
+  while (room.state === "WAITING" && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    room = await ask("GET", `/api/room/status?sku=phone&ticket=${encodeURIComponent(room.ticket!)}`);
+  }
+  const pass = room.state === "ADMITTED" ? { pass: room.pass } : {};
   const answer = async (a: string): Promise<Record<string, string>> => {
     const c = await ask("GET", "/api/captcha?sku=phone");
     return c.id === undefined
       ? {}
-      : ask("POST", "/api/purchase-token", { sku: "phone", captchaId: c.id, answer: a });
+      : ask("POST", "/api/purchase-token", { sku: "phone", captchaId: c.id, answer: a, ...pass });
   };
   if (wrong) await answer("0");
   if (wrong === "only") return;
