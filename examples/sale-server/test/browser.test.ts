@@ -363,6 +363,11 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
         }).observe(el, { childList: true, characterData: true, subtree: true });
       });
     });
+    // What the page asked and got, for the failure message.
+    const log: string[] = [];
+    page.on("request", (r) => log.push(`→ ${r.method()} ${r.url().replace(base, "")}`));
+    page.on("response", (r) => log.push(`← ${r.status()} ${r.url().replace(base, "")}`));
+    page.on("requestfailed", (r) => log.push(`✗ ${r.url().replace(base, "")} ${r.failure()?.errorText}`));
     await page.goto(base + "/");
     await sessionLoaded(page);
     if (await page.isVisible("#signed-in")) await page.click("#signout");
@@ -371,7 +376,9 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     await page.click("#buy");
     // In line behind the second shopper: place 2 of 2, paused.
     await page.waitForSelector("#room:not([hidden])").catch(async (err: unknown) => {
-      throw new Error(`${String(err)}; the page says: ${await page.textContent("#result")}`);
+      throw new Error(
+        `${String(err)}; the page says: ${await page.textContent("#result")}; ${log.join(", ")}`,
+      );
     });
     expect(await page.textContent("#room-position")).toBe("2");
     expect(await page.textContent("#room-estimate")).toBe("paused");
