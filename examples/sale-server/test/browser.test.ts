@@ -368,7 +368,9 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     page.on("request", (r) => log.push(`→ ${r.method()} ${r.url().replace(base, "")}`));
     page.on("response", (r) => log.push(`← ${r.status()} ${r.url().replace(base, "")}`));
     page.on("requestfailed", (r) => log.push(`✗ ${r.url().replace(base, "")} ${r.failure()?.errorText}`));
-    await page.goto(base + "/");
+    // A query of its own: the browser may hold the page of the previous sale for its max-age (5 s).
+    await page.goto(`${base}/?${sku}`);
+    expect(await page.textContent("#name")).toBe("Busy Phone");
     await sessionLoaded(page);
     if (await page.isVisible("#signed-in")) await page.click("#signout");
     await signIn(page, "member-patient");
