@@ -1,9 +1,10 @@
 // PurchaseTokens: HMAC-signed, short-lived, single-use tokens bound to a sale, a SKU and a user: the hidden,
 // per-user purchase path a buy endpoint requires.
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
 import { defineScript, replyError, type RedisClient } from "../internal/scripts.js";
+import { seal, secretsOf, unseal } from "../internal/signed.js";
 import { redisTimeMs } from "../internal/time.js";
 import {
   checkKnownKeys,
@@ -94,19 +95,6 @@ const REDEEM = defineScript("gate/redeem-token", (r): "OK" | TokenRejection => {
   return reason;
 });
 
-function secretsOf(secret: PurchaseTokensOptions["secret"]): Buffer[] {
-  const list = Array.isArray(secret) ? secret : [secret];
-  if (list.length === 0) throw new InvalidArgumentError("secret", "must hold at least one key");
-  return list.map((s: unknown) => {
-    if (typeof s !== "string" && !Buffer.isBuffer(s)) {
-      throw new InvalidArgumentError("secret", "must be a string or Buffer (or a list of them)");
-    }
-    const b = typeof s === "string" ? Buffer.from(s, "utf8") : Buffer.from(s);
-    if (b.length < 32) throw new InvalidArgumentError("secret", "must be at least 32 bytes");
-    return b;
-  });
-}
-
 /**
  * Single-use purchase tokens. `issue` signs `{ saleId, sku, userId, expiresAt, nonce }` with HMAC-SHA256
  * (no Redis write; one `TIME` read for the expiry); `redeem` checks the signature and the binding, then spends
@@ -148,10 +136,6 @@ export class PurchaseTokens {
     this.#prefix = resolvePrefix(options.prefix);
   }
 
-  #sign(body: string, secret: Buffer): Buffer {
-    return createHmac("sha256", secret).update(body).digest();
-  }
-
   /**
    * Issues a token for one user, SKU and sale, valid for `ttlMs` from now (Redis time).
    *
@@ -176,36 +160,26 @@ export class PurchaseTokens {
       e: expiresAt,
       n: randomBytes(16).toString("base64url"),
     };
-    const body = `${VERSION}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
-    return { token: `${body}.${this.#sign(body, this.#secrets[0]!).toString("base64url")}`, expiresAt };
+    return { token: seal(VERSION, payload, this.#secrets), expiresAt };
   }
 
   /** The verified payload of a token, or `undefined` when it is malformed or its signature is wrong. */
   #open(token: unknown): Payload | undefined {
-    if (typeof token !== "string" || token.length > 2048) return undefined;
-    const parts = token.split(".");
-    if (parts.length !== 3 || parts[0] !== VERSION) return undefined;
-    const body = `${parts[0]}.${parts[1]}`;
-    const sig = Buffer.from(parts[2]!, "base64url");
-    if (sig.length !== 32) return undefined;
-    if (!this.#secrets.some((s) => timingSafeEqual(this.#sign(body, s), sig))) return undefined;
-    try {
-      const p = JSON.parse(Buffer.from(parts[1]!, "base64url").toString("utf8")) as Partial<Payload>;
-      if (
-        typeof p.s !== "string" ||
-        typeof p.k !== "string" ||
-        typeof p.u !== "string" ||
-        typeof p.n !== "string" ||
-        !/^[A-Za-z0-9_-]{16,64}$/.test(p.n) ||
-        typeof p.e !== "number" ||
-        !Number.isSafeInteger(p.e)
-      ) {
-        return undefined;
-      }
-      return p as Payload;
-    } catch {
+    const p = unseal(VERSION, token, this.#secrets) as Partial<Payload> | null | undefined;
+    if (
+      typeof p !== "object" ||
+      p === null ||
+      typeof p.s !== "string" ||
+      typeof p.k !== "string" ||
+      typeof p.u !== "string" ||
+      typeof p.n !== "string" ||
+      !/^[A-Za-z0-9_-]{16,64}$/.test(p.n) ||
+      typeof p.e !== "number" ||
+      !Number.isSafeInteger(p.e)
+    ) {
       return undefined;
     }
+    return p as Payload;
   }
 
   /**
