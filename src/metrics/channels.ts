@@ -76,6 +76,11 @@ export const events = {
 
 /** What every traced operation's payload carries once it ends. */
 export interface TraceOutcome<R> {
+  /**
+   * `performance.now()` when the operation started, set by the library before `start`: a subscriber can time
+   * the call from `asyncEnd` alone (`performance.now() - startedAt`, in milliseconds).
+   */
+  readonly startedAt?: number;
   /** The operation's result, set by Node before `asyncEnd`. */
   result?: R;
   /** The thrown error, set by Node before `error`. */

@@ -17,4 +17,5 @@ export {
   type RelayRoundEvent,
 } from "./channels.js";
 export { prometheusMetrics, type PrometheusMetrics, type PrometheusMetricsOptions } from "./prometheus.js";
+export type { AdapterHistogram, HistogramValues } from "./histogram.js";
 export { openTelemetryTracing, type OpenTelemetryTracing, type OpenTelemetryTracingOptions } from "./otel.js";

@@ -2,7 +2,7 @@
 // loaded when `prometheusMetrics` is called.
 import { performance } from "node:perf_hooks";
 import { subscribe, tracingChannel, unsubscribe } from "node:diagnostics_channel";
-import type { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Counter, Gauge, Metric, Registry } from "prom-client";
 import { InvalidArgumentError } from "../errors.js";
 import { optionKeys, validateOptions } from "../internal/validate.js";
 import {
@@ -13,6 +13,7 @@ import {
   type RelayRoundEvent,
   type TraceOutcome,
 } from "./channels.js";
+import { LocalHistogram, type AdapterHistogram, type Series } from "./histogram.js";
 import { operationOf, outcomeOf } from "./outcome.js";
 
 /** Options of {@link prometheusMetrics}. */
@@ -28,7 +29,8 @@ export interface PrometheusMetricsOptions {
    */
   readonly prefix?: string;
   /**
-   * Histogram buckets (seconds) of operation latency and lock wait.
+   * Histogram buckets (seconds) of operation latency and lock wait, in any order (they are sorted, and a
+   * repeated bound counts once).
    * @default [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
    */
   readonly buckets?: readonly number[];
@@ -42,10 +44,14 @@ export interface PrometheusMetrics {
   readonly registry: Registry;
   /** `<prefix>operations_total{operation, outcome, reason}`. */
   readonly operations: Counter<"operation" | "outcome" | "reason">;
-  /** `<prefix>operation_duration_seconds{operation, outcome}`. */
-  readonly duration: Histogram<"operation" | "outcome">;
-  /** `<prefix>lock_wait_seconds{lock}`: how long acquired locks were waited for. */
-  readonly lockWait: Histogram<"lock">;
+  /**
+   * `<prefix>operation_duration_seconds{operation, outcome}`. Kept by the adapter itself and registered in
+   * `registry` (prom-client's `Histogram` hashes the labels of every observation, which costs more than the
+   * cheapest operations it would time); `get()` returns what prom-client's `Histogram.get()` would.
+   */
+  readonly duration: AdapterHistogram<"operation" | "outcome">;
+  /** `<prefix>lock_wait_seconds{lock}`: how long acquired locks were waited for (kept like `duration`). */
+  readonly lockWait: AdapterHistogram<"lock">;
   /** `<prefix>cache_lookups_total{cache, outcome}`. */
   readonly cacheLookups: Counter<"cache" | "outcome">;
   /**
@@ -73,6 +79,12 @@ const METRIC_NAMES = [
   "outbox_pending_messages",
   "outbox_dead_messages",
 ];
+
+/** A counter's label set and what it gained since the counter was last read. */
+interface Cell {
+  readonly labels: Record<string, string>;
+  pending: number;
+}
 
 const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
@@ -107,35 +119,55 @@ export async function prometheusMetrics(options: PrometheusMetricsOptions = {}):
   ) {
     throw new InvalidArgumentError("buckets", "must be a non-empty array of positive numbers");
   }
+  const bounds = [...new Set(buckets)].sort((a, b) => a - b);
   const prom = await import("prom-client");
   const registry = options.registry ?? prom.register;
   const registers = [registry];
 
+  const opCells = new Map<string, Cell>();
+  const lookupCells = new Map<string, Cell>();
+  const flush = (cells: Map<string, Cell>, counter: Counter<string>) => {
+    for (const c of cells.values()) {
+      if (c.pending === 0) continue;
+      counter.inc(c.labels, c.pending);
+      c.pending = 0;
+    }
+  };
+  const cellOf = (cells: Map<string, Cell>, key: string, labels: () => Record<string, string>): Cell => {
+    let c = cells.get(key);
+    if (c === undefined) cells.set(key, (c = { labels: labels(), pending: 0 }));
+    return c;
+  };
   const operations = new prom.Counter({
     name: `${prefix}operations_total`,
     help: "Library operations by outcome (ok, refused, error) and reason (refusal reason or error name).",
     labelNames: ["operation", "outcome", "reason"] as const,
     registers,
+    collect() {
+      flush(opCells, this);
+    },
   });
-  const duration = new prom.Histogram({
-    name: `${prefix}operation_duration_seconds`,
-    help: "Latency of library operations, as seen by the caller.",
-    labelNames: ["operation", "outcome"] as const,
-    buckets: [...buckets],
-    registers,
-  });
-  const lockWait = new prom.Histogram({
-    name: `${prefix}lock_wait_seconds`,
-    help: "How long acquired locks were waited for.",
-    labelNames: ["lock"] as const,
-    buckets: [...buckets],
-    registers,
-  });
+  const duration = new LocalHistogram(
+    `${prefix}operation_duration_seconds`,
+    "Latency of library operations, as seen by the caller.",
+    ["operation", "outcome"] as const,
+    bounds,
+  );
+  const lockWait = new LocalHistogram(
+    `${prefix}lock_wait_seconds`,
+    "How long acquired locks were waited for.",
+    ["lock"] as const,
+    bounds,
+  );
+  for (const h of [duration, lockWait]) registry.registerMetric(h as unknown as Metric);
   const cacheLookups = new prom.Counter({
     name: `${prefix}cache_lookups_total`,
     help: "ReadThroughCache lookups by outcome (l1, hit, stale, miss, rejected by the Bloom filter).",
     labelNames: ["cache", "outcome"] as const,
     registers,
+    collect() {
+      flush(lookupCells, this);
+    },
   });
   const outboxMessages = new prom.Counter({
     name: `${prefix}outbox_messages_total`,
@@ -159,55 +191,46 @@ export async function prometheusMetrics(options: PrometheusMetricsOptions = {}):
     registers,
   });
 
-  // Label-bound children are cached: a call costs two map lookups, an increment and an observation.
-  type Child = { inc(): void };
-  type Observer = { observe(v: number): void };
-  const counted = new Map<string, Child>();
-  const timed = new Map<string, Observer>();
-  const count = (operation: string, outcome: string, reason: string): void => {
-    const k = `${operation}\u0000${outcome}\u0000${reason}`;
-    let c = counted.get(k);
-    if (c === undefined) counted.set(k, (c = operations.labels(operation, outcome, reason)));
-    c.inc();
-  };
-  const time = (operation: string, outcome: string, seconds: number): void => {
-    const k = `${operation}\u0000${outcome}`;
-    let h = timed.get(k);
-    if (h === undefined) timed.set(k, (h = duration.labels(operation, outcome)));
-    h.observe(seconds);
-  };
-  const started = new WeakMap<object, number>();
+  // The hot path never calls prom-client: each event adds to a cell or a histogram series looked up by
+  // its label values, and the counters take the totals when they are read (their `collect`, run by every
+  // scrape and every `get()`). The histograms are the adapter's own (./histogram.ts).
   const unsubscribers: (() => void)[] = [];
   for (const name of Object.values(channels)) {
     const operation = operationOf(name);
     const ch = tracingChannel<unknown, TraceOutcome<unknown>>(name);
-    // Only start and asyncEnd (which follows error too): the other events stay unsubscribed and cost nothing.
-    const onStart = (ctx: unknown) => {
-      started.set(ctx as object, performance.now());
-    };
+    // The common case (ok, no reason) skips the key: its cell and series are bound here.
+    const okCell = cellOf(opCells, `${operation}\u0000ok\u0000`, () => ({
+      operation,
+      outcome: "ok",
+      reason: "",
+    }));
+    const series: Partial<Record<string, Series>> = {};
+    const isAcquire = name === channels.acquire;
+    // Only asyncEnd (which follows error too), timed from the payload's `startedAt`: the other events stay
+    // unsubscribed, so the library publishes without Node's tracePromise (src/internal/trace.ts).
     const onEnd = (message: unknown) => {
       const ctx = message as TraceOutcome<unknown>;
-      const t0 = started.get(ctx);
       const { outcome, reason } = outcomeOf(operation, ctx);
-      count(operation, outcome, reason);
+      if (outcome === "ok" && reason === "") okCell.pending++;
+      else
+        cellOf(opCells, `${operation}\u0000${outcome}\u0000${reason}`, () => ({ operation, outcome, reason }))
+          .pending++;
+      const t0 = ctx.startedAt;
       if (t0 === undefined) return;
       const seconds = (performance.now() - t0) / 1000;
-      time(operation, outcome, seconds);
-      if (name === channels.acquire && outcome === "ok") {
-        const a = ctx as AcquireTrace;
-        if (a.wait) lockWait.observe({ lock: a.lock }, seconds);
+      duration.observe((series[outcome] ??= duration.series(operation, outcome)), seconds);
+      if (isAcquire && outcome === "ok") {
+        const a = ctx as unknown as AcquireTrace;
+        if (a.wait) lockWait.observe(lockWait.series(a.lock), seconds);
       }
     };
-    ch.start.subscribe(onStart);
     ch.asyncEnd.subscribe(onEnd);
-    unsubscribers.push(() => {
-      ch.start.unsubscribe(onStart);
-      ch.asyncEnd.unsubscribe(onEnd);
-    });
+    unsubscribers.push(() => ch.asyncEnd.unsubscribe(onEnd));
   }
   const onLookup = (message: unknown) => {
     const e = message as CacheLookupEvent;
-    cacheLookups.inc({ cache: e.cache, outcome: e.outcome });
+    cellOf(lookupCells, `${e.cache}\u0000${e.outcome}`, () => ({ cache: e.cache, outcome: e.outcome }))
+      .pending++;
   };
   const onRound = (message: unknown) => {
     const e = message as RelayRoundEvent;

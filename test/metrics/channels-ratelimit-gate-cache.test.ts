@@ -1,8 +1,9 @@
 // The diagnostics channels of the rate limits, the gate and the cache: each documented event fires with its
 // documented payload, and nothing is published (or built) when nobody subscribes.
+import { tracingChannel } from "node:diagnostics_channel";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
-import { channels, events, type CacheLookupEvent } from "../../src/metrics/index.js";
+import { channels, events, type CacheLookupEvent, type TakeTrace } from "../../src/metrics/index.js";
 import { RateLimits, TokenBucket } from "../../src/ratelimit/index.js";
 import { PurchaseTokens, SaleGate } from "../../src/gate/index.js";
 import { ReadThroughCache } from "../../src/cache/index.js";
@@ -29,12 +30,22 @@ describe("ratelimit.take", () => {
       localRefusals: false,
     });
     const rec = recordTrace(channels.take);
+    const before = performance.now();
+    let between = 0;
     try {
       await bucket.take("u1", { cost: 2 });
+      between = performance.now();
       await bucket.take("u1");
     } finally {
       rec.stop();
     }
+    // Every event of a call carries the call's start time.
+    const starts = rec.events.map((e) => e.startedAt as number);
+    expect(new Set(starts.slice(0, 4)).size).toBe(1);
+    expect(new Set(starts.slice(4)).size).toBe(1);
+    expect(starts[0]).toBeGreaterThanOrEqual(before);
+    expect(starts[0]).toBeLessThanOrEqual(between);
+    expect(starts[4]).toBeGreaterThanOrEqual(between);
     expect(rec.events.map((e) => e.event)).toEqual([
       "start",
       "end",
@@ -68,6 +79,38 @@ describe("ratelimit.take", () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]!.error).toBeInstanceOf(InvalidArgumentError);
     expect(errors[0]!.result).toBeUndefined();
+  });
+
+  it("publishes asyncEnd alone, with the result or the error, to a subscriber of asyncEnd alone", async () => {
+    // The Prometheus adapter's way: with nothing on start, the library publishes without tracePromise.
+    const bucket = new TokenBucket(redis, {
+      capacity: 1,
+      refillPerSecond: 0.001,
+      prefix: randomPrefix(),
+      localRefusals: false,
+    });
+    const ch = tracingChannel<unknown, TakeTrace>(channels.take);
+    const seen: { result: unknown; error: unknown; startedAt: unknown; key: string }[] = [];
+    const onEnd = (ctx: TakeTrace) =>
+      seen.push({ result: ctx.result, error: ctx.error, startedAt: ctx.startedAt, key: ctx.key });
+    ch.asyncEnd.subscribe(onEnd);
+    const before = performance.now();
+    try {
+      const first = await bucket.take("u1");
+      const second = await bucket.take("u1");
+      await expect(bucket.take("u1", { cost: 0 })).rejects.toBeInstanceOf(InvalidArgumentError);
+      expect(seen.map((s) => s.result)).toEqual([first, second, undefined]);
+      expect([first.ok, second.ok]).toEqual([true, false]);
+    } finally {
+      ch.asyncEnd.unsubscribe(onEnd);
+    }
+    expect(seen.map((s) => s.key)).toEqual(["u1", "u1", "u1"]);
+    expect(seen[2]!.error).toBeInstanceOf(InvalidArgumentError);
+    expect(seen.slice(0, 2).map((s) => s.error)).toEqual([undefined, undefined]);
+    for (const s of seen) {
+      expect(s.startedAt).toBeGreaterThanOrEqual(before);
+      expect(s.startedAt).toBeLessThanOrEqual(performance.now());
+    }
   });
 
   it("builds no payload when nobody subscribes", async () => {

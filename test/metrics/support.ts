@@ -3,15 +3,20 @@ import { subscribe, tracingChannel, unsubscribe } from "node:diagnostics_channel
 
 export interface Recorded {
   readonly event: "start" | "end" | "asyncStart" | "asyncEnd" | "error";
-  /** A copy of the payload's own fields when the event fired. */
+  /** A copy of the payload's own fields when the event fired, without `startedAt` (see `startedAt`). */
   readonly payload: Record<string, unknown>;
+  /** The payload's `startedAt` (the library sets it on every traced call). */
+  readonly startedAt: unknown;
 }
 
 /** Subscribes to a tracing channel; `stop()` unsubscribes. */
 export function recordTrace(name: string): { readonly events: Recorded[]; stop(): void } {
   const events: Recorded[] = [];
   const ch = tracingChannel<unknown, object>(name);
-  const on = (event: Recorded["event"]) => (ctx: object) => events.push({ event, payload: { ...ctx } });
+  const on = (event: Recorded["event"]) => (ctx: object) => {
+    const { startedAt, ...payload } = ctx as Record<string, unknown>;
+    events.push({ event, payload, startedAt });
+  };
   const handlers = {
     start: on("start"),
     end: on("end"),
