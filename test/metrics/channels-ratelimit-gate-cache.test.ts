@@ -91,8 +91,10 @@ describe("ratelimit.take", () => {
     });
     const ch = tracingChannel<unknown, TakeTrace>(channels.take);
     const seen: { result: unknown; error: unknown; startedAt: unknown; key: string }[] = [];
-    const onEnd = (ctx: TakeTrace) =>
+    const onEnd = (message: unknown) => {
+      const ctx = message as TakeTrace;
       seen.push({ result: ctx.result, error: ctx.error, startedAt: ctx.startedAt, key: ctx.key });
+    };
     ch.asyncEnd.subscribe(onEnd);
     const before = performance.now();
     try {
