@@ -2,10 +2,15 @@
 // (session cookie → in-process checks → RateLimits → SaleGate.redeem → Inventory.reserve → 202) side by side
 // with a bare Fastify route that runs only the article's plain decrement script (src/bare.ts), on the same
 // Redis, in alternating rounds, driven by autocannon from this process; the sale server at 1 process and at
-// N processes on one port (`--processes`); and the Redis CPU each costs (INFO cpu and commandstats).
+// N processes on one port (`--processes`); and the CPU each request costs: the server's processes (/proc,
+// Linux), this process (autocannon, the load generator), Redis (INFO cpu and commandstats).
 //   ROUNDS (3) DURATION_S (5) CONNECTIONS (32) PROCESSES (2: the many-process candidate)
 //   REDIS_URL (default: a private redis-server, so nothing else shares it)
 //   DATABASE_URL (default: a fresh database on postgres://postgres@127.0.0.1:5432, dropped at the end)
+//   REDIS_AUTO_PIPELINING=0  the sale server's command connection without auto-pipelining (see infra.ts)
+//   BARE_SAME_REQUESTS=1  send the bare route the buy's requests (cookie, X-Forwarded-For, JSON body with the
+//                 token), which it parses and ignores, instead of an empty POST: the same traffic, bare handler
+//   CHILD_NODE_ARGS  Node flags for the servers, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
 // Every buy is a new user (own session cookie, own X-Forwarded-For through a trusted loopback proxy) with a
 // valid single-use purchase token, so each one passes all the checks and reserves a unit; the stock is never
 // sold out (a sold-out SKU is answered in process, which would flatter the path). The API-wide limit is
@@ -13,6 +18,7 @@
 import { sign } from "@fastify/cookie";
 import autocannon from "autocannon";
 import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { PurchaseTokens } from "flash-sale-kit/gate";
 import { Inventory } from "flash-sale-kit/stock";
@@ -48,6 +54,39 @@ async function redisCpu(redis: Redis): Promise<RedisCpu> {
   return { cpuS: num("used_cpu_user") + num("used_cpu_sys"), usec };
 }
 
+/**
+ * CPU seconds (user + system) used so far by `pid` and its descendants that are alive (Linux /proc; 0
+ * elsewhere): a server child and, with --processes, its cluster workers.
+ */
+function treeCpuS(pid: number): number {
+  let procs: { pid: number; ppid: number; ticks: number }[];
+  try {
+    procs = readdirSync("/proc")
+      .filter((d) => /^\d+$/.test(d))
+      .flatMap((d) => {
+        try {
+          // Fields after the command name (which may hold spaces): state ppid … utime(14) stime(15).
+          const f = readFileSync(`/proc/${d}/stat`, "utf8").split(") ").at(-1)!.split(" ");
+          return [{ pid: Number(d), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) }];
+        } catch {
+          return []; // exited meanwhile
+        }
+      });
+  } catch {
+    return 0;
+  }
+  const tree = new Set([pid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of procs)
+      if (!tree.has(p.pid) && tree.has(p.ppid)) {
+        tree.add(p.pid);
+        grew = true;
+      }
+  }
+  return procs.filter((p) => tree.has(p.pid)).reduce((s, p) => s + p.ticks, 0) / 100;
+}
+
 const scriptUsec = (a: RedisCpu, b: RedisCpu) =>
   ["evalsha", "eval", "fcall"].reduce((s, c) => s + (b.usec[c] ?? 0) - (a.usec[c] ?? 0), 0);
 
@@ -60,9 +99,13 @@ interface Round {
   /** Redis CPU per successful request, µs: the whole process, and in scripts. */
   readonly redisUs: number;
   readonly scriptUs: number;
+  /** CPU per successful request, µs, of the server's processes, and of this process (the load generator). */
+  readonly serverUs: number;
+  readonly clientUs: number;
 }
 
 async function cannon(
+  serverPid: number,
   url: URL,
   path: string,
   setup: ((r: autocannon.Request) => autocannon.Request) | undefined,
@@ -71,12 +114,16 @@ async function cannon(
   okStatus: number,
 ): Promise<Round> {
   const before = await redisCpu(probe);
+  const serverBefore = treeCpuS(serverPid);
+  const clientBefore = process.cpuUsage();
   const result = await autocannon({
     url: url.origin,
     connections: CONNECTIONS,
     duration: seconds,
     requests: [{ method: "POST", path, ...(setup && { setupRequest: setup }) }],
   });
+  const client = process.cpuUsage(clientBefore);
+  const serverS = treeCpuS(serverPid) - serverBefore;
   const after = await redisCpu(probe);
   const codes = Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => [k, v.count ?? 0] as const);
   const ok = codes.find(([k]) => Number(k) === okStatus)?.[1] ?? 0;
@@ -90,6 +137,8 @@ async function cannon(
     p99: result.latency.p99,
     redisUs: ok ? ((after.cpuS - before.cpuS) * 1e6) / ok : 0,
     scriptUs: ok ? scriptUsec(before, after) / ok : 0,
+    serverUs: ok ? (serverS * 1e6) / ok : 0,
+    clientUs: ok ? (client.user + client.system) / ok : 0,
   };
 }
 
@@ -136,6 +185,7 @@ const serverEnv = {
   ORDER_WORKER: "0",
   DEMO_SALE: "0",
   LIMITS: JSON.stringify({ api: [1_000_000, 1_000_000] }),
+  ...(env.REDIS_AUTO_PIPELINING && { REDIS_AUTO_PIPELINING: env.REDIS_AUTO_PIPELINING }),
 };
 const children: ServerChild[] = [];
 const sku = "bench-phone";
@@ -168,24 +218,26 @@ try {
     }
   }
 
-  // Buyers are made as autocannon asks for them: a session cookie signed with the servers' secret (what
-  // POST /api/session sets) and a purchase token (what POST /api/purchase-token returns after the CAPTCHA),
-  // both plain HMACs in this process, so the measured requests are the buy itself.
+  // Buyers are minted before each round, not while it runs (minting is the harness's work, not the
+  // server's, and on a small machine it would take CPU from the server): a session cookie signed with the
+  // servers' secret (what POST /api/session sets) and a purchase token (what POST /api/purchase-token returns
+  // after the CAPTCHA), both HMACs. autocannon takes the next unused one for each request, so every buy is
+  // still a new user with a valid cookie and a single-use token; should a round outrun its pool, the rest
+  // are minted on the fly (and counted).
   const tokens = new PurchaseTokens(probe, { secret: secrets.TOKEN_SECRET, ttlMs: 600_000, prefix });
   let buyer = 0;
-  let redisNowAt = { ms: 0, at: 0 };
-  const syncTime = async () => {
+  const redisNow = async () => {
     const [s, us] = await probe.time();
-    redisNowAt = { ms: Number(s) * 1000 + Number(us) / 1000, at: performance.now() };
+    return { ms: Number(s) * 1000 + Number(us) / 1000, at: performance.now() };
   };
-  const buySetup = (req: autocannon.Request): autocannon.Request => {
+  let clock = await redisNow();
+  const mint = (): { headers: Record<string, string>; body: string } => {
     const n = ++buyer;
     const userId = `member-b${n}`;
-    const now = redisNowAt.ms + (performance.now() - redisNowAt.at);
-    const cookie = sign(sessionValue(userId, Math.round(now) + SESSION_TTL_MS), secrets.SESSION_SECRET);
-    const { token } = tokens.issueAt({ saleId: sku, sku, userId }, Math.round(now));
+    const now = Math.round(clock.ms + (performance.now() - clock.at));
+    const cookie = sign(sessionValue(userId, now + SESSION_TTL_MS), secrets.SESSION_SECRET);
+    const { token } = tokens.issueAt({ saleId: sku, sku, userId }, now);
     return {
-      ...req,
       headers: {
         "content-type": "application/json",
         cookie: `fsk_session=${encodeURIComponent(cookie)}`,
@@ -194,17 +246,34 @@ try {
       body: JSON.stringify({ sku, token }),
     };
   };
+  let pool: ReturnType<typeof mint>[] = [];
+  let mintedLive = 0;
+  const prepareBuyers = async (count: number) => {
+    clock = await redisNow();
+    pool = Array.from({ length: count }, mint).reverse(); // popped from the end: in minted order
+    mintedLive = 0;
+  };
+  const buySetup = (req: autocannon.Request): autocannon.Request => {
+    let b = pool.pop();
+    if (b === undefined) {
+      mintedLive++;
+      b = mint();
+    }
+    return { ...req, headers: b.headers, body: b.body };
+  };
 
   const candidates = [
     {
       name: "bare Fastify route, plain decrement script (1 process)",
+      pid: bare.pids[0]!,
       url: bare.url,
       path: "/bare/buy",
-      setup: undefined,
+      setup: env.BARE_SAME_REQUESTS === "1" ? buySetup : undefined,
       ok: 202,
     },
     {
       name: "buy path: session, limits, token, reserve (1 process)",
+      pid: one.pids[0]!,
       url: one.url,
       path: "/api/buy",
       setup: buySetup,
@@ -212,6 +281,7 @@ try {
     },
     {
       name: `buy path: session, limits, token, reserve (${PROCESSES} processes)`,
+      pid: many.pids[0]!,
       url: many.url,
       path: "/api/buy",
       setup: buySetup,
@@ -219,19 +289,26 @@ try {
     },
   ];
   console.log(
-    `buy path vs bare route: ${ROUNDS} rounds of ${DURATION_S} s each, ${CONNECTIONS} connections (autocannon in its own process), Redis ${redisUrl}`,
+    `buy path vs bare route: ${ROUNDS} rounds of ${DURATION_S} s each, ${CONNECTIONS} connections (autocannon in this process, buyers minted before each round), Redis ${redisUrl}`,
   );
+  // Buyers to mint before a round: half as many again as the fastest round of that candidate so far did.
+  const fastest = candidates.map(() => 20_000);
+  const run = async (i: number, seconds: number) => {
+    const c = candidates[i]!;
+    if (c.setup) await prepareBuyers(Math.ceil(fastest[i]! * seconds * 1.5) + 1_000);
+    const round = await cannon(c.pid, c.url, c.path, c.setup, seconds, probe, c.ok);
+    fastest[i] = Math.max(fastest[i]!, round.rps);
+    return { round, mintedLive: c.setup ? mintedLive : 0 };
+  };
   // A short warm-up of each (JIT, connections, scripts loaded), not counted.
-  await syncTime();
-  for (const c of candidates) await cannon(c.url, c.path, c.setup, 1, probe, c.ok);
+  for (const i of candidates.keys()) await run(i, 1);
   const rounds: Round[][] = candidates.map(() => []);
   for (let r = 0; r < ROUNDS; r++) {
     for (const [i, c] of candidates.entries()) {
-      await syncTime();
-      const round = await cannon(c.url, c.path, c.setup, DURATION_S, probe, c.ok);
+      const { round, mintedLive: live } = await run(i, DURATION_S);
       rounds[i]!.push(round);
       console.log(
-        `  round ${r + 1} ${c.name}: ${round.rps.toFixed(0)}/s${Object.keys(round.other).length ? ` (other answers: ${JSON.stringify(round.other)})` : ""}`,
+        `  round ${r + 1} ${c.name}: ${round.rps.toFixed(0)}/s; CPU per request: server ${round.serverUs.toFixed(0)} µs, load generator ${round.clientUs.toFixed(0)} µs, Redis ${round.redisUs.toFixed(0)} µs${live ? `; ${live} buyers minted during the round` : ""}${Object.keys(round.other).length ? ` (other answers: ${JSON.stringify(round.other)})` : ""}`,
       );
     }
   }
@@ -273,6 +350,8 @@ try {
       p99: median(rs.map((r) => r.p99)),
       redisUs: median(rs.map((r) => r.redisUs)),
       scriptUs: median(rs.map((r) => r.scriptUs)),
+      serverUs: median(rs.map((r) => r.serverUs)),
+      clientUs: median(rs.map((r) => r.clientUs)),
       refused: rs.reduce((s, r) => s + Object.values(r.other).reduce((x, y) => x + y, 0), 0),
     };
   });
@@ -280,9 +359,9 @@ try {
   const buyVsBare = ratio(1, 0);
   const manyVsOne = ratio(2, 1);
   console.log(`
-| candidate | requests/s (median) | p50 ms | p99 ms | Redis CPU per request, µs (process / in scripts) | other answers |
-| --- | ---: | ---: | ---: | ---: | ---: |
-${rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.redisUs.toFixed(1)} / ${r.scriptUs.toFixed(1)} | ${r.refused} |`).join("\n")}
+| candidate | requests/s (median) | p50 ms | p99 ms | server CPU per request, µs | load generator CPU per request, µs | Redis CPU per request, µs (process / in scripts) | other answers |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+${rows.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.serverUs.toFixed(0)} | ${r.clientUs.toFixed(0)} | ${r.redisUs.toFixed(1)} / ${r.scriptUs.toFixed(1)} | ${r.refused} |`).join("\n")}
 
 buy path / bare route (1 process each, median of the rounds' ratios): ${buyVsBare.toFixed(2)}x (goal >= 0.5x) ${buyVsBare >= 0.5 ? "ok" : "BELOW"}
 buy path at ${PROCESSES} processes / at 1: ${manyVsOne.toFixed(2)}x (goal > 1) ${manyVsOne > 1 ? "ok" : "NOT MORE"}

@@ -54,7 +54,9 @@ export async function startChild(
     cwd: HERE,
     // tsx, as `npm start` uses: inside the repository it resolves flash-sale-kit to the sources (tsconfig
     // paths), like the tests.
-    execArgv: ["--import", "tsx"],
+    // CHILD_NODE_ARGS: more Node flags for the child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile
+    // the servers under the benchmark (cluster workers inherit them).
+    execArgv: ["--import", "tsx", ...(process.env.CHILD_NODE_ARGS?.split(" ").filter(Boolean) ?? [])],
     env: { ...inherited, HOST: "127.0.0.1", PORT: "0", ...env, ADMIN_KEY: adminKey },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });

@@ -1,7 +1,7 @@
 // POST /api/buy: what is known in process first (unknown SKU, not open yet, sold out for a new id), then the
 // rate limits (user, IP, API), then SaleGate.redeem (the single-use purchase token) and Inventory.reserve:
 // 202 { reservationId }.
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { reservationIdOf, saleOpen, userOf, type SaleContext } from "../context.js";
 import { HttpError, idSchema, refusal } from "../http.js";
 
@@ -17,40 +17,51 @@ const buyBody = {
   properties: { sku: idSchema, token: { type: "string", minLength: 1, maxLength: 2000 } },
 } as const;
 
+/** Counts a buy's outcome and its latency since `started` (process.hrtime.bigint()). */
+function count(ctx: SaleContext, outcome: string, started: bigint): void {
+  ctx.metrics.requests.inc({ route: "buy", outcome });
+  ctx.metrics.buyLatency.observe({ outcome }, Number(process.hrtime.bigint() - started) / 1e9);
+}
+
 export function buyRoutes(app: FastifyInstance, ctx: SaleContext): void {
+  // The reservation id is a hash of the token: made once per request, for the in-process check and the buy.
+  const ids = new WeakMap<FastifyRequest, string>();
+  const idOf = (req: FastifyRequest): string => {
+    let id = ids.get(req);
+    if (id === undefined) {
+      id = reservationIdOf((req.body as BuyBody).token);
+      ids.set(req, id);
+    }
+    return id;
+  };
+  const open = saleOpen(ctx, (req) => (req.body as BuyBody).sku, idOf);
+  const limits = ctx.limits.buy;
   app.post<{ Body: BuyBody }>(
     "/api/buy",
     {
       onRequest: ctx.signedIn,
       schema: { body: buyBody },
-      preHandler: [
-        saleOpen(
-          ctx,
-          (req) => (req.body as BuyBody).sku,
-          (req) => reservationIdOf((req.body as BuyBody).token),
-        ),
-        ctx.limits.buy,
-      ],
+      // One hook for both steps (each hook is a turn of Fastify's hook runner): in process, then the limits.
+      async preHandler(req, reply) {
+        await open(req);
+        await limits.call(this, req, reply);
+      },
     },
     async (req, reply) => {
       const started = process.hrtime.bigint();
-      const outcome = (o: string) => {
-        ctx.metrics.requests.inc({ route: "buy", outcome: o });
-        ctx.metrics.buyLatency.observe({ outcome: o }, Number(process.hrtime.bigint() - started) / 1e9);
-      };
       const userId = userOf(req);
       const { sku, token } = req.body;
       const gate = ctx.sales.gate(sku)!;
-      const reservationId = reservationIdOf(token);
+      const reservationId = idOf(req);
       const t = await gate.redeem(token, { userId, sku: gate.saleId });
       if (!t.ok) {
         // A spent token only replays a reservation it made; it never buys a new attempt without a CAPTCHA.
         const prior = t.reason === "USED" ? await ctx.inventory.reservation(sku, reservationId) : null;
         if (prior !== null && prior.userId === userId) {
-          outcome("REPLAYED");
+          count(ctx, "REPLAYED", started);
           return reply.code(202).send({ reservationId, remaining: prior.remaining });
         }
-        outcome(t.reason);
+        count(ctx, t.reason, started);
         ctx.metrics.refuse("token", t.reason); // SaleGate.redeem is not a traced operation
         throw new HttpError(403, "BAD_TOKEN", "The purchase token is not valid: answer a new CAPTCHA.", {
           detail: t.reason,
@@ -58,10 +69,10 @@ export function buyRoutes(app: FastifyInstance, ctx: SaleContext): void {
       }
       const r = await ctx.inventory.reserve(sku, { userId, reservationId });
       if (!r.ok) {
-        outcome(r.reason);
+        count(ctx, r.reason, started);
         throw refusal(r.reason);
       }
-      outcome("RESERVED");
+      count(ctx, "RESERVED", started);
       return reply.code(202).send({ reservationId: r.reservationId, remaining: r.remaining });
     },
   );
