@@ -3,7 +3,9 @@
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
+import { TickBatcher, type Pending } from "../internal/batch.js";
 import { defineScript, replyError, type RedisClient } from "../internal/scripts.js";
+import { isCluster } from "../internal/slot.js";
 import { seal, secretsOf, unseal } from "../internal/signed.js";
 import { redisTimeMs } from "../internal/time.js";
 import {
@@ -34,6 +36,14 @@ export interface PurchaseTokensOptions {
    * @default "fsk"
    */
   readonly prefix?: string;
+  /**
+   * Redeems that arrive together share one script call on standalone Redis (or Sentinel): those of one tick,
+   * and, while a call is out, those that arrive before it comes back. Each token is still judged on its own,
+   * in order. `false` sends one call per redeem. On a Cluster every token's key has a slot of its own, so
+   * redeems go one by one whatever this says.
+   * @default true
+   */
+  readonly batch?: boolean;
 }
 
 /** What a token is bound to. */
@@ -95,6 +105,24 @@ const REDEEM = defineScript("gate/redeem-token", (r): "OK" | TokenRejection => {
   return reason;
 });
 
+/** Spends a batch of tokens (lua/gate/redeem-tokens.lua): one code per token, as REDEEM. */
+const REDEEM_MANY = defineScript("gate/redeem-tokens", (r): number[] => {
+  if (!Array.isArray(r) || !r.every((c) => c === 0 || c === 1 || c === 2 || c === 3)) {
+    throw replyError("gate/redeem-tokens", r, "an array of 0, 1, 2 or 3");
+  }
+  return r as number[];
+});
+
+/** The most tokens one batched call carries. */
+const MAX_BATCH = 64;
+
+/** One token to spend: its used-marker key, expiry and the sale's end ('' for none). */
+interface SpendItem {
+  readonly key: string;
+  readonly expiresAt: number;
+  readonly saleEndsAt: number | "";
+}
+
 /**
  * Single-use purchase tokens. `issue` signs `{ saleId, sku, userId, expiresAt, nonce }` with HMAC-SHA256
  * (no Redis write; one `TIME` read for the expiry); `redeem` checks the signature and the binding, then spends
@@ -119,6 +147,7 @@ const REDEEM = defineScript("gate/redeem-token", (r): "OK" | TokenRejection => {
 export class PurchaseTokens {
   readonly #secrets: Buffer[];
   readonly #prefix: string;
+  readonly #batcher: TickBatcher<0, SpendItem, "OK" | TokenRejection> | undefined;
   /** How long a token stays valid (ms). */
   readonly ttlMs: number;
 
@@ -126,7 +155,7 @@ export class PurchaseTokens {
     private readonly redis: RedisClient,
     options: PurchaseTokensOptions,
   ) {
-    validateOptions("options", options, { required: true, known: ["secret", "ttlMs", "prefix"] });
+    validateOptions("options", options, { required: true, known: ["secret", "ttlMs", "prefix", "batch"] });
     if (redis === null || typeof redis !== "object" || typeof redis.defineCommand !== "function") {
       throw new InvalidArgumentError("redis", "must be an ioredis Redis or Cluster client");
     }
@@ -134,6 +163,28 @@ export class PurchaseTokens {
     this.ttlMs = options.ttlMs ?? 60_000;
     validateInt("ttlMs", this.ttlMs, { min: 1, max: 24 * 3_600_000 });
     this.#prefix = resolvePrefix(options.prefix);
+    if (options.batch !== undefined && typeof options.batch !== "boolean") {
+      throw new InvalidArgumentError("batch", "must be a boolean");
+    }
+    this.#batcher =
+      options.batch === false || isCluster(redis)
+        ? undefined
+        : new TickBatcher((_g, batch) => this.#spendMany(batch), MAX_BATCH, undefined, 1);
+  }
+
+  /** Spends a batch of tokens in one call and settles each caller. */
+  async #spendMany(batch: Pending<SpendItem, "OK" | TokenRejection>[]): Promise<void> {
+    const args: (number | string)[] = [];
+    for (const p of batch) args.push(p.item.expiresAt, p.item.saleEndsAt);
+    const codes = await REDEEM_MANY.run(
+      this.redis,
+      batch.map((p) => p.item.key),
+      args,
+    );
+    if (codes.length !== batch.length) {
+      throw replyError("gate/redeem-tokens", codes, `${batch.length} codes`);
+    }
+    batch.forEach((p, i) => p.resolve(codes[i] === 0 ? "OK" : REDEEM_REASONS[codes[i]!]!));
   }
 
   /**
@@ -206,7 +257,11 @@ export class PurchaseTokens {
     if (p.u !== expected.userId) return { ok: false, reason: "WRONG_USER" };
     if (p.k !== expected.sku) return { ok: false, reason: "WRONG_SKU" };
     const key = entityKeys(this.#prefix, p.n, "nonce").key("ptok");
-    const reason = await REDEEM.run(this.redis, [key], [p.e, options.saleEndsAt ?? ""]);
+    const saleEndsAt = options.saleEndsAt ?? "";
+    const reason =
+      this.#batcher !== undefined
+        ? await this.#batcher.submit(0, { key, expiresAt: p.e, saleEndsAt })
+        : await REDEEM.run(this.redis, [key], [p.e, saleEndsAt]);
     return reason === "OK" ? { ok: true, expiresAt: p.e } : { ok: false, reason };
   }
 }

@@ -15,6 +15,11 @@ export interface Pending<T, R> {
  * sent at once when its items weigh `maxWeight` or more, so under load several batches are in flight
  * (Redis runs one while this process encodes the next) and no script holds Redis for long.
  *
+ * With `maxInFlight`, a group that already has that many batches in flight holds its next batch until one
+ * of them settles (or it reaches `maxWeight`), then sends everything that gathered meanwhile. Items that
+ * arrive in separate I/O callbacks (one HTTP request each) would otherwise go one call apiece, since a tick
+ * ends with each callback; held back, they share a call, and an idle group still sends at once.
+ *
  * `send` must settle every pending item of the batch; if it throws, the items it left unsettled are
  * rejected with that error.
  *
@@ -30,12 +35,15 @@ export interface Pending<T, R> {
 export class TickBatcher<K, T, R> {
   private readonly queues = new Map<K, Pending<T, R>[]>();
   private readonly weights = new Map<K, number>();
+  /** Batches sent and not settled yet, per group (only counted with a `maxInFlight`). */
+  private readonly inFlight = new Map<K, number>();
   private scheduled = false;
 
   constructor(
     private readonly send: (group: K, batch: Pending<T, R>[]) => Promise<void>,
     private readonly maxWeight: number,
     private readonly weigh: (item: T) => number = () => 1,
+    private readonly maxInFlight = Infinity,
   ) {}
 
   /** Queues `item` in `group`; resolves with what `send` settles it with. */
@@ -66,10 +74,13 @@ export class TickBatcher<K, T, R> {
 
   private flush(): void {
     this.scheduled = false;
-    const groups = [...this.queues];
-    this.queues.clear();
-    this.weights.clear();
-    for (const [group, queue] of groups) this.dispatch(group, queue);
+    for (const [group, queue] of [...this.queues]) {
+      // Held: the group's batches in flight are enough; the first to settle sends this one.
+      if ((this.inFlight.get(group) ?? 0) >= this.maxInFlight) continue;
+      this.queues.delete(group);
+      this.weights.delete(group);
+      this.dispatch(group, queue);
+    }
   }
 
   private dispatch(group: K, batch: Pending<T, R>[]): void {
@@ -79,9 +90,21 @@ export class TickBatcher<K, T, R> {
     } catch (err) {
       sent = Promise.reject(err); // a `send` that throws before its first await
     }
-    sent.catch((err: unknown) => {
+    const settled = sent.catch((err: unknown) => {
       // Settling twice is a no-op, so rejecting every item only reaches those `send` left open.
       for (const p of batch) p.reject(err);
+    });
+    if (this.maxInFlight === Infinity) return;
+    this.inFlight.set(group, (this.inFlight.get(group) ?? 0) + 1);
+    void settled.then(() => {
+      const left = this.inFlight.get(group)! - 1;
+      if (left === 0) this.inFlight.delete(group);
+      else this.inFlight.set(group, left);
+      // What gathered while the group was held goes now (with the callers this reply woke, if in this tick).
+      if (this.queues.has(group) && !this.scheduled) {
+        this.scheduled = true;
+        process.nextTick(() => this.flush());
+      }
     });
   }
 }

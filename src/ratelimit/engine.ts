@@ -48,6 +48,14 @@ type Pending = CorePending<readonly BucketItem[], GroupOutcome>;
 export const MAX_BATCH_ITEMS = 32;
 
 /**
+ * The most take calls in flight per client and slot; the groups that arrive meanwhile wait for it to come
+ * back and go together (a call of MAX_BATCH_ITEMS goes at once all the same). A server checks each request's
+ * limits in the I/O callback that parsed it, one per tick, so without a cap every request would be a script
+ * call of its own.
+ */
+export const MAX_IN_FLIGHT = 1;
+
+/**
  * Per client: the groups submitted during one tick, sent as one script call per slot. Groups are applied in
  * submission order, so the result equals running them one by one.
  */
@@ -75,6 +83,7 @@ export function takeGroup(
       (_slot, groups) => send(client, groups),
       MAX_BATCH_ITEMS,
       (g) => g.length,
+      MAX_IN_FLIGHT,
     );
     batchers.set(client, batcher);
   }

@@ -139,6 +139,42 @@ describe("PurchaseTokens", () => {
     expect(all.filter((r) => !r.ok && r.reason === "USED")).toHaveLength(199);
   });
 
+  it("redeems that arrive together share one script call, each judged on its own and in order", async () => {
+    const calls = async () =>
+      Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info("commandstats"))?.[1] ?? 0) +
+      Number(/cmdstat_eval:calls=(\d+)/.exec(await redis.info("commandstats"))?.[1] ?? 0);
+    for (const batch of [true, false]) {
+      const prefix = randomPrefix();
+      const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix, batch });
+      const users = Array.from({ length: 40 }, (_, i) => ({ ...subject, userId: `u${i}` }));
+      const issued = await Promise.all(users.map((u) => tokens.issue(u)));
+      const [t0] = (await redis.time()).map(Number);
+      const expired = tokens.issueAt(users[0]!, t0! * 1000 - 120_000);
+      const before = await calls();
+      const all = await Promise.all([
+        ...issued.map((t, i) => tokens.redeem(t.token, users[i]!)),
+        tokens.redeem(issued[3]!.token, users[3]!), // the same token twice in one batch: once
+        tokens.redeem(expired.token, users[0]!),
+        tokens.redeem(issued[5]!.token, users[5]!, { saleEndsAt: 1 }), // spent above, checked in order
+        tokens.redeem(issued[6]!.token, { ...users[6]!, userId: "thief" }), // refused before Redis
+      ]);
+      const sent = (await calls()) - before;
+      expect(all.slice(0, 40).every((r) => r.ok)).toBe(true);
+      expect(all.slice(40)).toEqual([
+        { ok: false, reason: "USED" },
+        { ok: false, reason: "EXPIRED" },
+        { ok: false, reason: "SALE_ENDED" },
+        { ok: false, reason: "WRONG_USER" },
+      ]);
+      // Batched: one call (the batch is under 64 tokens); unbatched: one per redeem that reached Redis.
+      expect(sent).toBe(batch ? 1 : 43);
+      expect(await redis.keys(`{${prefix}:*`)).toHaveLength(40);
+    }
+    expect(() => new PurchaseTokens(redis, { secret: SECRET, batch: 1 as unknown as boolean })).toThrow(
+      /batch must be a boolean/,
+    );
+  });
+
   it("rotates secrets: signs with the first, accepts any", async () => {
     const prefix = randomPrefix();
     const OLD = `${SECRET}-old`;

@@ -143,6 +143,55 @@ describe("TickBatcher", () => {
     ]);
   });
 
+  it("with maxInFlight, holds a group's next batch until one in flight settles, then sends what gathered", async () => {
+    const sent: [string, number[]][] = [];
+    const replies: (() => void)[] = [];
+    const b = new TickBatcher<string, number, number>(
+      (group, batch) => {
+        sent.push([group, batch.map((p) => p.item)]);
+        return new Promise<void>((resolve) =>
+          replies.push(() => {
+            for (const p of batch) p.resolve(p.item);
+            resolve();
+          }),
+        );
+      },
+      4,
+      undefined,
+      1,
+    );
+    const tick = () => new Promise<void>((r) => process.nextTick(r));
+    const first = b.submit("a", 1); // idle: goes at the end of this tick
+    await tick();
+    expect(sent).toEqual([["a", [1]]]);
+    // Submitted in separate ticks while "a" has a batch out: held, and sent together once it returns.
+    const held = [b.submit("a", 2)];
+    await tick();
+    held.push(b.submit("a", 3));
+    const other = b.submit("b", 9); // another group is not held
+    await tick();
+    expect(sent).toEqual([
+      ["a", [1]],
+      ["b", [9]],
+    ]);
+    // Reaching maxWeight sends at once even while held.
+    held.push(b.submit("a", 4), b.submit("a", 5), b.submit("a", 6));
+    expect(sent.at(-1)).toEqual(["a", [2, 3, 4, 5]]);
+    replies.shift()!(); // "a" [1] comes back, but [2..5] is still out: [6] waits
+    expect(await first).toBe(1);
+    await tick();
+    await tick();
+    expect(sent.at(-1)).toEqual(["a", [2, 3, 4, 5]]);
+    replies.shift()!(); // "b"
+    replies.shift()!(); // "a" [2..5] comes back: [6] goes
+    await Promise.all(held.slice(0, 4));
+    await tick();
+    await tick();
+    expect(sent.at(-1)).toEqual(["a", [6]]);
+    while (replies.length) replies.shift()!();
+    expect(await Promise.all([...held, other])).toEqual([2, 3, 4, 5, 6, 9]);
+  });
+
   it("rejects every item a send left open, even when it throws before its first await", async () => {
     const sync = new TickBatcher<number, number, number>(() => {
       throw new Error("packing failed");

@@ -41,17 +41,23 @@ interface RedisCpu {
   readonly cpuS: number;
   /** Microseconds spent in each command (commandstats `usec`; a script's includes its inner commands). */
   readonly usec: Record<string, number>;
+  /** Calls of each command (a script's inner commands count too). */
+  readonly calls: Record<string, number>;
 }
 
 async function redisCpu(redis: Redis): Promise<RedisCpu> {
   const cpu = await redis.info("cpu");
   const num = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, "m").exec(cpu)?.[1] ?? 0);
   const usec: Record<string, number> = {};
+  const calls: Record<string, number> = {};
   for (const line of (await redis.info("commandstats")).split("\n")) {
-    const m = /^cmdstat_([^:]+):calls=\d+,usec=(\d+)/.exec(line.trim());
-    if (m) usec[m[1]!] = Number(m[2]);
+    const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line.trim());
+    if (m) {
+      usec[m[1]!] = Number(m[3]);
+      calls[m[1]!] = Number(m[2]);
+    }
   }
-  return { cpuS: num("used_cpu_user") + num("used_cpu_sys"), usec };
+  return { cpuS: num("used_cpu_user") + num("used_cpu_sys"), usec, calls };
 }
 
 /**
@@ -87,8 +93,11 @@ function treeCpuS(pid: number): number {
   return procs.filter((p) => tree.has(p.pid)).reduce((s, p) => s + p.ticks, 0) / 100;
 }
 
+const SCRIPT_COMMANDS = ["evalsha", "eval", "fcall"];
 const scriptUsec = (a: RedisCpu, b: RedisCpu) =>
-  ["evalsha", "eval", "fcall"].reduce((s, c) => s + (b.usec[c] ?? 0) - (a.usec[c] ?? 0), 0);
+  SCRIPT_COMMANDS.reduce((s, c) => s + (b.usec[c] ?? 0) - (a.usec[c] ?? 0), 0);
+const scriptCalls = (a: RedisCpu, b: RedisCpu) =>
+  SCRIPT_COMMANDS.reduce((s, c) => s + (b.calls[c] ?? 0) - (a.calls[c] ?? 0), 0);
 
 interface Round {
   readonly ok: number;
@@ -99,6 +108,8 @@ interface Round {
   /** Redis CPU per successful request, µs: the whole process, and in scripts. */
   readonly redisUs: number;
   readonly scriptUs: number;
+  /** Script calls per successful request (several requests share one call when they are batched). */
+  readonly scriptCalls: number;
   /** CPU per successful request, µs, of the server's processes, and of this process (the load generator). */
   readonly serverUs: number;
   readonly clientUs: number;
@@ -137,6 +148,7 @@ async function cannon(
     p99: result.latency.p99,
     redisUs: ok ? ((after.cpuS - before.cpuS) * 1e6) / ok : 0,
     scriptUs: ok ? scriptUsec(before, after) / ok : 0,
+    scriptCalls: ok ? scriptCalls(before, after) / ok : 0,
     serverUs: ok ? (serverS * 1e6) / ok : 0,
     clientUs: ok ? (client.user + client.system) / ok : 0,
   };
@@ -308,7 +320,7 @@ try {
       const { round, mintedLive: live } = await run(i, DURATION_S);
       rounds[i]!.push(round);
       console.log(
-        `  round ${r + 1} ${c.name}: ${round.rps.toFixed(0)}/s; CPU per request: server ${round.serverUs.toFixed(0)} µs, load generator ${round.clientUs.toFixed(0)} µs, Redis ${round.redisUs.toFixed(0)} µs${live ? `; ${live} buyers minted during the round` : ""}${Object.keys(round.other).length ? ` (other answers: ${JSON.stringify(round.other)})` : ""}`,
+        `  round ${r + 1} ${c.name}: ${round.rps.toFixed(0)}/s; CPU per request: server ${round.serverUs.toFixed(0)} µs, load generator ${round.clientUs.toFixed(0)} µs, Redis ${round.redisUs.toFixed(0)} µs (${round.scriptCalls.toFixed(2)} script calls)${live ? `; ${live} buyers minted during the round` : ""}${Object.keys(round.other).length ? ` (other answers: ${JSON.stringify(round.other)})` : ""}`,
       );
     }
   }
