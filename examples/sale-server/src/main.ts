@@ -1,5 +1,7 @@
 // `npm run example`: starts the sale server with a demo sale that opens shortly after launch.
 //   REDIS_URL     the Redis to use (default: a private redis-server started here)
+//   REDIS_AUTO_PIPELINING=0  the command connection without ioredis auto-pipelining (on by default: the
+//                 commands of one event-loop turn leave in one write)
 //   DATABASE_URL  the PostgreSQL to use (default: PGlite in memory; one process only)
 //   PORT          HTTP port (default 3000; 0 picks a free one); HOST (default 127.0.0.1)
 //   SALE_DELAY_MS how long after launch the demo sale opens (default 30000)
