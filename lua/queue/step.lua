@@ -5,20 +5,23 @@
 --       a uniform draw in [0, 1), a later join its sequence number >= 1); admitted: user -> pass expiresAt
 --       (ms); admission numbers: user -> n, the n-th admission of the room
 -- ARGV: [1] opensAt (epoch ms), [2] admissions per second (0: no rate limit), [3] burst, [4] maxActive
---       (0: no limit), [5] pass ttl (ms), then per operation three values: kind ('j' join, 's' status),
---       user id, a random 53-bit integer (decimal; used by a join before the opening)
+--       (0: no limit), [5] pass ttl (ms), then per operation two values: the kind, then the user id. The kind
+--       is 's' (status) or 'j' (join), a join's followed by a random 53-bit integer (decimal) when the caller
+--       does not know the room to be open: a join before the opening needs it for its place.
 -- Returns: { now ms, paused 0/1, draining 0/1, whole tokens available (-1 without a rate), waiting count,
---          active passes, admissions so far } then per operation three integers:
---          1 waiting: position (1-based), 0
---          2 admitted: pass expiresAt (ms), admission number
---          3 before the opening: waiting count, 0
---          4 not in the room (status only: never joined, drained, pass used or expired), 0, 0
---          5 the room is draining: the join was refused and wrote nothing, 0, 0
+--          active passes, admissions so far } then per operation one integer, 8 x value + code, and for
+--          code 2 a second integer:
+--          1 waiting: value position (1-based)
+--          2 admitted: value pass expiresAt (ms), then the admission number
+--          3 before the opening: value waiting count
+--          4 not in the room (status only: never joined, drained, pass used or expired), value 0
+--          5 the room is draining: the join was refused and wrote nothing, value 0
+--          6 a join before the opening came without a random: it wrote nothing (send it again with one)
 -- Admissions: while open and not paused, the head of the line is admitted as long as the token bucket
 -- (burst + rate x elapsed since the opening, capped at burst) and the number of unexpired passes allow, at
 -- most 1,000 per call. A refused or read-only call writes nothing.
 local rcall = redis.call
-local format, floor = string.format, math.floor
+local format, floor, byte, sub = string.format, math.floor, string.byte, string.sub
 local U = 1000000 -- units per token
 local MAX_PER_CALL = 1000
 
@@ -103,19 +106,23 @@ local function passOf(user)
 end
 
 local out = { 0, 0, 0, 0, 0, 0, 0 }
-local function put(code, a, b)
-  local n = #out
-  out[n + 1], out[n + 2], out[n + 3] = code, a, b
+local function put(code, v)
+  out[#out + 1] = v * 8 + code
 end
 local function standing(rank)
-  if not open then put(3, waiting, 0) else put(1, rank + 1, 0) end
+  if not open then put(3, waiting) else put(1, rank + 1) end
 end
 local function admittedOrGone(user, exp)
-  if exp == nil then put(4, 0, 0) else put(2, exp, tonumber(rcall('HGET', KEYS[4], user)) or 0) end
+  if exp == nil then
+    put(4, 0)
+  else
+    put(2, exp)
+    out[#out + 1] = tonumber(rcall('HGET', KEYS[4], user)) or 0
+  end
 end
 
 admit()
-for i = 6, #ARGV, 3 do -- ARGV[6..]: the operations
+for i = 6, #ARGV, 2 do -- ARGV[6..]: the operations
   if i > 6 then
     -- Each operation of a batch is decided as if its call ran alone: a budget of its own, and the
     -- admissions its own call would have made first.
@@ -123,7 +130,7 @@ for i = 6, #ARGV, 3 do -- ARGV[6..]: the operations
     admit()
   end
   local kind, user = ARGV[i], ARGV[i + 1]
-  if kind == 's' then
+  if byte(kind) == 115 then -- 's'
     -- Most reads come from users in line: one lookup.
     local rank = rcall('ZRANK', KEYS[2], user)
     if rank then standing(rank) else admittedOrGone(user, passOf(user)) end
@@ -133,10 +140,14 @@ for i = 6, #ARGV, 3 do -- ARGV[6..]: the operations
       admittedOrGone(user, exp)
     elseif draining then
       local rank = rcall('ZRANK', KEYS[2], user)
-      if rank then standing(rank) else put(5, 0, 0) end
+      if rank then standing(rank) else put(5, 0) end
+    elseif not open and #kind == 1 then
+      -- No draw came with it: a re-join keeps its place; a new early joiner is sent back for one.
+      local rank = rcall('ZRANK', KEYS[2], user)
+      if rank then standing(rank) else put(6, 0) end
     else
       local score
-      if open then score = seq + 1 else score = tonumber(ARGV[i + 2]) / 9007199254740992 end -- 2^53: [0, 1)
+      if open then score = seq + 1 else score = tonumber(sub(kind, 2)) / 9007199254740992 end -- 2^53: [0, 1)
       if rcall('ZADD', KEYS[2], 'NX', score, user) == 1 then
         if open then seq, seqDirty = seq + 1, true end
         waiting = waiting + 1
@@ -145,9 +156,9 @@ for i = 6, #ARGV, 3 do -- ARGV[6..]: the operations
           exp = passOf(user)
           if exp ~= nil then admittedOrGone(user, exp) else standing(rcall('ZRANK', KEYS[2], user)) end
         elseif open then
-          put(1, waiting, 0) -- at the back of the line
+          put(1, waiting) -- at the back of the line
         else
-          put(3, waiting, 0)
+          put(3, waiting)
         end
       else
         standing(rcall('ZRANK', KEYS[2], user)) -- a re-join keeps the place

@@ -1,7 +1,8 @@
 // Signed strings `<version>.<base64url JSON>.<base64url HMAC-SHA256>`, with key rotation by a list of secrets
 // (the first signs, any verifies): the purchase tokens of the gate and the tickets and passes of the queue.
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
+import { HmacKey } from "./hmac.js";
 
 /** The keys of a `secret` option (one key or a list, each at least 32 bytes), validated. */
 export function secretsOf(secret: unknown): Buffer[] {
@@ -17,8 +18,16 @@ export function secretsOf(secret: unknown): Buffer[] {
   });
 }
 
+/** Each key's HMAC states, hashed once (the keys are the copies secretsOf made: nobody else changes them). */
+const keys = new WeakMap<Buffer, HmacKey>();
+
 function mac(body: string, secret: Buffer): Buffer {
-  return createHmac("sha256", secret).update(body).digest();
+  let key = keys.get(secret);
+  if (key === undefined) {
+    key = new HmacKey(secret);
+    keys.set(secret, key);
+  }
+  return key.mac(body);
 }
 
 /** `payload` signed with the first of `secrets` under `version`. */

@@ -200,7 +200,8 @@ const VERIFIED_MAX = 10_000;
 /** The most admissions per second, burst and active cap accepted. */
 const MAX_RATE = 1_000_000;
 
-type Op = { readonly kind: "j" | "s"; readonly userId: string; readonly random: string };
+/** One operation of a step call: its kind (`s`, `j`, or `j<draw>`: see step.lua) and the user. */
+type Op = { readonly kind: string; readonly userId: string };
 type OpReply = { readonly code: number; readonly a: number; readonly b: number; readonly head: Head };
 interface Head {
   readonly now: number;
@@ -216,11 +217,41 @@ const HEAD = 7;
 
 const STEP = defineScript("queue/step", (r): number[] => {
   const ints = replyInts("queue/step", r);
-  if (ints.length < HEAD || (ints.length - HEAD) % 3 !== 0) {
-    throw replyError("queue/step", r, `${HEAD} integers, then 3 per operation`);
-  }
+  if (ints.length < HEAD) throw replyError("queue/step", r, `${HEAD} integers, then the operations'`);
   return ints;
 });
+
+/** Reply codes of step.lua, the low 3 bits of an operation's integer. */
+const WAITING = 1;
+const ADMITTED = 2;
+const NEEDS_DRAW = 6;
+
+/**
+ * The operations' outcomes in a step reply: one integer each (8 × value + code), and the admission number
+ * after an admission's. Throws when the reply does not hold exactly `count` of them.
+ */
+function opsOf(r: readonly number[], count: number): OpReply[] {
+  const head = headOf(r);
+  const out: OpReply[] = new Array<OpReply>(count);
+  let p = HEAD;
+  for (let i = 0; i < count; i++) {
+    const v = r[p++];
+    if (v === undefined || v < 0) break;
+    const code = v % 8;
+    const a = (v - code) / 8;
+    let b = 0;
+    if (code === ADMITTED) {
+      const n = r[p++];
+      if (n === undefined) break;
+      b = n;
+    }
+    out[i] = { code, a, b, head };
+  }
+  if (p !== r.length || out[count - 1] === undefined) {
+    throw replyError("queue/step", r, `${count} operations' results`);
+  }
+  return out;
+}
 
 const REDEEM_REASONS: Readonly<Record<number, PassRejection>> = Object.freeze({ 1: "EXPIRED", 2: "USED" });
 const REDEEM = defineScript("queue/redeem-pass", (r): "OK" | PassRejection => {
@@ -291,7 +322,14 @@ export class WaitingRoom {
   readonly #signer: Signer;
   readonly #config: readonly (string | number)[];
   readonly #batcher: TickBatcher<number, Op, OpReply> | undefined;
-  readonly #inFlight = new Set<Promise<OpReply>>();
+  /** Step calls sent and not answered yet. */
+  readonly #inFlight = new Set<Promise<unknown>>();
+  /**
+   * Whether the last step reply found the room open (by Redis time): joins then go without a draw, which
+   * only a join before the opening uses. Should Redis time say otherwise (a failover to a node whose clock
+   * is behind), the script sends such a join back and it goes again with one.
+   */
+  #open: boolean;
   /**
    * Tickets verified lately → their user: a page polls with the same ticket every few seconds, and a ticket's
    * verdict never changes (it carries no time), so the HMAC is checked once per ticket and process.
@@ -343,10 +381,11 @@ export class WaitingRoom {
     };
     this.#keyList = [this.#keys.meta, this.#keys.waiting, this.#keys.admitted, this.#keys.numbers];
     this.#config = [this.opensAt, rate ?? 0, this.burst, this.maxActive ?? 0, this.passTtlMs];
+    this.#open = this.opensAt === 0;
     this.#batcher =
       options.batch === false
         ? undefined
-        : new TickBatcher<number, Op, OpReply>((_g, batch) => this.#send(batch), 256);
+        : new TickBatcher<number, Op, OpReply>((_g, batch) => this.#send(batch), Number(process.env.QMAX ?? 256));
   }
 
   /**
@@ -362,47 +401,43 @@ export class WaitingRoom {
   }
 
   async #send(batch: Pending<Op, OpReply>[]): Promise<void> {
-    const args: (string | number)[] = [...this.#config];
-    for (const p of batch) args.push(p.item.kind, p.item.userId, p.item.random);
-    const r = await STEP.run(this.redis, this.#keyList, args);
-    const head = headOf(r);
-    if (r.length !== HEAD + 3 * batch.length) throw replyError("queue/step", r, `${batch.length} results`);
-    batch.forEach((p, i) =>
-      p.resolve({ code: r[HEAD + 3 * i]!, a: r[HEAD + 3 * i + 1]!, b: r[HEAD + 3 * i + 2]!, head }),
-    );
+    const args: (string | number)[] = this.#config.slice();
+    for (const p of batch) args.push(p.item.kind, p.item.userId);
+    const ops = opsOf(await this.#call(args), batch.length);
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(ops[i]!);
   }
 
-  #run(op: Op): Promise<OpReply> {
-    // Tracked until answered, so that pause, resume, drain and clear run after every step call made before
-    // them, even one that Redis answered NOSCRIPT and that goes out again as EVAL a round trip later.
-    const p = this.#step(op);
+  #step(op: Op): Promise<OpReply> {
+    if (this.#batcher !== undefined) return this.#batcher.submit(0, op);
+    return this.#call([...this.#config, op.kind, op.userId]).then((r) => opsOf(r, 1)[0]!);
+  }
+
+  /**
+   * Sends a step call, tracked until answered, so that pause, resume, drain and clear run after every step
+   * call made before them, even one that Redis answered NOSCRIPT and that goes out again as EVAL a round
+   * trip later.
+   */
+  #call(args: readonly (string | number)[]): Promise<number[]> {
+    const p = STEP.run(this.redis, this.#keyList, args).then((r) => {
+      this.#open = r[0]! >= this.opensAt;
+      return r;
+    });
     this.#inFlight.add(p);
     const done = () => this.#inFlight.delete(p);
     p.then(done, done);
     return p;
   }
 
-  async #step(op: Op): Promise<OpReply> {
-    if (this.#batcher !== undefined) return this.#batcher.submit(0, op);
-    const r = await STEP.run(this.redis, this.#keyList, [...this.#config, op.kind, op.userId, op.random]);
-    if (r.length !== HEAD + 3) throw replyError("queue/step", r, "1 result");
-    return { code: r[HEAD]!, a: r[HEAD + 1]!, b: r[HEAD + 2]!, head: headOf(r) };
-  }
-
   #standing(userId: string, ticket: string, o: OpReply): JoinResult | StatusResult {
     switch (o.code) {
-      case 1: {
+      case WAITING: {
         const est = this.#estimate(o.a, o.head);
-        return {
-          state: "WAITING",
-          ticket,
-          position: o.a,
-          waiting: o.head.waiting,
-          paused: o.head.paused,
-          ...(est !== undefined && { estimatedWaitMs: est }),
-        };
+        const { waiting, paused } = o.head;
+        return est === undefined
+          ? { state: "WAITING", ticket, position: o.a, waiting, paused }
+          : { state: "WAITING", ticket, position: o.a, waiting, paused, estimatedWaitMs: est };
       }
-      case 2:
+      case ADMITTED:
         return {
           state: "ADMITTED",
           ticket,
@@ -455,11 +490,10 @@ export class WaitingRoom {
   async join(userId: string): Promise<JoinResult> {
     validateId("userId", userId);
     const ticket = this.#signer.sign("t1", { u: userId });
-    return this.#standing(
-      userId,
-      ticket,
-      await this.#run({ kind: "j", userId, random: draw() }),
-    ) as JoinResult;
+    let o = await this.#step({ kind: this.#open ? "j" : `j${draw()}`, userId });
+    // Sent without a draw, but Redis time says the room is not open yet: again, with one.
+    while (o.code === NEEDS_DRAW) o = await this.#step({ kind: `j${draw()}`, userId });
+    return this.#standing(userId, ticket, o) as JoinResult;
   }
 
   /**
@@ -489,7 +523,7 @@ export class WaitingRoom {
     }
     if (expected.userId !== undefined && expected.userId !== userId)
       return { state: "REFUSED", reason: "WRONG_USER" };
-    return this.#standing(userId, ticket, await this.#run({ kind: "s", userId, random: "" })) as StatusResult;
+    return this.#standing(userId, ticket, await this.#step({ kind: "s", userId })) as StatusResult;
   }
 
   /**
@@ -534,8 +568,7 @@ export class WaitingRoom {
    * ```
    */
   async stats(): Promise<RoomStats> {
-    const r = await STEP.run(this.redis, this.#keyList, this.#config);
-    const h = headOf(r);
+    const h = headOf(await this.#call(this.#config));
     return {
       now: h.now,
       open: h.now >= this.opensAt,
