@@ -5,9 +5,10 @@
 --       a uniform draw in [0, 1), a later join its sequence number >= 1); admitted: user -> pass expiresAt
 --       (ms); admission numbers: user -> n, the n-th admission of the room
 -- ARGV: [1] opensAt (epoch ms), [2] admissions per second (0: no rate limit), [3] burst, [4] maxActive
---       (0: no limit), [5] pass ttl (ms), then per operation two values: the kind, then the user id. The kind
---       is 's' (status) or 'j' (join), a join's followed by a random 53-bit integer (decimal) when the caller
---       does not know the room to be open: a join before the opening needs it for its place.
+--       (0: no limit), [5] pass ttl (ms), [6] the operations (none: a stats read), one string: per operation
+--       its kind, a space, the user id and a space (ids hold no spaces). The kind is 's' (status) or 'j'
+--       (join), a join's followed by a random 53-bit integer (decimal) when the caller does not know the room
+--       to be open: a join before the opening needs it for its place.
 -- Returns: { now ms, paused 0/1, draining 0/1, whole tokens available (-1 without a rate), waiting count,
 --          active passes, admissions so far } then per operation one integer, 8 x value + code, and for
 --          code 2 a second integer:
@@ -21,7 +22,7 @@
 -- (burst + rate x elapsed since the opening, capped at burst) and the number of unexpired passes allow, at
 -- most 1,000 per call. A refused or read-only call writes nothing.
 local rcall = redis.call
-local format, floor, byte, sub = string.format, math.floor, string.byte, string.sub
+local format, floor, byte, sub, gmatch = string.format, math.floor, string.byte, string.sub, string.gmatch
 local U = 1000000 -- units per token
 local MAX_PER_CALL = 1000
 
@@ -122,14 +123,15 @@ local function admittedOrGone(user, exp)
 end
 
 admit()
-for i = 6, #ARGV, 2 do -- ARGV[6..]: the operations
-  if i > 6 then
+local first = true
+for kind, user in gmatch(ARGV[6] or '', '([^ ]+) ([^ ]+) ') do
+  if not first then
     -- Each operation of a batch is decided as if its call ran alone: a budget of its own, and the
     -- admissions its own call would have made first.
     budget = MAX_PER_CALL
     admit()
   end
-  local kind, user = ARGV[i], ARGV[i + 1]
+  first = false
   if byte(kind) == 115 then -- 's'
     -- Most reads come from users in line: one lookup.
     local rank = rcall('ZRANK', KEYS[2], user)

@@ -29,7 +29,7 @@ const H = new Int32Array(8);
 const O = new Int32Array(8);
 
 /** Compresses the block in W[0..15] into `h` (FIPS 180-4, 6.2.2). */
-export function compress(h: Int32Array): void {
+function compress(h: Int32Array): void {
   for (let t = 16; t < 64; t++) {
     const x = W[t - 15]!;
     const y = W[t - 2]!;

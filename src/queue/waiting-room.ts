@@ -385,7 +385,7 @@ export class WaitingRoom {
     this.#batcher =
       options.batch === false
         ? undefined
-        : new TickBatcher<number, Op, OpReply>((_g, batch) => this.#send(batch), Number(process.env.QMAX ?? 256));
+        : new TickBatcher<number, Op, OpReply>((_g, batch) => this.#send(batch), 256);
   }
 
   /**
@@ -401,15 +401,16 @@ export class WaitingRoom {
   }
 
   async #send(batch: Pending<Op, OpReply>[]): Promise<void> {
-    const args: (string | number)[] = this.#config.slice();
-    for (const p of batch) args.push(p.item.kind, p.item.userId);
-    const ops = opsOf(await this.#call(args), batch.length);
+    // One argument for the whole batch (see step.lua): ioredis and Redis handle each argument on its own.
+    let packed = "";
+    for (const p of batch) packed += `${p.item.kind} ${p.item.userId} `;
+    const ops = opsOf(await this.#call([...this.#config, packed]), batch.length);
     for (let i = 0; i < batch.length; i++) batch[i]!.resolve(ops[i]!);
   }
 
   #step(op: Op): Promise<OpReply> {
     if (this.#batcher !== undefined) return this.#batcher.submit(0, op);
-    return this.#call([...this.#config, op.kind, op.userId]).then((r) => opsOf(r, 1)[0]!);
+    return this.#call([...this.#config, `${op.kind} ${op.userId} `]).then((r) => opsOf(r, 1)[0]!);
   }
 
   /**
