@@ -68,6 +68,36 @@ local active = open and rcall('ZCOUNT', KEYS[3], '(' .. now, '+inf') or 0
 local waiting = rcall('ZCARD', KEYS[2])
 local budget = MAX_PER_CALL
 
+-- The operations, and what the call needs to know of the joiners, read in two commands and kept up to date
+-- below as the call changes the line and the passes: whether each waits in line, and its pass's expiry (or
+-- false). New joiners are added to the line in one command, before anything reads its order (flush).
+local kinds, users, nOps = {}, {}, 0
+local joiners, nJoins = {}, 0
+for kind, user in gmatch(ARGV[6] or '', '([^ ]+) ([^ ]+) ') do
+  nOps = nOps + 1
+  kinds[nOps], users[nOps] = kind, user
+  if byte(kind) ~= 115 then
+    nJoins = nJoins + 1
+    joiners[nJoins] = user
+  end
+end
+local inLine, pass = {}, {} -- the joiners' (a status read asks the sorted sets itself)
+if nJoins > 0 then
+  local q = rcall('ZMSCORE', KEYS[2], unpack(joiners))
+  local a = rcall('ZMSCORE', KEYS[3], unpack(joiners))
+  for i = 1, nJoins do
+    local user = joiners[i]
+    inLine[user], pass[user] = q[i] ~= false, tonumber(a[i]) or false
+  end
+end
+local adds, nAdds = {}, 0 -- score, user, score, user...: joined, not in the sorted set yet
+local function flush()
+  if nAdds > 0 then
+    rcall('ZADD', KEYS[2], 'NX', unpack(adds, 1, nAdds))
+    nAdds = 0
+  end
+end
+
 -- Admits the head of the line as far as the bucket, the cap and this call's budget allow; returns how many.
 local function admit()
   if not open or paused or budget <= 0 or waiting == 0 then return 0 end
@@ -78,14 +108,17 @@ local function admit()
   end
   if maxActive > 0 and maxActive - active < k then k = maxActive - active end
   if k <= 0 then return 0 end
+  flush()
   local popped = rcall('ZPOPMIN', KEYS[2], k)
   local n = #popped / 2
   if n == 0 then return 0 end
   local expiresAt = now + ttl
   for i = 1, #popped, 2 do
+    local user = popped[i]
     admitted = admitted + 1
-    rcall('ZADD', KEYS[3], expiresAt, popped[i])
-    rcall('HSET', KEYS[4], popped[i], admitted)
+    rcall('ZADD', KEYS[3], expiresAt, user)
+    rcall('HSET', KEYS[4], user, admitted)
+    inLine[user], pass[user] = false, expiresAt
   end
   active = active + n
   waiting = waiting - n
@@ -97,21 +130,32 @@ end
 
 -- The user's pass expiry if admitted and unexpired; an expired pass not swept yet is dropped here.
 local function passOf(user)
-  local exp = tonumber(rcall('ZSCORE', KEYS[3], user))
-  if exp ~= nil and exp <= now then
+  local exp = pass[user]
+  if exp == nil then
+    exp = tonumber(rcall('ZSCORE', KEYS[3], user)) or false
+    pass[user] = exp
+  end
+  if exp and exp <= now then
     rcall('ZREM', KEYS[3], user)
     rcall('HDEL', KEYS[4], user)
+    pass[user] = false
     return nil
   end
-  return exp
+  return exp or nil
 end
 
 local out = { 0, 0, 0, 0, 0, 0, 0 }
 local function put(code, v)
   out[#out + 1] = v * 8 + code
 end
-local function standing(rank)
-  if not open then put(3, waiting) else put(1, rank + 1) end
+-- The standing of a user in line: the place once open (the line's order read now), the count before.
+local function standing(user)
+  if not open then
+    put(3, waiting)
+  else
+    flush()
+    put(1, rcall('ZRANK', KEYS[2], user) + 1)
+  end
 end
 local function admittedOrGone(user, exp)
   if exp == nil then
@@ -123,51 +167,58 @@ local function admittedOrGone(user, exp)
 end
 
 admit()
-local first = true
-for kind, user in gmatch(ARGV[6] or '', '([^ ]+) ([^ ]+) ') do
-  if not first then
+for i = 1, nOps do
+  if i > 1 then
     -- Each operation of a batch is decided as if its call ran alone: a budget of its own, and the
     -- admissions its own call would have made first.
     budget = MAX_PER_CALL
     admit()
   end
-  first = false
+  local kind, user = kinds[i], users[i]
   if byte(kind) == 115 then -- 's'
     -- Most reads come from users in line: one lookup.
+    flush()
     local rank = rcall('ZRANK', KEYS[2], user)
-    if rank then standing(rank) else admittedOrGone(user, passOf(user)) end
+    if rank then
+      if open then put(1, rank + 1) else put(3, waiting) end
+    else
+      admittedOrGone(user, passOf(user))
+    end
   else
     local exp = passOf(user)
     if exp ~= nil then
       admittedOrGone(user, exp)
+    elseif inLine[user] then
+      standing(user) -- a re-join keeps the place
     elseif draining then
-      local rank = rcall('ZRANK', KEYS[2], user)
-      if rank then standing(rank) else put(5, 0) end
+      put(5, 0)
     elseif not open and #kind == 1 then
-      -- No draw came with it: a re-join keeps its place; a new early joiner is sent back for one.
-      local rank = rcall('ZRANK', KEYS[2], user)
-      if rank then standing(rank) else put(6, 0) end
+      put(6, 0) -- a new early joiner without a draw: sent back for one
     else
       local score
-      if open then score = seq + 1 else score = tonumber(sub(kind, 2)) / 9007199254740992 end -- 2^53: [0, 1)
-      if rcall('ZADD', KEYS[2], 'NX', score, user) == 1 then
-        if open then seq, seqDirty = seq + 1, true end
-        waiting = waiting + 1
-        if admit() > 0 then
-          -- An empty line and a free place: in at once (or someone ahead went in, and this one waits).
-          exp = passOf(user)
-          if exp ~= nil then admittedOrGone(user, exp) else standing(rcall('ZRANK', KEYS[2], user)) end
-        elseif open then
-          put(1, waiting) -- at the back of the line
-        else
-          put(3, waiting)
-        end
+      if open then
+        seq, seqDirty = seq + 1, true
+        score = seq
       else
-        standing(rcall('ZRANK', KEYS[2], user)) -- a re-join keeps the place
+        score = tonumber(sub(kind, 2)) / 9007199254740992 -- 2^53: [0, 1)
+      end
+      adds[nAdds + 1], adds[nAdds + 2] = score, user
+      nAdds = nAdds + 2
+      inLine[user] = true
+      waiting = waiting + 1
+      if admit() > 0 then
+        -- An empty line and a free place: in at once (or someone ahead went in, and this one waits).
+        exp = passOf(user)
+        if exp ~= nil then admittedOrGone(user, exp) else standing(user) end
+      elseif open then
+        put(1, waiting) -- at the back of the line
+      else
+        put(3, waiting)
       end
     end
   end
 end
+flush()
 
 local fields = {}
 if dirty then
