@@ -21,19 +21,24 @@ export function secretsOf(secret: unknown): Buffer[] {
 /** Each key's HMAC states, hashed once (the keys are the copies secretsOf made: nobody else changes them). */
 const keys = new WeakMap<Buffer, HmacKey>();
 
-function mac(body: string, secret: Buffer): Buffer {
+/** The HMAC key of `secret` (one of the buffers secretsOf returned). */
+export function hmacKey(secret: Buffer): HmacKey {
   let key = keys.get(secret);
   if (key === undefined) {
     key = new HmacKey(secret);
     keys.set(secret, key);
   }
-  return key.mac(body);
+  return key;
+}
+
+function mac(body: string, secret: Buffer): Buffer {
+  return hmacKey(secret).mac(body);
 }
 
 /** `payload` signed with the first of `secrets` under `version`. */
 export function seal(version: string, payload: unknown, secrets: readonly Buffer[]): string {
   const body = `${version}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
-  return `${body}.${mac(body, secrets[0]!).toString("base64url")}`;
+  return `${body}.${hmacKey(secrets[0]!).macBase64url(body)}`;
 }
 
 /**

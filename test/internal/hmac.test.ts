@@ -1,8 +1,9 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { HmacKey } from "../../src/internal/hmac.js";
+import { HmacKey, writeAsciiBase64url } from "../../src/internal/hmac.js";
+import { Signer } from "../../src/queue/signing.js";
 
-const ASCII = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~{}\":, \x00\x7f";
+const ASCII = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~{}":, \x00\x7f';
 
 function asciiString(length: number): string {
   const bytes = randomBytes(length);
@@ -56,5 +57,58 @@ describe("HmacKey", () => {
       expect(key.mac(m).equals(first)).toBe(true);
     }
     expect(first.equals(createHmac("sha256", secret).update(m).digest())).toBe(true);
+  });
+
+  it("gives the MAC as base64url as Buffer's toString does, for ASCII and other messages", () => {
+    const secret = randomBytes(32);
+    const key = new HmacKey(secret);
+    for (let n = 0; n <= 200; n++) {
+      const m = asciiString(n);
+      expect(key.macBase64url(m)).toBe(createHmac("sha256", secret).update(m).digest("base64url"));
+    }
+    for (const m of ["é", "t1.ü", "a".repeat(600)]) {
+      expect(key.macBase64url(m)).toBe(createHmac("sha256", secret).update(m).digest("base64url"));
+    }
+  });
+});
+
+describe("writeAsciiBase64url", () => {
+  it("writes Buffer's base64url for ASCII text of every length to 100, and refuses text beyond ASCII", () => {
+    const out = Buffer.alloc(200);
+    for (let n = 0; n <= 100; n++) {
+      const t = asciiString(n);
+      const end = writeAsciiBase64url(t, out, 5);
+      expect(out.toString("latin1", 5, end)).toBe(Buffer.from(t).toString("base64url"));
+    }
+    for (const t of ["é", "aé", "abé", "abcé", "\u0080", "x\uffff"])
+      expect(writeAsciiBase64url(t, out, 0)).toBe(-1);
+    expect(writeAsciiBase64url("x".repeat(151), out, 0)).toBe(-1); // 204 characters: does not fit
+  });
+});
+
+describe("Signer.ticket", () => {
+  it("is the same string as sign('t1', { u }) for rooms of every length modulo 3, ASCII or not, and any user", () => {
+    const users = [
+      "u",
+      "u42",
+      "alice@example.com",
+      'quote"and\\backslash',
+      "ユーザー",
+      "mixé",
+      "x".repeat(200),
+      ...Array.from({ length: 50 }, (_, i) => asciiString(1 + i).replace(/[\s{}]/g, "_")),
+    ];
+    for (const room of [
+      "fsk:r",
+      "fsk:ro",
+      "fsk:roo",
+      "fsk:room",
+      "bench1a2b3c4d:join",
+      "fsk:salé",
+      'fsk:"q"',
+    ]) {
+      const signer = new Signer([randomBytes(32), randomBytes(40)], room);
+      for (const u of users) expect(signer.ticket(u), `${room} ${u}`).toBe(signer.sign("t1", { u }));
+    }
   });
 });
