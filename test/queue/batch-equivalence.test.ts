@@ -63,7 +63,14 @@ function rounds(seed: number): Step[][] {
  * which a batch shares.
  */
 function outcome(r: object): unknown {
-  const { ticket: _t, pass: _p, expiresAt: _e, now: _n, opensInMs: _o, ...rest } = r as Record<string, unknown>;
+  const {
+    ticket: _t,
+    pass: _p,
+    expiresAt: _e,
+    now: _n,
+    opensInMs: _o,
+    ...rest
+  } = r as Record<string, unknown>;
   if (rest.state === "WAITING") {
     delete rest.waiting;
     delete rest.estimatedWaitMs;
@@ -143,7 +150,8 @@ describe("queue/step", () => {
     const tag = randomPrefix("st");
     const keys = [`{${tag}}:wr`, `{${tag}}:wr:q`, `{${tag}}:wr:adm`, `{${tag}}:wr:num`];
     const config = [Date.now() + 3_600_000, 0, 1, 5, 60_000];
-    const step = (ops: string) => redis.eval(LUA["queue/step"], 4, ...keys, ...config, ops) as Promise<number[]>;
+    const step = (ops: string) =>
+      redis.eval(LUA["queue/step"], 4, ...keys, ...config, ops) as Promise<number[]>;
     try {
       let r = await step("j alice ");
       expect(r.slice(7)).toEqual([6]); // 8 × 0 + NEEDS_DRAW
