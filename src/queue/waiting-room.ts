@@ -194,9 +194,6 @@ const KNOWN = optionKeys<WaitingRoomOptions>({
   batch: 1,
 });
 
-/** A batch of this many operations or more goes as two script calls (see #send). */
-const SPLIT_AT = 64;
-
 /** How many verified tickets a room remembers. */
 const VERIFIED_MAX = 10_000;
 
@@ -403,23 +400,12 @@ export class WaitingRoom {
     return this.#keys;
   }
 
-  #send(batch: Pending<Op, OpReply>[]): Promise<void> {
-    // A big batch goes as two script calls, back to back (Redis runs them in that order): Redis runs the
-    // first while this process encodes the second, and this process decodes the first reply (and its callers
-    // make their next calls) while Redis runs the second, instead of each waiting for the other.
-    if (batch.length < SPLIT_AT) return this.#sendOne(batch, 0, batch.length);
-    const half = batch.length >> 1;
-    const first = this.#sendOne(batch, 0, half);
-    const second = this.#sendOne(batch, half, batch.length);
-    return Promise.all([first, second]).then(() => undefined);
-  }
-
-  async #sendOne(batch: Pending<Op, OpReply>[], from: number, to: number): Promise<void> {
+  async #send(batch: Pending<Op, OpReply>[]): Promise<void> {
     // One argument for the whole batch (see step.lua): ioredis and Redis handle each argument on its own.
     let packed = "";
-    for (let i = from; i < to; i++) packed += `${batch[i]!.item.kind} ${batch[i]!.item.userId} `;
-    const ops = opsOf(await this.#call([...this.#config, packed]), to - from);
-    for (let i = from; i < to; i++) batch[i]!.resolve(ops[i - from]!);
+    for (const p of batch) packed += `${p.item.kind} ${p.item.userId} `;
+    const ops = opsOf(await this.#call([...this.#config, packed]), batch.length);
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(ops[i]!);
   }
 
   #step(op: Op): Promise<OpReply> {
