@@ -194,6 +194,12 @@ const KNOWN = optionKeys<WaitingRoomOptions>({
   batch: 1,
 });
 
+/** The most operations one script call carries. */
+const MAX_BATCH = 256;
+
+/** A batch of this many operations or more (and fewer than MAX_BATCH) goes as two script calls (see #send). */
+const SPLIT_AT = 64;
+
 /** How many verified tickets a room remembers. */
 const VERIFIED_MAX = 10_000;
 
@@ -385,7 +391,7 @@ export class WaitingRoom {
     this.#batcher =
       options.batch === false
         ? undefined
-        : new TickBatcher<number, Op, OpReply>((_g, batch) => this.#send(batch), 256);
+        : new TickBatcher<number, Op, OpReply>((_g, batch) => this.#send(batch), MAX_BATCH);
   }
 
   /**
@@ -400,12 +406,24 @@ export class WaitingRoom {
     return this.#keys;
   }
 
-  async #send(batch: Pending<Op, OpReply>[]): Promise<void> {
+  #send(batch: Pending<Op, OpReply>[]): Promise<void> {
+    // A tick's batch of 64 to 255 goes as two script calls, back to back (Redis runs them in that order):
+    // Redis runs the first while this process encodes the second, and this process decodes the first reply
+    // (and its callers make their next calls) while Redis runs the second, instead of each waiting for the
+    // other. Full batches (256) need not: several are in flight already.
+    if (batch.length < SPLIT_AT || batch.length >= MAX_BATCH) return this.#sendOne(batch, 0, batch.length);
+    const half = batch.length >> 1;
+    const first = this.#sendOne(batch, 0, half);
+    const second = this.#sendOne(batch, half, batch.length);
+    return Promise.all([first, second]).then(() => undefined);
+  }
+
+  async #sendOne(batch: Pending<Op, OpReply>[], from: number, to: number): Promise<void> {
     // One argument for the whole batch (see step.lua): ioredis and Redis handle each argument on its own.
     let packed = "";
-    for (const p of batch) packed += `${p.item.kind} ${p.item.userId} `;
-    const ops = opsOf(await this.#call([...this.#config, packed]), batch.length);
-    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(ops[i]!);
+    for (let i = from; i < to; i++) packed += `${batch[i]!.item.kind} ${batch[i]!.item.userId} `;
+    const ops = opsOf(await this.#call([...this.#config, packed]), to - from);
+    for (let i = from; i < to; i++) batch[i]!.resolve(ops[i - from]!);
   }
 
   #step(op: Op): Promise<OpReply> {
