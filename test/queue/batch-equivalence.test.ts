@@ -41,15 +41,15 @@ function prng(seed: number): () => number {
  * are other script calls, so they are not mixed into a round of steps (a batch leaves at the end of the tick,
  * after them).
  */
-function rounds(seed: number): Step[][] {
+function rounds(seed: number, perRound = 12, users = 25): Step[][] {
   const rand = prng(seed);
   const out: Step[][] = [];
   for (let r = 0; r < 80; r++) {
     const redeem = r % 4 === 3;
-    const n = 1 + Math.floor(rand() * (redeem ? 3 : 12));
+    const n = 1 + Math.floor(rand() * (redeem ? 3 : perRound));
     const round: Step[] = [];
     for (let i = 0; i < n; i++) {
-      const u = `u${Math.floor(rand() * 25)}`;
+      const u = `u${Math.floor(rand() * users)}`;
       round.push({ k: redeem ? "redeem" : rand() < 0.6 ? "join" : "status", u });
     }
     out.push(round);
@@ -135,6 +135,14 @@ describe("WaitingRoom batching keeps each call's outcome", () => {
       expect(flat).toContain('"ok":true');
     });
   }
+
+  it("rounds of up to 200 calls (a batch of 64 or more goes as two script calls) match batch: false", async () => {
+    const script = rounds(11, 200, 300);
+    const alone = await play(false, script, 0);
+    const batched = await play(true, script, 0);
+    expect(batched).toEqual(alone);
+    expect(script.some((r) => r.length >= 64)).toBe(true);
+  });
 
   it("before the opening, the same (states and counts; the places are drawn)", async () => {
     const script = rounds(7).map((round) => round.filter((s) => s.k !== "redeem"));
