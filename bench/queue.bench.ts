@@ -85,8 +85,8 @@ export default async function queueBench(ctx: BenchContext): Promise<BenchSectio
 (${joined.toLocaleString("en-US")} joins in all); \`WaitingRoom.status\` of users waiting in a line of
 10,000 (ticket verified, position and estimate). Both rooms are open and run their admission step on every
 call (Redis time, bucket, active passes) with a rate that lets nobody in, so the line is what is measured.
-All three coalesce the calls of one tick into one script call (one room is one slot). Goal: join and status
-at 0.8x of take or better.
+All three coalesce the calls of one tick into script calls (take: 32 items a call; a room: up to 256, and a
+tick's 64 to 255 as two calls; one room is one slot). Goal: join and status at 0.8x of take or better.
 
 ${rows.map((set, k) => `**concurrency ${[64, 1024][k]}**\n\n${table(set, "TokenBucket.take")}`).join("\n\n")}
 
