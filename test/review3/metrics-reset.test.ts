@@ -23,7 +23,9 @@ describe("prometheusMetrics after registry.resetMetrics()", () => {
       registry.resetMetrics();
       await run(2);
       const text = await registry.metrics();
-      expect(text).toContain('flash_sale_operations_total{operation="ratelimit.take",outcome="ok",reason=""} 2');
+      expect(text).toContain(
+        'flash_sale_operations_total{operation="ratelimit.take",outcome="ok",reason=""} 2',
+      );
       expect(text).toContain(
         'flash_sale_operation_duration_seconds_count{operation="ratelimit.take",outcome="ok"} 2',
       );
@@ -41,7 +43,9 @@ describe("prometheusMetrics after registry.resetMetrics()", () => {
       const text = await registry.metrics();
       // The histogram forgets them (its reset); the counter must agree with it.
       expect(text).not.toContain('flash_sale_operation_duration_seconds_count{operation="ratelimit.take"');
-      expect(text).not.toContain('flash_sale_operations_total{operation="ratelimit.take",outcome="ok",reason=""} 3');
+      expect(text).not.toContain(
+        'flash_sale_operations_total{operation="ratelimit.take",outcome="ok",reason=""} 3',
+      );
     } finally {
       metrics.close();
     }
