@@ -37,6 +37,8 @@ export class TickBatcher<K, T, R> {
   private readonly weights = new Map<K, number>();
   /** Batches sent and not settled yet, per group (only counted with a `maxInFlight`). */
   private readonly inFlight = new Map<K, number>();
+  /** Callers of `sent(group)` waiting for the group's queued items to be handed to `send`. */
+  private readonly waiters = new Map<K, (() => void)[]>();
   private scheduled = false;
 
   constructor(
@@ -72,6 +74,20 @@ export class TickBatcher<K, T, R> {
     });
   }
 
+  /**
+   * Resolves once every item submitted to `group` so far has been handed to `send` (at once when none is
+   * waiting). `send` issues its command before its first await, so a command sent on the same connection
+   * afterwards reaches Redis after them, even when the group was held by `maxInFlight`.
+   */
+  sent(group: K): Promise<void> {
+    if (!this.queues.has(group)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiting = this.waiters.get(group);
+      if (waiting === undefined) this.waiters.set(group, [resolve]);
+      else waiting.push(resolve);
+    });
+  }
+
   private flush(): void {
     this.scheduled = false;
     for (const [group, queue] of [...this.queues]) {
@@ -89,6 +105,12 @@ export class TickBatcher<K, T, R> {
       sent = this.send(group, batch);
     } catch (err) {
       sent = Promise.reject(err); // a `send` that throws before its first await
+    }
+    // The whole queue of the group goes in each dispatch: whoever waited for its items is done waiting.
+    const waiting = this.waiters.get(group);
+    if (waiting !== undefined) {
+      this.waiters.delete(group);
+      for (const resolve of waiting) resolve();
     }
     const settled = sent.catch((err: unknown) => {
       // Settling twice is a no-op, so rejecting every item only reaches those `send` left open.

@@ -33,6 +33,14 @@ export interface Series {
   count: number;
 }
 
+/** A series with what the histogram needs to list it again after a reset. */
+interface Entry extends Series {
+  readonly key: string;
+  readonly labels: Record<string, string>;
+  /** Listed in the histogram (false after a reset, until the next observation). */
+  listed: boolean;
+}
+
 type Labels = Record<string, string | number>;
 
 interface Value {
@@ -48,7 +56,7 @@ export class LocalHistogram<L extends string> implements AdapterHistogram<L> {
   readonly aggregator = "sum";
   readonly upperBounds: readonly number[];
   readonly #labelNames: readonly L[];
-  #series = new Map<string, { labels: Record<string, string>; s: Series }>();
+  readonly #series = new Map<string, Entry>();
 
   constructor(
     readonly name: string,
@@ -67,31 +75,46 @@ export class LocalHistogram<L extends string> implements AdapterHistogram<L> {
     if (e === undefined) {
       const labels: Record<string, string> = {};
       this.#labelNames.forEach((n, i) => (labels[n] = values[i]!));
-      e = { labels, s: { counts: new Float64Array(this.upperBounds.length + 1), sum: 0, count: 0 } };
+      const counts = new Float64Array(this.upperBounds.length + 1);
+      e = { key, labels, counts, sum: 0, count: 0, listed: true };
       this.#series.set(key, e);
     }
-    return e.s;
+    return e;
   }
 
-  /** Records one value in a series. */
+  /** Records one value in a series (one `series` returned, kept by the caller across resets). */
   observe(s: Series, value: number): void {
+    const e = s as Entry;
+    if (!e.listed) {
+      // Reset since the caller looked it up: listed again from this observation on.
+      e.listed = true;
+      this.#series.set(e.key, e);
+    }
     const bounds = this.upperBounds;
     let i = 0;
     while (i < bounds.length && value > bounds[i]!) i++;
-    s.counts[i]!++;
-    s.sum += value;
-    s.count++;
+    e.counts[i]!++;
+    e.sum += value;
+    e.count++;
   }
 
+  /** Forgets every observation and label set, as prom-client's `reset()` does; series held by callers stay usable. */
   reset(): void {
-    this.#series = new Map();
+    for (const e of this.#series.values()) {
+      e.counts.fill(0);
+      e.sum = 0;
+      e.count = 0;
+      e.listed = false;
+    }
+    this.#series.clear();
   }
 
   /** What the registry's text exposition reads: each series' labels as shared labels, as prom-client does. */
   async getForPromString(): Promise<HistogramValues<L>> {
     const values: Value[] = [];
     const bucket = `${this.name}_bucket`;
-    for (const { labels, s } of this.#series.values()) {
+    for (const s of this.#series.values()) {
+      const labels = s.labels;
       let acc = 0;
       this.upperBounds.forEach((le, i) => {
         acc += s.counts[i]!;

@@ -133,6 +133,15 @@ export async function prometheusMetrics(options: PrometheusMetricsOptions = {}):
       c.pending = 0;
     }
   };
+  // A counter's reset (registry.resetMetrics()) also forgets the counts it has not taken yet, as prom-client's
+  // own counters forget everything counted before it.
+  const resetsCells = (counter: Counter<string>, cells: Map<string, Cell>) => {
+    const reset = counter.reset.bind(counter);
+    counter.reset = () => {
+      for (const c of cells.values()) c.pending = 0;
+      reset();
+    };
+  };
   const cellOf = (cells: Map<string, Cell>, key: string, labels: () => Record<string, string>): Cell => {
     let c = cells.get(key);
     if (c === undefined) cells.set(key, (c = { labels: labels(), pending: 0 }));
@@ -169,6 +178,8 @@ export async function prometheusMetrics(options: PrometheusMetricsOptions = {}):
       flush(lookupCells, this);
     },
   });
+  resetsCells(operations, opCells);
+  resetsCells(cacheLookups, lookupCells);
   const outboxMessages = new prom.Counter({
     name: `${prefix}outbox_messages_total`,
     help: "Outbox messages handled by relays, by outcome (sent, retried, dead, resent).",

@@ -91,6 +91,14 @@ export function takeGroup(
 }
 
 /**
+ * Resolves once the takes submitted on `client` for `slot` so far have been sent (those held by
+ * {@link MAX_IN_FLIGHT} included): a command sent on `client` afterwards reaches Redis after them.
+ */
+export function takesSent(client: RedisClient, slot: number): Promise<void> {
+  return batchers.get(client)?.sent(slot) ?? Promise.resolve();
+}
+
+/**
  * Sends a list of groups as one take script call and settles each group's promise. A batch travels in two
  * arguments: the distinct bucket settings as text, and the groups packed in binary (count, then key index,
  * settings index and cost per item), which the script reads with `string.byte` instead of parsing hundreds

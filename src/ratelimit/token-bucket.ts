@@ -4,7 +4,7 @@ import { resolvePrefix } from "../internal/keys.js";
 import { toRedisError, type RedisClient } from "../internal/scripts.js";
 import { validateId, validateInt, validateOptions } from "../internal/validate.js";
 import { slotOf } from "../internal/slot.js";
-import { takeGroup, type BucketItem, type ItemOutcome } from "./engine.js";
+import { takeGroup, takesSent, type BucketItem, type ItemOutcome } from "./engine.js";
 import { LocalState, UNITS, type BanPolicy, type LocalRefusal } from "./local.js";
 import { traced } from "../internal/trace.js";
 import { channels, type TakeTrace } from "../metrics/channels.js";
@@ -430,9 +430,13 @@ export class TokenBucket {
   async reset(key: string): Promise<void> {
     const k = this.#keyOf(key);
     this.#local.forget(k);
-    // Takes issued before this call leave at the end of the tick (batching): let them go first, so that
-    // the reset lands after them on the connection, as the order of the calls says.
-    if (this.batch) await new Promise((resolve) => setImmediate(resolve));
+    // Takes issued before this call leave at the end of the tick (batching), or later when a take call of
+    // their slot is still out: let them go first, so that the reset lands after them on the connection, as
+    // the order of the calls says.
+    if (this.batch) {
+      await new Promise((resolve) => setImmediate(resolve));
+      await takesSent(this.redis, slotOf(this.redis, k));
+    }
     try {
       await this.redis.del(k);
     } catch (err) {

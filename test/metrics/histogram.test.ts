@@ -48,9 +48,19 @@ describe("the adapter's histogram", () => {
     expect(await ours.metrics()).toBe(await theirs.metrics());
     expect(await local.get()).toEqual(await ref.get());
     expect(await ours.getMetricsAsJSON()).toEqual(await theirs.getMetricsAsJSON());
+    // Series looked up before a reset (the adapter keeps them) still count after it, and only from it.
+    const held = series.map(([operation, outcome]) => local.series(operation, outcome));
     ours.resetMetrics();
     theirs.resetMetrics();
     expect(await ours.metrics()).toBe(await theirs.metrics());
+    values(500, bounds).forEach((v, i) => {
+      const k = i % 2; // two of the three label sets come back
+      const [operation, outcome] = series[k]!;
+      ref.observe({ operation, outcome }, v);
+      local.observe(held[k]!, v);
+    });
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+    expect(await local.get()).toEqual(await ref.get());
   });
 
   it("counts every operation once, whenever the registry is read", async () => {
