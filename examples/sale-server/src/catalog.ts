@@ -4,6 +4,7 @@
 import type { Redis } from "ioredis";
 import { PenetrationGuard, ReadThroughCache, RedisBloomFilter } from "flash-sale-kit/cache";
 import type { SqlClient } from "flash-sale-kit";
+import { transaction } from "flash-sale-kit/outbox";
 import { rows } from "./db.js";
 
 export interface Product {
@@ -42,7 +43,12 @@ export class Catalog {
   }
 
   async migrate(): Promise<void> {
-    await this.db.query(`CREATE TABLE IF NOT EXISTS products (
+    // Server processes started together (`--processes N`) migrate at once, and two concurrent CREATE TABLE IF
+    // NOT EXISTS can both miss the table and one fail on the catalog's unique index: one at a time, under a
+    // transaction-scoped advisory lock (the second then finds the table).
+    await transaction(this.db, async (tx) => {
+      await tx.query("SELECT pg_advisory_xact_lock(hashtext('flash-sale-kit example: products table'))");
+      await tx.query(`CREATE TABLE IF NOT EXISTS products (
       sku text PRIMARY KEY,
       name text NOT NULL,
       price_cents integer NOT NULL,
@@ -50,6 +56,7 @@ export class Catalog {
       starts_at timestamptz NOT NULL,
       ends_at timestamptz
     )`);
+    });
   }
 
   private async load(sku: string): Promise<Product | null> {
