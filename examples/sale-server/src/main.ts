@@ -76,9 +76,14 @@ async function runPrimary(): Promise<void> {
     ADMIN_KEY: env.ADMIN_KEY ?? randomBytes(16).toString("hex"),
   };
   let stopping = false;
+  // Each slot's first "ready", from its process or from the one started in its place if it died first.
+  const readyOf: ((m: ControlReady) => void)[] = [];
   const fork = (index: number) => {
     // Only the first process creates the demo sale; the others learn of it from the products table.
     const w = cluster.fork({ ...shared, FSK_PROCESS_INDEX: String(index) });
+    w.on("message", (m: { type?: string } & ControlReady) => {
+      if (m.type === "ready") readyOf[index]?.(m);
+    });
     w.on("exit", (code, signal) => {
       if (stopping) return;
       console.error(`server process ${w.process.pid} exited (${signal ?? code}); starting another`);
@@ -86,13 +91,14 @@ async function runPrimary(): Promise<void> {
     });
     return w;
   };
-  const workers = Array.from({ length: processes }, (_, i) => fork(i));
   const ready = await Promise.all(
-    workers.map(
-      (w) =>
-        new Promise<ControlReady>((resolve) =>
-          w.on("message", (m: { type?: string } & ControlReady) => m.type === "ready" && resolve(m)),
-        ),
+    Array.from(
+      { length: processes },
+      (_, i) =>
+        new Promise<ControlReady>((resolve) => {
+          readyOf[i] = resolve;
+          fork(i);
+        }),
     ),
   );
   const first = ready[0]!;
