@@ -136,9 +136,9 @@ export default async function metricsBench(ctx: BenchContext): Promise<BenchSect
     title: "Diagnostics channels and the metrics adapter",
     body: [
       `Concurrency ${concurrency}, 10,000 users or keys, never refused, ${fine.rounds} alternating rounds of ${fine.roundMs} ms.`,
-      "The no-subscriber cost is the",
-      "`hasSubscribers` check in front of each call, timed alone over 2M calls and divided by the call's time",
-      "(1 / throughput); the adapter's cost is the paired throughput ratio of the same call with it on.",
+      "The no-subscriber cost is the `hasSubscribers` check in front of each call, timed alone over 2M calls and",
+      "divided by the call's time (1 / throughput); the adapter's cost is the paired throughput ratio of the same",
+      "call with it on.",
       "",
       ...lines,
       "",
