@@ -1,6 +1,18 @@
 // Benchmark helpers: closed-loop load with a fixed number of workers, alternating rounds so that candidates
 // measured side by side see the same machine, and markdown tables for BENCHMARKS.md.
 
+import type { Redis } from "ioredis";
+
+/** Unlinks every key matching `pattern` (SCAN, so a shared server is not blocked): what a bench wrote. */
+export async function cleanup(redis: Redis, pattern: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    cursor = next;
+    if (keys.length) await redis.unlink(...keys);
+  } while (cursor !== "0");
+}
+
 /** What every bench module receives. */
 export interface BenchContext {
   /** The machine's Redis (shared; benches use random key prefixes and clean up). */

@@ -9,16 +9,7 @@ import { Registry } from "prom-client";
 import { prometheusMetrics } from "../src/metrics/index.js";
 import { Inventory, UNLIMITED } from "../src/stock/index.js";
 import { TokenBucket } from "../src/ratelimit/index.js";
-import { compare, table, type BenchContext, type BenchSection, type Measurement } from "./lib.js";
-
-async function cleanup(redis: Redis, pattern: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    if (keys.length) await redis.unlink(...keys);
-  } while (cursor !== "0");
-}
+import { compare, table, type BenchContext, type BenchSection, type Measurement, cleanup } from "./lib.js";
 
 /**
  * Nanoseconds a call spends on the no-subscriber check: a method that checks an unsubscribed tracing channel

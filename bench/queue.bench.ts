@@ -4,16 +4,15 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { WaitingRoom } from "../src/queue/index.js";
 import { TokenBucket } from "../src/ratelimit/index.js";
-import { compare, ratio, table, type BenchContext, type BenchSection, type Measurement } from "./lib.js";
-
-async function cleanup(redis: Redis, pattern: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    if (keys.length) await redis.unlink(...keys);
-  } while (cursor !== "0");
-}
+import {
+  compare,
+  ratio,
+  table,
+  type BenchContext,
+  type BenchSection,
+  type Measurement,
+  cleanup,
+} from "./lib.js";
 
 const LINE = 10_000;
 

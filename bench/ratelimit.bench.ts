@@ -5,20 +5,19 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import { RateLimits, TokenBucket } from "../src/ratelimit/index.js";
-import { compare, ratio, table, type BenchContext, type BenchSection, type Measurement } from "./lib.js";
+import {
+  compare,
+  ratio,
+  table,
+  type BenchContext,
+  type BenchSection,
+  type Measurement,
+  cleanup,
+} from "./lib.js";
 
 // Nothing is ever refused: both sides measure the path every admitted request takes.
 const CAPACITY = 1_000_000_000;
 const RATE = 1_000;
-
-async function cleanup(redis: Redis, pattern: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
-    cursor = next;
-    if (keys.length) await redis.unlink(...keys);
-  } while (cursor !== "0");
-}
 
 export default async function ratelimitBench(ctx: BenchContext): Promise<BenchSection> {
   const redis = new Redis(ctx.redisUrl);
