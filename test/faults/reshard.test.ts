@@ -68,6 +68,50 @@ afterAll(async () => cluster?.stop());
  * TRYAGAIN whenever its slot is open): reserve, then confirm, release or keep the hold; the per-user units
  * live in the stock hash, so the quota moves with it. Sold == stock, conservation and the cap, exactly.
  */
+/** Demand above the stock: 16 buyers reserve for `user()` until Redis says sold out (30 s at most). */
+async function drain(
+  inventory: Inventory,
+  sku: string,
+  user: () => string,
+  held: Map<string, string>,
+): Promise<void> {
+  let soldOut = false;
+  const deadline = Date.now() + 30_000;
+  const buyer = async (): Promise<void> => {
+    while (!soldOut && Date.now() < deadline) {
+      const userId = user();
+      const r = await inventory.reserve(sku, { userId, reservationId: randomUUID() });
+      if (r.ok) held.set(r.reservationId, userId);
+      else if (r.reason === "SOLD_OUT") soldOut = true;
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, buyer));
+}
+
+/** Every user: Redis's count equals the ledger's (`owners`: one user per unit held or confirmed), and nobody is over `cap`. */
+async function expectUserCounts(
+  inventory: Inventory,
+  sku: string,
+  users: readonly string[],
+  owners: readonly string[],
+  cap: number,
+): Promise<void> {
+  const mine = new Map<string, number>();
+  for (const u of owners) mine.set(u, (mine.get(u) ?? 0) + 1);
+  const over: string[] = [];
+  const wrong: string[] = [];
+  for (let i = 0; i < users.length; i += 200) {
+    const chunk = users.slice(i, i + 200);
+    const counts = await Promise.all(chunk.map((u) => inventory.userQuantity(sku, u)));
+    chunk.forEach((u, j) => {
+      if (counts[j]! > cap) over.push(u);
+      if (counts[j] !== (mine.get(u) ?? 0)) wrong.push(u);
+    });
+  }
+  expect(over).toEqual([]);
+  expect(wrong).toEqual([]);
+}
+
 function hotSku(prefix: string): Case {
   const inventory = new Inventory(redis, { prefix, localCacheMs: 0 });
   const sku = "hot-sku";
@@ -113,17 +157,7 @@ function hotSku(prefix: string): Case {
     async finish() {
       // Demand above the stock: buy until Redis says sold out, with no more releases.
       draining = true;
-      let soldOut = false;
-      const deadline = Date.now() + 30_000;
-      const buyer = async (): Promise<void> => {
-        while (!soldOut && Date.now() < deadline) {
-          const userId = user();
-          const r = await inventory.reserve(sku, { userId, reservationId: randomUUID() });
-          if (r.ok) held.set(r.reservationId, userId);
-          else if (r.reason === "SOLD_OUT") soldOut = true;
-        }
-      };
-      await Promise.all(Array.from({ length: 16 }, buyer));
+      await drain(inventory, sku, user, held);
     },
     async check() {
       const snap = (await inventory.snapshot(sku))!;
@@ -132,22 +166,13 @@ function hotSku(prefix: string): Case {
       expect(snap.held).toBe(held.size);
       expect(snap.confirmed).toBe(confirmed.size);
       expect(released).toBeGreaterThan(0);
-      const mine = new Map<string, number>();
-      for (const u of [...held.values(), ...confirmed.values()]) mine.set(u, (mine.get(u) ?? 0) + 1);
-      // Every user: Redis's count equals the ledger's, and nobody is over the cap.
-      const users = Array.from({ length: USERS }, (_, i) => `u${i}`);
-      const over: string[] = [];
-      const wrong: string[] = [];
-      for (let i = 0; i < users.length; i += 200) {
-        const chunk = users.slice(i, i + 200);
-        const counts = await Promise.all(chunk.map((u) => inventory.userQuantity(sku, u)));
-        chunk.forEach((u, j) => {
-          if (counts[j]! > CAP) over.push(u);
-          if (counts[j] !== (mine.get(u) ?? 0)) wrong.push(u);
-        });
-      }
-      expect(over).toEqual([]);
-      expect(wrong).toEqual([]);
+      await expectUserCounts(
+        inventory,
+        sku,
+        Array.from({ length: USERS }, (_, i) => `u${i}`),
+        [...held.values(), ...confirmed.values()],
+        CAP,
+      );
     },
   };
 }
@@ -249,17 +274,7 @@ function bucketedSku(prefix: string): Case {
     async finish() {
       transfers = (await moved()) - (await warmTransfers!);
       draining = true;
-      let soldOut = false;
-      const deadline = Date.now() + 30_000;
-      const buyer = async (): Promise<void> => {
-        while (!soldOut && Date.now() < deadline) {
-          const userId = pick(all);
-          const r = await inventory.reserve(sku, { userId, reservationId: randomUUID() });
-          if (r.ok) held.set(r.reservationId, userId);
-          else if (r.reason === "SOLD_OUT") soldOut = true;
-        }
-      };
-      await Promise.all(Array.from({ length: 16 }, buyer));
+      await drain(inventory, sku, () => pick(all), held);
       console.log(
         `bucketed SKU: ${transfers} transfers from or to bucket 0 after the warm-up, ${soldOutEarly} SOLD_OUT answers before the drain`,
       );
@@ -282,21 +297,13 @@ function bucketedSku(prefix: string): Case {
         units += Number(a) + Number(h ?? 0) + Number(c ?? 0);
       }
       expect(units).toBe(STOCK);
-      const mine = new Map<string, number>();
-      for (const u of [...held.values(), ...confirmed.values()]) mine.set(u, (mine.get(u) ?? 0) + 1);
-      const over: string[] = [];
-      const wrong: string[] = [];
-      const users = [...all, ...sunk];
-      for (let i = 0; i < users.length; i += 200) {
-        const chunk = users.slice(i, i + 200);
-        const counts = await Promise.all(chunk.map((u) => inventory.userQuantity(sku, u)));
-        chunk.forEach((u, j) => {
-          if (counts[j]! > CAP) over.push(u);
-          if (counts[j] !== (mine.get(u) ?? 0)) wrong.push(u);
-        });
-      }
-      expect(over).toEqual([]);
-      expect(wrong).toEqual([]);
+      await expectUserCounts(
+        inventory,
+        sku,
+        [...all, ...sunk],
+        [...held.values(), ...confirmed.values()],
+        CAP,
+      );
     },
   };
 }
