@@ -30,6 +30,18 @@ export async function startPostgres(poolSize = 10): Promise<PrivateDatabase> {
       await pool.end();
       const a = new pg.Client({ connectionString: ADMIN_URL });
       await a.connect();
+      // Other pools a test made have ended too, but their connections may still be closing: FORCE would end
+      // them, and a pool without an error listener would raise it as an uncaught error. Wait for them first
+      // (a few seconds at most: FORCE ends whatever is left).
+      const deadline = Date.now() + 5_000;
+      for (;;) {
+        const { rows } = await a.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1",
+          [name],
+        );
+        if (rows[0]!.n === 0 || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await a.end();
     },
