@@ -69,6 +69,7 @@ function trustList(list: readonly string[]): BlockList {
     }
   }
   compiled.set(list, bl);
+  answers.set(bl, new Map());
   return bl;
 }
 
@@ -154,8 +155,24 @@ function unmapped(v6: string): string | undefined {
 }
 
 function isTrusted(bl: BlockList, addr: string): boolean {
-  return bl.check(addr, isIP(addr) === 4 ? "ipv4" : "ipv6");
+  const memo = answers.get(bl);
+  const known = memo?.get(addr);
+  if (known !== undefined) return known;
+  const trusted = bl.check(addr, isIP(addr) === 4 ? "ipv4" : "ipv6");
+  if (memo) {
+    if (memo.size >= MEMO_SIZE) memo.clear();
+    memo.set(addr, trusted);
+  }
+  return trusted;
 }
+
+/**
+ * Answers of the BlockLists compiled here (from a list, never changed afterwards) for the addresses asked
+ * lately: the same few proxy addresses are asked on every request, and `BlockList.check` builds a
+ * `SocketAddress` each time. A BlockList the caller passes is asked every time (it may change).
+ */
+const answers = new WeakMap<BlockList, Map<string, boolean>>();
+const MEMO_SIZE = 1024;
 
 /**
  * The client's IP address: the socket's peer, or, behind proxies you trust, the address the outermost

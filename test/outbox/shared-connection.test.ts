@@ -233,4 +233,23 @@ describe.each(CONNECTIONS)("outbox sharing $name with business transactions", (c
     await transaction(conn, (t) => outbox.enqueue(t, { topic: "biz", id: "after", payload: {} }));
     expect(await outbox.get("after")).not.toBeNull();
   });
+
+  it("a transaction that ends while another is open leaves the other's nesting check working", async () => {
+    // The library switches its async storage off when no transaction is open (async hooks cost every
+    // promise of the process on Node 20): one ending must not switch it off under one still open.
+    const otherEnded = deferred();
+    let innerRan = false;
+    const outer = transaction(conn, async () => {
+      await otherEnded.promise;
+      await transaction(conn, async () => {
+        innerRan = true;
+      });
+    });
+    await transaction(s.other, async (t) => {
+      await t.query("SELECT 1");
+    });
+    otherEnded.resolve();
+    await expect(outer).rejects.toThrow(/transactions do not nest/);
+    expect(innerRan).toBe(false);
+  }, 15_000); // had the check been switched off, the nested transaction would wait for itself until then
 });

@@ -68,6 +68,25 @@ describe("clientIp", () => {
     expect(clientIp(req("10.9.9.9", "198.51.100.7"), { trustedProxies: bl })).toBe("198.51.100.7");
   });
 
+  it("asks a BlockList you pass every time (you may change it), and answers a list the same on every call", () => {
+    const bl = new BlockList();
+    const trust = { trustedProxies: bl };
+    expect(clientIp(req("10.7.7.7", "198.51.100.7"), trust)).toBe("10.7.7.7");
+    bl.addAddress("10.7.7.7");
+    expect(clientIp(req("10.7.7.7", "198.51.100.7"), trust)).toBe("198.51.100.7");
+    const list = { trustedProxies: ["10.0.0.0/8"] };
+    // More addresses than the remembered answers hold: every one is still answered from the list.
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 1500; i++) {
+        const peer = `10.0.${i >> 8}.${i & 255}`;
+        expect(clientIp(req(peer, "198.51.100.7"), list)).toBe("198.51.100.7");
+        expect(clientIp(req(`11.0.${i >> 8}.${i & 255}`, "198.51.100.7"), list)).toBe(
+          `11.0.${i >> 8}.${i & 255}`,
+        );
+      }
+    }
+  });
+
   it("ports, brackets and garbage in the header", () => {
     const TRUST = { trustedProxies: 1 };
     expect(clientIp(req("10.0.0.2", "198.51.100.7:51234"), TRUST)).toBe("198.51.100.7");
