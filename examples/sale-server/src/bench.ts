@@ -114,6 +114,8 @@ interface Round {
   readonly scriptUs: number;
   /** Script calls per successful request (several requests share one call when they are batched). */
   readonly scriptCalls: number;
+  /** Every command's calls per successful request (a script's inner commands included), the busiest first. */
+  readonly commands: string;
   /** CPU per successful request, µs, of the server's processes, and of this process (the load generator). */
   readonly serverUs: number;
   readonly clientUs: number;
@@ -153,6 +155,12 @@ async function cannon(
     redisUs: ok ? ((after.cpuS - before.cpuS) * 1e6) / ok : 0,
     scriptUs: ok ? scriptUsec(before, after) / ok : 0,
     scriptCalls: ok ? scriptCalls(before, after) / ok : 0,
+    commands: Object.entries(after.calls)
+      .map(([c, n]) => [c, (n - (before.calls[c] ?? 0)) / (ok || 1)] as const)
+      .filter(([, n]) => n >= 0.01)
+      .sort((x, y) => y[1] - x[1])
+      .map(([c, n]) => `${c} ${n.toFixed(2)}`)
+      .join(", "),
     serverUs: ok ? (serverS * 1e6) / ok : 0,
     clientUs: ok ? (client.user + client.system) / ok : 0,
   };
@@ -336,7 +344,7 @@ try {
       const { round, mintedLive: live } = await run(i, DURATION_S);
       rounds[i]!.push(round);
       console.log(
-        `  round ${r + 1} ${c.name}: ${round.rps.toFixed(0)}/s; CPU per request: server ${round.serverUs.toFixed(0)} µs, load generator ${round.clientUs.toFixed(0)} µs, Redis ${round.redisUs.toFixed(0)} µs (${round.scriptCalls.toFixed(2)} script calls)${live ? `; ${live} buyers minted during the round` : ""}${Object.keys(round.other).length ? ` (other answers: ${JSON.stringify(round.other)})` : ""}`,
+        `  round ${r + 1} ${c.name}: ${round.rps.toFixed(0)}/s; CPU per request: server ${round.serverUs.toFixed(0)} µs, load generator ${round.clientUs.toFixed(0)} µs, Redis ${round.redisUs.toFixed(0)} µs (${round.scriptCalls.toFixed(2)} script calls; commands: ${round.commands})${live ? `; ${live} buyers minted during the round` : ""}${Object.keys(round.other).length ? ` (other answers: ${JSON.stringify(round.other)})` : ""}`,
       );
     }
   }
