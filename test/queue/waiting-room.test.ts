@@ -223,7 +223,8 @@ describe("admission order", () => {
 });
 
 describe("the pre-opening shuffle", () => {
-  it("is uniform: chi-square of join order against place over 1,000 rooms of 10 early joiners", async () => {
+  /** Joins 10 users early in each of 1,000 rooms, opens them, and returns the p-value of place against join order. */
+  async function shuffleP(): Promise<number> {
     const TRIALS = 1_000;
     const N = 10;
     const counts = Array.from({ length: N }, () => new Array<number>(N).fill(0));
@@ -257,10 +258,18 @@ describe("the pre-opening shuffle", () => {
     const df = (N - 1) ** 2;
     const p = chiSquareSurvival(chi2, df);
     console.log(`pre-opening shuffle: chi-square ${chi2.toFixed(1)} on ${df} df, p = ${p.toFixed(4)}`);
-    // p > 0.001: a fair shuffle fails this one run in a thousand; a biased one (say the first joiner first
-    // 15% of the time instead of 10%) gives chi-square over 100 more, p below 1e-9.
-    expect(p).toBeGreaterThan(0.001);
+    return p;
+  }
+
+  it("is uniform: chi-square of join order against place over 1,000 rooms of 10 early joiners, p > 0.01", async () => {
     expect(chiSquareSurvival(124.84, 81)).toBeCloseTo(0.001, 3); // the survival function itself
+    expect(chiSquareSurvival(113.51, 81)).toBeCloseTo(0.01, 3);
+    // A fair shuffle lands at p <= 0.01 in one run of a hundred: only then, one independent run of 1,000 more
+    // rooms decides, so a fair shuffle fails this test once in 10,000. A biased one (say the first joiner
+    // first 15% of the time instead of 10%) gives a chi-square over 100 more, p below 1e-9, in both runs.
+    let p = await shuffleP();
+    if (p <= 0.01) p = await shuffleP();
+    expect(p).toBeGreaterThan(0.01);
   });
 });
 
