@@ -2,7 +2,7 @@
 // loader lock; the others poll the entry), the double check under the lock, the lock kept alive while the
 // load runs, and the store that an invalidation since the load began refuses.
 import { createHash } from "node:crypto";
-import { toRedisError, type RedisClient } from "../internal/scripts.js";
+import { toRedisError, untilServed, type RedisClient } from "../internal/scripts.js";
 import { MAX_ID_LENGTH } from "../internal/validate.js";
 import type { SpinLock } from "../lock/spin-lock.js";
 import { MISSING, SET } from "./entry.js";
@@ -155,13 +155,17 @@ export class Loader<V> {
       let raw: string | null = null;
       let gen: string | null;
       try {
+        // The entry and the generation share a slot, and either may be missing: while the slot migrates,
+        // Redis answers TRYAGAIN until both sides agree, which is waited out like a script's.
         if (refresh) {
-          const replies = await c.redis.multi().pttl(keys.entry).get(keys.generation).exec();
+          const replies = await untilServed(() =>
+            c.redis.multi().pttl(keys.entry).get(keys.generation).exec(),
+          );
           const pttl = Number(replies?.[0]?.[1] ?? -2);
           gen = (replies?.[1]?.[1] as string | null) ?? null;
           if (pttl > c.staleWhileRevalidateMs) return undefined; // refreshed by someone else
         } else {
-          [raw = null, gen = null] = await c.redis.mget(keys.entry, keys.generation);
+          [raw = null, gen = null] = await untilServed(() => c.redis.mget(keys.entry, keys.generation));
         }
       } catch (err) {
         throw toRedisError(err);

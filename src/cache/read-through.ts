@@ -5,7 +5,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { TickBatcher } from "../internal/batch.js";
 import { resolvePrefix } from "../internal/keys.js";
 import { slotOf } from "../internal/slot.js";
-import { toRedisError, type RedisClient } from "../internal/scripts.js";
+import { toRedisError, untilServed, type RedisClient } from "../internal/scripts.js";
 import { validateId, validateInt, validateOptionalInt, validateOptions } from "../internal/validate.js";
 import { validateRedisClient } from "../internal/client.js";
 import { SpinLock } from "../lock/spin-lock.js";
@@ -196,7 +196,9 @@ export class ReadThroughCache<V> {
 
   /** Hits of one tick share one MGET per slot (one slot per id on a Cluster; all of them on standalone). */
   private readonly reads = new TickBatcher<number, string, string | null>(async (_slot, batch) => {
-    const values = await this.redis.mget(batch.map((p) => p.item)).catch((err: unknown) => {
+    // Several ids can share a slot: while it migrates, a key not moved yet makes the MGET answer TRYAGAIN.
+    const keys = batch.map((p) => p.item);
+    const values = await untilServed(() => this.redis.mget(keys)).catch((err: unknown) => {
       throw toRedisError(err);
     });
     batch.forEach((p, i) => p.resolve(values[i] ?? null));

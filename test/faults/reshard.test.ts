@@ -1,13 +1,15 @@
-// Resharding under load: on a local 3-master Redis Cluster, the slots of a hot SKU, a rate-limit key and a
-// lock move between masters twice while a stampede runs, each slot held open (MIGRATING / IMPORTING) for
-// seconds as a real migration of a busy slot is: keys move a few at a time with pauses between. Every call
-// must succeed (the library waits out TRYAGAIN and redirection storms) and the counts must be exact.
+// Resharding under load: on a local 3-master Redis Cluster, the slots of a hot SKU, a bucket, a cache slot,
+// a rate-limit key and a lock move between masters twice while a stampede runs, each slot held open
+// (MIGRATING / IMPORTING) for seconds as a real migration of a busy slot is: keys move a few at a time with
+// pauses between. Every call must succeed (the library waits out TRYAGAIN and redirection storms) and the
+// counts must be exact.
 //
 // Each load is a `Case`: the keys whose slots move, one step of its stampede, what it does once the
 // migrations are over, and its exact checks. Add a case to CASES to put another key under the migrations.
 import { randomUUID } from "node:crypto";
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ReadThroughCache } from "../../src/cache/index.js";
 import { SpinLock } from "../../src/lock/index.js";
 import { TokenBucket } from "../../src/ratelimit/index.js";
 import { Inventory } from "../../src/stock/index.js";
@@ -404,7 +406,62 @@ function hotLock(prefix: string): Case {
   };
 }
 
-const CASES: ((prefix: string) => Case)[] = [hotSku, bucketedSku, hotRateLimit, hotLock];
+/**
+ * A hot cache slot: two ids whose entries share a slot (so a tick's hits of both go in one MGET) and whose
+ * entries expire every 100 ms (so misses keep taking the loader's path, whose double-check reads the entry
+ * and the generation key, which is missing until an invalidation: a multi-key read naming a missing key).
+ * Every get answers the source's value; the source is loaded, never a caller refused.
+ */
+function hotCache(prefix: string): Case {
+  let loads = 0;
+  let wrong = 0;
+  let gets = 0;
+  const cache = new ReadThroughCache<{ id: string }>({
+    redis,
+    prefix: `${prefix}-cache`,
+    ttlMs: 100,
+    jitterMs: 0,
+    load: async (id) => {
+      loads++;
+      return { id };
+    },
+  });
+  // Two ids in one slot: the first id, and the first of the next ones whose entry lands in its slot.
+  const first = "item-0";
+  const slot = keySlot(cache.keys(first).entry);
+  let second = "";
+  for (let i = 1; second === ""; i++)
+    if (keySlot(cache.keys(`item-${i}`).entry) === slot) second = `item-${i}`;
+  const ids = [first, second];
+  const slowest = new Slowest();
+  return {
+    name: "hot cache slot (two ids in one MGET, entries expiring, the loader's double-check)",
+    slowest,
+    workers: 4,
+    warmCalls: 100,
+    async setup() {
+      for (const id of ids) await cache.get(id);
+      return ids.flatMap((id) => [cache.keys(id).entry, cache.keys(id).generation]);
+    },
+    async step() {
+      // Both ids in one tick: one MGET of two keys of the migrating slot.
+      const values = await slowest.time(() => Promise.all(ids.map((id) => cache.get(id))));
+      values.forEach((v, i) => {
+        if (v?.id !== ids[i]) wrong++;
+      });
+      gets += 2;
+      return 2;
+    },
+    async finish() {},
+    async check() {
+      expect(wrong).toBe(0);
+      expect(gets).toBeGreaterThan(0);
+      expect(loads).toBeGreaterThan(2); // the entries expired and were loaded again during the test
+    },
+  };
+}
+
+const CASES: ((prefix: string) => Case)[] = [hotSku, bucketedSku, hotRateLimit, hotLock, hotCache];
 
 /** TRYAGAIN replies the masters have sent so far (`INFO errorstats`). */
 async function tryAgainReplies(): Promise<number> {
