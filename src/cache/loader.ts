@@ -151,6 +151,9 @@ export class Loader<V> {
       timer.unref?.();
     };
     try {
+      // Kept alive from here: the double check below waits out a slot migration (up to UNSERVED_WAIT_MS, longer
+      // than the default lock TTL), and a lock expiring meanwhile would let another process load too.
+      keepAlive();
       // Double check, under the lock: the previous holder may have stored it since our read.
       let raw: string | null = null;
       let gen: string | null;
@@ -171,7 +174,6 @@ export class Loader<V> {
         throw toRedisError(err);
       }
       if (raw !== null) return c.decode(id, raw);
-      keepAlive();
       const value = await c.load(id);
       const { entry, ttlMs, staleInMs } = c.encode(value);
       // Stored only if no invalidate ran since we read the generation; the caller gets what was read anyway.
