@@ -159,7 +159,8 @@ function isTrusted(bl: BlockList, addr: string): boolean {
   const known = memo?.get(addr);
   if (known !== undefined) return known;
   const trusted = bl.check(addr, isIP(addr) === 4 ? "ipv4" : "ipv6");
-  if (memo) {
+  if (memo && addr.length <= 64) {
+    // (an IPv6 address with a zone id can be as long as the header that carried it: those are not kept)
     if (memo.size >= MEMO_SIZE) memo.clear();
     memo.set(addr, trusted);
   }
