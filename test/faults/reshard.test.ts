@@ -217,6 +217,7 @@ function bucketedSku(prefix: string): Case {
    * run saw 0 transfers during the migrations). With 3 at most, 3 units or more keep moving between buckets.
    */
   const CONFIRMS = 3;
+  let confirming = 0;
   let migrationTransfers: Promise<number> | undefined;
   let transfers = -1;
   let draining = false;
@@ -237,7 +238,8 @@ function bucketedSku(prefix: string): Case {
     }
     held.set(r.reservationId, userId);
     // Nearly all released: the few units left last through the migrations, moving between buckets.
-    if (Math.random() < 0.03 && (draining || confirmed.size < CONFIRMS)) {
+    if (Math.random() < 0.03 && (draining || confirming < CONFIRMS)) {
+      confirming++; // counted before the await, so concurrent callers never confirm more than CONFIRMS
       const c = await slowest.time(() => inventory.confirm(sku, r.reservationId));
       if (!c.ok) throw new Error(`confirm of a held reservation answered ${c.reason}`);
       held.delete(r.reservationId);
