@@ -134,7 +134,22 @@
   // Joins the room and waits for the turn: the pass, "" when the sale has no room, or null (refused, shown).
   async function waitForTurn() {
     const sku = encodeURIComponent(sale.sku);
-    let r = await api("/api/room/join", { method: "POST", body: JSON.stringify({ sku: sale.sku }) });
+    const join = () => api("/api/room/join", { method: "POST", body: JSON.stringify({ sku: sale.sku }) });
+    let r = await join();
+    // This page's clock is an estimate (half a round trip off, or more behind a slow or caching network): a click
+    // a moment before the server's start is answered NOT_STARTED, in process (no Redis). The click is held and
+    // sent again every 200 ms, for up to 10 s, instead of being refused; the clock is read again meanwhile.
+    const heldUntil = performance.now() + 10_000;
+    while (
+      r.status === 409 &&
+      r.body.error &&
+      r.body.error.code === "NOT_STARTED" &&
+      performance.now() < heldUntil
+    ) {
+      void syncClock();
+      await new Promise((res) => setTimeout(res, 200));
+      r = await join();
+    }
     let ticket = r.status === 200 ? r.body.ticket : null;
     for (;;) {
       if (r.status !== 200) {
@@ -160,7 +175,7 @@
       // A place lost (a pass that expired unused) means joining again, at the back.
       r =
         st.state === "NOT_QUEUED" || ticket === null
-          ? await api("/api/room/join", { method: "POST", body: JSON.stringify({ sku: sale.sku }) })
+          ? await join()
           : await api(`/api/room/status?sku=${sku}&ticket=${encodeURIComponent(ticket)}`);
       if (r.status === 200 && r.body.ticket) ticket = r.body.ticket;
     }

@@ -272,6 +272,48 @@ describe.skipIf(!CHROMIUM).each(modes)("sale page in chromium ($name)", ({ real 
     await page.close();
   }, 120_000);
 
+  it("holds a click made a moment before the server's start until the start (the page's clock runs ahead)", async () => {
+    const serverTime = async () => ((await (await fetch(`${base}/api/time`)).json()) as { now: number }).now;
+    const sku = `early-${real ? "r" : "e"}`;
+    const startsAt = (await serverTime()) + 7000;
+    await sale.createSale({ sku, name: "Early Phone", priceCents: 100, stock: 5, startsAt });
+    const page = await context.newPage();
+    // This page reads the server's clock 3 s ahead (a reply delayed one way only): its button enables early.
+    await page.route("**/api/time", async (route) => {
+      const res = await route.fetch();
+      const body = (await res.json()) as { now: number };
+      await route.fulfill({ response: res, json: { ...body, now: body.now + 3000 } });
+    });
+    const joins: { status: number; code?: string }[] = [];
+    page.on("response", (res) => {
+      if (!res.url().includes("/api/room/join")) return;
+      void res
+        .json()
+        .then((b: { error?: { code?: string } }) => joins.push({ status: res.status(), code: b.error?.code }))
+        .catch(() => joins.push({ status: res.status() }));
+    });
+    await page.goto(base + "/");
+    await sessionLoaded(page);
+    if (await page.isVisible("#signed-in")) await page.click("#signout");
+    await signIn(page, "member-early");
+    await page.waitForFunction(() => !(document.getElementById("buy") as HTMLButtonElement).disabled, null, {
+      timeout: 15_000,
+    });
+    await page.click("#buy");
+    expect(await serverTime()).toBeLessThan(startsAt); // the click did come before the start
+    // Held, not refused: the CAPTCHA comes once the sale is open, and the buy goes through.
+    await page.waitForSelector("#captcha:not([hidden])", { timeout: 20_000 });
+    expect(await serverTime()).toBeGreaterThanOrEqual(startsAt);
+    await page.fill("#captcha-answer", "42");
+    await page.click("#captcha-submit");
+    await page.waitForFunction(() => (document.getElementById("result")?.textContent ?? "").length > 0);
+    expect(await page.textContent("#result")).toMatch(/Reserved/);
+    await expect.poll(() => joins.length).toBeGreaterThanOrEqual(2);
+    expect(joins[0]).toEqual({ status: 409, code: "NOT_STARTED" });
+    expect(joins.at(-1)!.status).toBe(200);
+    await page.close();
+  }, 120_000);
+
   it("refuses a request with a forged x-user-id and no session cookie; signing out ends the session", async () => {
     const sku = `forged-${real ? "r" : "e"}`;
     await sale.createSale({ sku, name: "Forged", priceCents: 100, stock: 5, startsAt: Date.now() - 60_000 });
