@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ReadThroughCache } from "../../src/cache/index.js";
 import { SpinLock } from "../../src/lock/index.js";
 import { TokenBucket } from "../../src/ratelimit/index.js";
-import { Inventory } from "../../src/stock/index.js";
+import { Inventory, type ReserveResult } from "../../src/stock/index.js";
 import { homeOf } from "../../src/stock/buckets.js";
 import { keySlot } from "../../src/internal/slot.js";
 import { startCluster, type LocalCluster, type MigrateReport } from "../support/cluster.js";
@@ -41,6 +41,8 @@ interface Case {
   check(): Promise<void>;
   /** Called once, just before the first slot opens (the stampede is running). */
   migrating?(): void;
+  /** Called while `slot` is open, before each of its MIGRATE batches (the first is batch 0), every round. */
+  duringMigration?(slot: number, batch: number): void;
   /** The slowest single library call of the stampede, in ms. */
   readonly slowest: Slowest;
 }
@@ -205,6 +207,19 @@ function bucketedSku(prefix: string): Case {
    * Bucket 0 starts with none of its own, so its callers (half of them) borrow into it whenever it is dry.
    */
   const SUNK = [300, 298, 296];
+  /**
+   * A probe SKU of 3 units, one per bucket, bucket 0's held from the start: a reservation by a user at home in
+   * bucket 0 must borrow. It is made while the probe's bucket-0 slot is open (before the first migration's
+   * second batch), so the borrowing path meets an open slot whatever the stampede's timing.
+   */
+  const probeSku = "bucketed-probe";
+  const probeKeys = inventory.bucketKeys(probeSku, N);
+  const probeSlot = keySlot(probeKeys.buckets[0]!.stock);
+  const [probeSink, probeBuyer] = Array.from({ length: 64 }, (_, i) => `p${i}`).filter(
+    (u) => homeOf(u, N) === 0,
+  ) as [string, string];
+  let probe: Promise<ReserveResult> | undefined;
+  let probed: ReserveResult | undefined;
   const sinks = Array.from({ length: 2000 }, (_, i) => `s${i}`);
   const sunk: string[] = [];
   const held = new Map<string, string>(); // reservationId -> userId
@@ -274,19 +289,31 @@ function bucketedSku(prefix: string): Case {
         }),
       );
       sunk.push(...new Set(units));
-      return Object.values(keys.buckets[0]!);
+      await inventory.setStock(probeSku, N, { perUserLimit: 1, buckets: N });
+      const p = await inventory.reserve(probeSku, { userId: probeSink, reservationId: randomUUID() });
+      expect(p.ok).toBe(true);
+      expect(await redis.hget(probeKeys.buckets[0]!.stock, "available")).toBe("0"); // bucket 0 is dry
+      return [...Object.values(keys.buckets[0]!), ...Object.values(probeKeys.buckets[0]!)];
     },
     step: call,
+    duringMigration(slot, batch) {
+      if (slot === probeSlot && batch === 1 && probe === undefined) {
+        probe = slowest.time(() =>
+          inventory.reserve(probeSku, { userId: probeBuyer, reservationId: randomUUID() }),
+        );
+      }
+    },
     migrating() {
       // What bucket 0 has moved before the slots open, to count the transfers made while they move.
       migrationTransfers = moved();
     },
     async finish() {
+      probed = await probe;
       transfers = (await moved()) - (await migrationTransfers!);
       draining = true;
       await drain(inventory, sku, () => pick(all), held);
       console.log(
-        `bucketed SKU: ${transfers} transfers from or to bucket 0 during the migrations, ${soldOutEarly} SOLD_OUT answers before the drain`,
+        `bucketed SKU: ${transfers} transfers from or to bucket 0 during the migrations, ${soldOutEarly} SOLD_OUT answers before the drain; the probe made in the open slot: ${JSON.stringify(probed)}`,
       );
     },
     async check() {
@@ -297,8 +324,14 @@ function bucketedSku(prefix: string): Case {
       expect(snap.held).toBe(held.size);
       expect(snap.confirmed).toBe(confirmed.size);
       expect(released).toBeGreaterThan(0);
-      // The borrowing path ran on bucket 0 during the migrations.
-      expect(transfers).toBeGreaterThan(0);
+      // The borrowing path ran on bucket 0 while its slot was open: the probe reserved by borrowing into its
+      // dry bucket 0 (a transfer recorded there), and the probe SKU's units add up.
+      expect(probe).toBeDefined();
+      expect(probed).toMatchObject({ ok: true });
+      const probeMoves = (await redis.hkeys(probeKeys.buckets[0]!.stock)).filter((f) => f.startsWith("x:"));
+      expect(probeMoves.length).toBeGreaterThan(0);
+      const probeSnap = (await inventory.snapshot(probeSku))!;
+      expect([probeSnap.available, probeSnap.held, probeSnap.confirmed]).toEqual([1, 2, 0]);
       // Conservation bucket by bucket: no transfer left in flight, and the buckets' own counters add up.
       let units = 0;
       for (const b of keys.buckets) {
@@ -337,7 +370,7 @@ function hotRateLimit(prefix: string): Case {
   return {
     name: "hot rate-limit key",
     slowest,
-    workers: 6,
+    workers: 2,
     warmCalls: 200,
     async setup() {
       await bucket.take("hot-ip");
@@ -439,7 +472,7 @@ function hotCache(prefix: string): Case {
   return {
     name: "hot cache slot (two ids in one MGET, entries expiring, the loader's double-check)",
     slowest,
-    workers: 4,
+    workers: 2,
     warmCalls: 100,
     async setup() {
       for (const id of ids) await cache.get(id);
@@ -524,7 +557,10 @@ describe("resharding under load (3-master Redis Cluster)", () => {
               const to = masters[(masters.indexOf(from) + 1) % masters.length]!;
               return cluster.migrateSlot(slot, to, {
                 batchSize: BATCH,
-                between: () => new Promise((r) => setTimeout(r, PAUSE_MS)),
+                between: (batch) => {
+                  for (const c of cases) c.duringMigration?.(slot, batch);
+                  return new Promise((r) => setTimeout(r, PAUSE_MS));
+                },
               });
             }),
           )),
