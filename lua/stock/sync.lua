@@ -1,10 +1,10 @@
 -- stock/sync: the step before the WAIT of a replicated acknowledgement, sent with it on one connection.
+-- KEYS: [1] stock hash
+-- ARGV: [1..] reservation ids (none: only the write, for setStock)
 -- Reads the state of the given reservations and makes one write, so that the WAIT that follows waits for
 -- everything this master holds, those reservations included, whichever connection wrote them (WAIT
 -- counts the writes of its own connection only). If this master does not hold a reservation, the write it
 -- was asked about was lost (a failover since) or happened on another master: not acknowledged.
--- KEYS: [1] stock hash
--- ARGV: reservation ids (none: only the write, for setStock)
 -- Returns: one integer per id: 0 no such reservation, 1 held, 2 confirmed, 3 released. Nothing is written
 --          when the stock hash does not exist (then every id answers 0).
 -- Runs while memory is full (OOM): its first write is an HDEL that cannot grow memory.
