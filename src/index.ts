@@ -126,6 +126,7 @@ export {
   type IssuedToken,
   type TokenRejection,
   type RedeemResult,
+  type VerifyResult,
   RedisCaptcha,
   mathChallenge,
   type CaptchaVerifier,

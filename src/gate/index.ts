@@ -19,6 +19,7 @@ export {
   type IssuedToken,
   type TokenRejection,
   type RedeemResult,
+  type VerifyResult,
 } from "./purchase-tokens.js";
 export {
   RedisCaptcha,

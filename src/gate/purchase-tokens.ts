@@ -2,6 +2,7 @@
 // per-user purchase path a buy endpoint requires.
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError } from "../errors.js";
+import { RedisClock } from "../internal/clock.js";
 import { entityKeys, resolvePrefix } from "../internal/keys.js";
 import { TickBatcher, type Pending } from "../internal/batch.js";
 import { defineScript, replyError, type RedisClient } from "../internal/scripts.js";
@@ -82,6 +83,23 @@ export type TokenRejection =
 export type RedeemResult =
   { readonly ok: true; readonly expiresAt: number } | { readonly ok: false; readonly reason: TokenRejection };
 
+/**
+ * The outcome of `verify`: a token that passed every check but single use, with its own random id; or why
+ * it was refused (never `USED`: `verify` does not know, and does not record, whether a token was used).
+ */
+export type VerifyResult =
+  | {
+      readonly ok: true;
+      readonly expiresAt: number;
+      /**
+       * The token's random id (16 bytes, base64url): unique to this token, the same on every server. Reserve
+       * under an id made from it (`t-${nonce}`) and the reservation's idempotency spends the token: a second
+       * buy with it replays the first reservation instead of making another.
+       */
+      readonly nonce: string;
+    }
+  | { readonly ok: false; readonly reason: Exclude<TokenRejection, "USED"> };
+
 interface Payload {
   readonly s: string;
   readonly k: string;
@@ -148,6 +166,7 @@ export class PurchaseTokens {
   readonly #secrets: Buffer[];
   readonly #prefix: string;
   readonly #batcher: TickBatcher<0, SpendItem, "OK" | TokenRejection> | undefined;
+  readonly #clock: RedisClock;
   /** How long a token stays valid (ms). */
   readonly ttlMs: number;
 
@@ -170,6 +189,7 @@ export class PurchaseTokens {
       options.batch === false || isCluster(redis)
         ? undefined
         : new TickBatcher((_g, batch) => this.#spendMany(batch), MAX_BATCH, undefined, 1);
+    this.#clock = RedisClock.for(redis);
   }
 
   /** Spends a batch of tokens in one call and settles each caller. */
@@ -263,6 +283,53 @@ export class PurchaseTokens {
         ? await this.#batcher.submit(0, { key, expiresAt: p.e, saleEndsAt })
         : await REDEEM.run(this.redis, [key], [p.e, saleEndsAt]);
     return reason === "OK" ? { ok: true, expiresAt: p.e } : { ok: false, reason };
+  }
+
+  /**
+   * Checks a token without spending it: the signature, the binding to exactly this sale, SKU and user, the
+   * expiry and (with `saleEndsAt`) the sale's end, both by Redis time. Writes nothing, and costs no Redis
+   * command once the process's Redis-synced clock has a sample (shared with `SaleGate`): only a token within
+   * the clock's error bound (a few ms) of its expiry or the sale's end, or a call before the first sample,
+   * reads `TIME`.
+   *
+   * Single use is then the caller's: reserve under an id made from `nonce`, and `Inventory.reserve`'s
+   * idempotency makes the token buy at most once (a second buy with it replays the first reservation, and
+   * one by another user is refused), with no Redis call for the token. Unlike `redeem`, a buy that is
+   * refused (sold out, limit reached) leaves the token as it was: it consumes nothing.
+   *
+   * @example
+   * ```ts
+   * const v = await tokens.verify(req.body.token, { saleId: "s1", sku, userId: session.userId });
+   * if (!v.ok) return reply.code(403).send({ reason: v.reason }); // EXPIRED, WRONG_USER, …
+   * const r = await inventory.reserve(sku, { userId: session.userId, reservationId: `t-${v.nonce}` });
+   * ```
+   */
+  async verify(
+    token: string,
+    expected: TokenSubject,
+    options: { readonly saleEndsAt?: number } = {},
+  ): Promise<VerifyResult> {
+    checkSubject(expected);
+    validateOptions("options", options, { known: ["saleEndsAt"] });
+    validateOptionalInt("saleEndsAt", options.saleEndsAt, { min: 0 });
+    const p = this.#open(token);
+    if (p === undefined) return { ok: false, reason: "INVALID" };
+    if (p.s !== expected.saleId) return { ok: false, reason: "WRONG_SALE" };
+    if (p.u !== expected.userId) return { ok: false, reason: "WRONG_USER" };
+    if (p.k !== expected.sku) return { ok: false, reason: "WRONG_SKU" };
+    const ends = options.saleEndsAt;
+    // As lua/gate/redeem-token.lua judges: the sale's end first, then the expiry; a time at or after either
+    // refuses. The clock decides when it is sure, else Redis TIME does.
+    let endVerdict = ends === undefined ? "before" : this.#clock.compare(ends);
+    let expiryVerdict = this.#clock.compare(p.e);
+    if (endVerdict === "unsure" || expiryVerdict === "unsure") {
+      const now = await redisTimeMs(this.redis);
+      endVerdict = ends !== undefined && now >= ends ? "after" : "before";
+      expiryVerdict = now >= p.e ? "after" : "before";
+    }
+    if (endVerdict === "after") return { ok: false, reason: "SALE_ENDED" };
+    if (expiryVerdict === "after") return { ok: false, reason: "EXPIRED" };
+    return { ok: true, expiresAt: p.e, nonce: p.n };
   }
 }
 

@@ -12,7 +12,7 @@ import {
   validateOptions,
 } from "../internal/validate.js";
 import type { CaptchaResponse, CaptchaVerifier } from "./captcha.js";
-import type { PurchaseTokens, RedeemResult } from "./purchase-tokens.js";
+import type { PurchaseTokens, RedeemResult, VerifyResult } from "./purchase-tokens.js";
 import { traced } from "../internal/trace.js";
 import { channels, type AdmitTrace } from "../metrics/channels.js";
 
@@ -356,6 +356,32 @@ export class SaleGate<Ctx = undefined> {
   ): Promise<RedeemResult> {
     validateOptions("expected", expected, { required: true, known: ["userId", "sku"] });
     return this.#tokens.redeem(
+      token,
+      { saleId: this.saleId, sku: expected.sku, userId: expected.userId },
+      this.endsAt === undefined ? {} : { saleEndsAt: this.endsAt },
+    );
+  }
+
+  /**
+   * Checks a purchase token of this sale for this user and SKU without spending it: as `redeem` (signature,
+   * binding, expiry and the sale's end, by Redis time) but writing nothing, and answered in process once the
+   * Redis-synced clock has a sample. Single use then rests on the reservation: reserve under an id made from
+   * the token's `nonce` (see `PurchaseTokens.verify`), so the token buys at most once, one Redis call fewer
+   * per buy, and a refused buy leaves the token unspent.
+   *
+   * @example
+   * ```ts
+   * const v = await gate.verify(req.body.token, { userId: session.userId, sku: "iphone-17" });
+   * if (!v.ok) return reply.code(403).send({ reason: v.reason });
+   * const r = await inventory.reserve("iphone-17", { userId: session.userId, reservationId: `t-${v.nonce}` });
+   * ```
+   */
+  async verify(
+    token: string,
+    expected: { readonly userId: string; readonly sku: string },
+  ): Promise<VerifyResult> {
+    validateOptions("expected", expected, { required: true, known: ["userId", "sku"] });
+    return this.#tokens.verify(
       token,
       { saleId: this.saleId, sku: expected.sku, userId: expected.userId },
       this.endsAt === undefined ? {} : { saleEndsAt: this.endsAt },

@@ -3,7 +3,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Redis } from "ioredis";
 import { InvalidArgumentError } from "../../src/errors.js";
-import { PurchaseTokens } from "../../src/gate/index.js";
+import { PurchaseTokens, SaleGate } from "../../src/gate/index.js";
+import { RedisClock } from "../../src/internal/clock.js";
+import { Inventory } from "../../src/stock/index.js";
 import { keyspace, randomPrefix, startRedis, type PrivateRedis } from "../support/redis.js";
 
 let srv: PrivateRedis;
@@ -202,5 +204,143 @@ describe("PurchaseTokens", () => {
       await expect(tokens.redeem(token, subject, { saleEndsAt })).rejects.toThrow(/saleEndsAt/);
     await expect(tokens.redeem(token, subject, null as never)).rejects.toThrow(InvalidArgumentError);
     expect(await tokens.redeem(token, subject)).toMatchObject({ ok: true });
+  });
+});
+
+/** Calls of every command the server has run so far (INFO commandstats; the INFO itself included). */
+async function commandCalls(): Promise<number> {
+  const info = await redis.info("commandstats");
+  return [...info.matchAll(/calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+/** Redis time, ms. */
+async function redisMs(): Promise<number> {
+  const [sec, us] = await redis.time();
+  return Number(sec) * 1000 + Math.floor(Number(us) / 1000);
+}
+
+/** Resolves once Redis time is at or past `ms` (polled, with a deadline). */
+async function redisTimeReaches(ms: number): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  for (;;) {
+    if ((await redisMs()) >= ms) return;
+    if (performance.now() > deadline) throw new Error(`Redis time never reached ${ms}`);
+    await sleep(20);
+  }
+}
+
+describe("PurchaseTokens.verify", () => {
+  it("checks a token without spending it or calling Redis; reserving under its nonce makes it single use", async () => {
+    const prefix = randomPrefix();
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix });
+    const { token, expiresAt } = await tokens.issue(subject);
+    const first = await tokens.verify(token, subject); // may sample the clock (TIME) on first use
+    await RedisClock.for(redis).sync(); // the clock's samples are taken
+    expect(first).toEqual({ ok: true, expiresAt, nonce: expect.stringMatching(/^[A-Za-z0-9_-]{22}$/) });
+    const before = await commandCalls();
+    for (let i = 0; i < 50; i++) expect(await tokens.verify(token, subject)).toEqual(first);
+    expect(await commandCalls()).toBe(before + 1); // the INFO that counted: no TIME, no write
+    expect(await redis.keys(`{${prefix}:*`)).toEqual([]);
+    // Another token for the same subject has its own nonce.
+    const other = await tokens.issue(subject);
+    const v2 = await tokens.verify(other.token, subject);
+    expect(v2.ok && first.ok && v2.nonce !== first.nonce).toBe(true);
+
+    // Single use through the reservation: a second buy with the token replays the first, never reserves again.
+    const inventory = new Inventory(redis, { prefix: randomPrefix() });
+    try {
+      await inventory.setStock(subject.sku, 5);
+      const reservationId = `t-${first.ok ? first.nonce : ""}`;
+      const buy = () => inventory.reserve(subject.sku, { userId: subject.userId, reservationId });
+      const a = await buy();
+      expect(a).toEqual({ ok: true, reservationId, remaining: 4 });
+      expect(await buy()).toEqual(a);
+      expect((await inventory.snapshot(subject.sku))?.available).toBe(4);
+    } finally {
+      await inventory.close();
+    }
+    // redeem still spends it once, independently of verify.
+    expect((await tokens.redeem(token, subject)).ok).toBe(true);
+    expect(await tokens.verify(token, subject)).toEqual(first); // verify does not know of the redeem
+  });
+
+  it("refuses what redeem refuses (but USED), by Redis time, and writes nothing", async () => {
+    const prefix = randomPrefix();
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix, ttlMs: 300 });
+    const { token, expiresAt } = await tokens.issue(subject);
+    expect(await tokens.verify(token, { ...subject, userId: "u43" })).toEqual({
+      ok: false,
+      reason: "WRONG_USER",
+    });
+    expect(await tokens.verify(token, { ...subject, sku: "ipad" })).toEqual({
+      ok: false,
+      reason: "WRONG_SKU",
+    });
+    expect(await tokens.verify(token, { ...subject, saleId: "s2" })).toEqual({
+      ok: false,
+      reason: "WRONG_SALE",
+    });
+    const [v, payload, sig] = token.split(".") as [string, string, string];
+    expect(await tokens.verify(`${v}.${payload}.${flip(sig, 3)}`, subject)).toEqual({
+      ok: false,
+      reason: "INVALID",
+    });
+    expect(await tokens.verify("nonsense", subject)).toEqual({ ok: false, reason: "INVALID" });
+    // The sale's end, by Redis time: one already past refuses, one ahead does not.
+    const now = await redisMs();
+    expect(await tokens.verify(token, subject, { saleEndsAt: now - 1_000 })).toEqual({
+      ok: false,
+      reason: "SALE_ENDED",
+    });
+    expect((await tokens.verify(token, subject, { saleEndsAt: now + 60_000 })).ok).toBe(true);
+    // Expiry by Redis time, whatever the application's Date says.
+    await redisTimeReaches(expiresAt);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(Date.now() - 3_600_000);
+    expect(await tokens.verify(token, subject)).toEqual({ ok: false, reason: "EXPIRED" });
+    vi.useRealTimers();
+    const fresh = await tokens.issue(subject);
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(Date.now() + 7_200_000);
+    expect((await tokens.verify(fresh.token, subject)).ok).toBe(true);
+    vi.useRealTimers();
+    expect(await redis.keys(`{${prefix}:*`)).toEqual([]);
+  });
+
+  it("SaleGate.verify binds the token to the gate's sale and refuses it once the sale has ended", async () => {
+    const now = await redisMs();
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix: randomPrefix() });
+    const gate = new SaleGate(redis, { saleId: "s1", startsAt: now - 1_000, endsAt: now + 400, tokens });
+    const { token } = await tokens.issue(subject);
+    expect(await gate.verify(token, { userId: "u42", sku: "iphone-17" })).toMatchObject({ ok: true });
+    expect(await gate.verify(token, { userId: "u42", sku: "ipad" })).toEqual({
+      ok: false,
+      reason: "WRONG_SKU",
+    });
+    const other = await tokens.issue({ ...subject, saleId: "s2" });
+    expect(await gate.verify(other.token, { userId: "u42", sku: "iphone-17" })).toEqual({
+      ok: false,
+      reason: "WRONG_SALE",
+    });
+    await redisTimeReaches(now + 400);
+    expect(await gate.verify(token, { userId: "u42", sku: "iphone-17" })).toEqual({
+      ok: false,
+      reason: "SALE_ENDED",
+    });
+  });
+
+  it("refuses bad subjects and options with a typed error", async () => {
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix: randomPrefix() });
+    const { token } = await tokens.issue(subject);
+    await expect(tokens.verify(token, { ...subject, sku: "{x}" })).rejects.toThrow(InvalidArgumentError);
+    await expect(tokens.verify(token, null as never)).rejects.toThrow(InvalidArgumentError);
+    for (const saleEndsAt of [Number.NaN, "soon" as never, -1])
+      await expect(tokens.verify(token, subject, { saleEndsAt })).rejects.toThrow(/saleEndsAt/);
+    await expect(tokens.verify(token, subject, { other: 1 } as never)).rejects.toThrow(InvalidArgumentError);
+    const gate = new SaleGate(redis, { saleId: "s1", startsAt: 0, tokens });
+    await expect(gate.verify(token, { userId: "u42" } as never)).rejects.toThrow(InvalidArgumentError);
+    await expect(gate.verify(token, { userId: "u42", sku: "iphone-17", x: 1 } as never)).rejects.toThrow(
+      InvalidArgumentError,
+    );
   });
 });

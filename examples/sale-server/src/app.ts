@@ -1,6 +1,7 @@
 // The sale server: every module of flash-sale-kit wired into one Fastify app. This file builds the shared
 // objects and registers the routes (src/routes/, one file per part of the API).
-//   buy = what is known in process → RateLimits → SaleGate.redeem (single-use token) → Inventory.reserve → 202
+//   buy = what is known in process → RateLimits → SaleGate.verify (the token, in process) → Inventory.reserve
+//         under an id made from the token (which spends it) → 202
 // Product reads go through ReadThroughCache + PenetrationGuard; orders are created by the order worker
 // (worker.ts) from the stock event stream; unpaid orders are cancelled by the delayed outbox message.
 import { randomBytes } from "node:crypto";

@@ -1,5 +1,5 @@
 // `npm run bench` (in this folder; `npm run bench:example` at the root): the buy path of the sale server
-// (session cookie → in-process checks → RateLimits → SaleGate.redeem → Inventory.reserve → 202) side by side
+// (session cookie → in-process checks → RateLimits → SaleGate.verify → Inventory.reserve → 202) side by side
 // with a bare Fastify route that runs only the article's plain decrement script (src/bare.ts), on the same
 // Redis, in alternating rounds, driven by autocannon from this process; the sale server at 1 process and at
 // N processes on one port (`--processes`); and the CPU each request costs: the server's processes (/proc,

@@ -76,8 +76,9 @@ export function saleOpen(
 }
 
 /**
- * The reservation id of a buy, derived from its purchase token: a buy retried after a lost reply (its token
- * already spent) is answered with the first outcome instead of a refusal, and can never reserve twice.
+ * The reservation id of a buy, derived from its purchase token: it spends the token (Inventory.reserve is
+ * idempotent per id), so a buy retried after a lost reply is answered with the first outcome, and a token can
+ * never reserve twice.
  */
 export const reservationIdOf = (token: string): string =>
   `t-${createHash("sha256").update(token).digest("hex").slice(0, 40)}`;

@@ -10,7 +10,7 @@
 //     latency as the client sees it (gate, limits, token and reservation together);
 //   - `sale_refused_total{step,reason}`: refusals the routes answer without a traced library call: in
 //     process (`step="in-process"`, the window by the process's clock or `Inventory.knownRefusal`, answered
-//     before any call to Redis) and the single-use purchase token (`step="token"`, `SaleGate.redeem`).
+//     before any call to Redis) and the purchase token (`step="token"`, `SaleGate.verify`).
 // The channels are the process's: the adapter counts every Inventory, limit and worker in the process.
 import { prometheusMetrics, type PrometheusMetrics } from "flash-sale-kit/metrics";
 import { Counter, Histogram, Registry, collectDefaultMetrics } from "prom-client";
@@ -28,7 +28,7 @@ export interface ProcessMetrics {
   readonly reservations: number;
   /**
    * Refusals by where they happened and why: `stock: SOLD_OUT`, `rate limit: user`, `gate: CAPTCHA_WRONG`
-   * (the adapter's), `in process: SOLD_OUT`, `token: USED` (the example's own counters).
+   * (the adapter's), `in process: SOLD_OUT`, `token: EXPIRED` (the example's own counters).
    */
   readonly refused: Record<string, number>;
   /** Orders written by the worker (`outbox.process` processed) and stream entries seen twice (duplicate). */
@@ -80,7 +80,7 @@ export class SaleMetrics {
       name: "sale_refused_total",
       help:
         "Refusals the routes answer without a traced library call: in process (window, Inventory.knownRefusal) " +
-        "and the purchase token (SaleGate.redeem). The library's refusals are in flash_sale_operations_total.",
+        "and the purchase token (SaleGate.verify). The library's refusals are in flash_sale_operations_total.",
       labelNames: ["step", "reason"],
       registers: [registry],
     });

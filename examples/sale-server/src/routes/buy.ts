@@ -1,6 +1,6 @@
 // POST /api/buy: what is known in process first (unknown SKU, not open yet, sold out for a new id), then the
-// rate limits (user, IP, API), then SaleGate.redeem (the single-use purchase token) and Inventory.reserve:
-// 202 { reservationId }.
+// rate limits (user, IP, API), then SaleGate.verify (the purchase token, in process) and Inventory.reserve
+// under an id made from the token (which makes the token single use): 202 { reservationId }.
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { reservationIdOf, saleOpen, userOf, type SaleContext } from "../context.js";
 import { HttpError, idSchema, refusal } from "../http.js";
@@ -53,16 +53,14 @@ export function buyRoutes(app: FastifyInstance, ctx: SaleContext): void {
       const { sku, token } = req.body;
       const gate = ctx.sales.gate(sku)!;
       const reservationId = idOf(req);
-      const t = await gate.redeem(token, { userId, sku: gate.saleId });
+      // The token is checked in process (signature, user, SKU, expiry, the sale's end); it is spent by the
+      // reservation it makes: the reservation id is the token's hash, so a second buy with it replays the
+      // first reservation (a retry after a lost reply gets its outcome) and never reserves again, and a buy
+      // refused below (sold out, limit reached) leaves it unspent, as a refusal consumes nothing.
+      const t = await gate.verify(token, { userId, sku: gate.saleId });
       if (!t.ok) {
-        // A spent token only replays a reservation it made; it never buys a new attempt without a CAPTCHA.
-        const prior = t.reason === "USED" ? await ctx.inventory.reservation(sku, reservationId) : null;
-        if (prior !== null && prior.userId === userId) {
-          count(ctx, "REPLAYED", started);
-          return reply.code(202).send({ reservationId, remaining: prior.remaining });
-        }
         count(ctx, t.reason, started);
-        ctx.metrics.refuse("token", t.reason); // SaleGate.redeem is not a traced operation
+        ctx.metrics.refuse("token", t.reason); // SaleGate.verify is not a traced operation
         throw new HttpError(403, "BAD_TOKEN", "The purchase token is not valid: answer a new CAPTCHA.", {
           detail: t.reason,
         });
