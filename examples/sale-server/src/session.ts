@@ -7,7 +7,7 @@
 //   DELETE /api/session             → 204, the cookie cleared
 // The cookie holds `v1:<userId>:<expiresAt>` and its signature: stateless, so checking it costs Redis nothing
 // and every process sharing the secret (SESSION_SECRET) accepts it.
-import { randomBytes } from "node:crypto";
+import { createHmac, createSecretKey, randomBytes, timingSafeEqual } from "node:crypto";
 import fastifyCookie from "@fastify/cookie";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { InvalidArgumentError } from "flash-sale-kit";
@@ -38,6 +38,30 @@ const signInBody = {
 /** The cookie's value before signing. Exported for the benchmark, which signs its users in bulk. */
 export const sessionValue = (userId: string, expiresAt: number): string => `v1:${userId}:${expiresAt}`;
 
+/**
+ * The session cookie's value in a Cookie header (URL-decoded, as the plugin encodes it), or `undefined`: the
+ * first of that name, as browsers send the most specific first.
+ */
+function sessionCookie(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  for (let at = 0; at < header.length;) {
+    const end = header.indexOf(";", at);
+    const stop = end === -1 ? header.length : end;
+    const eq = header.indexOf("=", at);
+    if (eq !== -1 && eq < stop && header.slice(at, eq).trim() === SESSION_COOKIE) {
+      let v = header.slice(eq + 1, stop).trim();
+      if (v.length > 1 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+      try {
+        return v.includes("%") ? decodeURIComponent(v) : v;
+      } catch {
+        return undefined; // malformed escapes: no session
+      }
+    }
+    at = stop + 1;
+  }
+  return undefined;
+}
+
 export interface Sessions {
   /** An onRequest hook: sets `req.userId` from a valid session cookie, else answers 401 SIGN_IN_REQUIRED. */
   readonly signedIn: (req: FastifyRequest) => Promise<void>;
@@ -54,17 +78,30 @@ export function sessionRoutes(
   if (typeof o.secret !== "string" || o.secret.length < 32) {
     throw new InvalidArgumentError("sessionSecret", "must be at least 32 characters");
   }
-  void app.register(fastifyCookie, { secret: o.secret });
+  // The plugin signs and sets the cookie (POST /api/session); it does not parse every request's cookies
+  // (`hook: false`): only the routes that act for a user read one cookie, the session's, below.
+  void app.register(fastifyCookie, { secret: o.secret, hook: false });
   app.decorateRequest("userId", "");
   // The process's Redis-synced clock, as for every other time decision of the sale.
   const now = () => o.clock.read()?.ms ?? Date.now();
+  // The plugin's signature (HMAC-SHA256, base64 without padding, after the last dot), checked with a key
+  // prepared once.
+  const key = createSecretKey(Buffer.from(o.secret));
+  const unsign = (signed: string): string | undefined => {
+    const dot = signed.lastIndexOf(".");
+    if (dot <= 0) return undefined;
+    const value = signed.slice(0, dot);
+    const want = Buffer.from(createHmac("sha256", key).update(value).digest("base64").replace(/=+$/, ""));
+    const got = Buffer.from(signed.slice(dot + 1));
+    return got.length === want.length && timingSafeEqual(got, want) ? value : undefined;
+  };
 
   const read = (req: FastifyRequest): { userId: string; expiresAt: number } | undefined => {
-    const raw = req.cookies[SESSION_COOKIE];
+    const raw = sessionCookie(req.headers.cookie);
     if (raw === undefined) return undefined;
-    const u = req.unsignCookie(raw);
-    if (!u.valid || u.value === null) return undefined;
-    const m = /^v1:([A-Za-z0-9._-]{1,64}):(\d{1,16})$/.exec(u.value);
+    const value = unsign(raw);
+    if (value === undefined) return undefined;
+    const m = /^v1:([A-Za-z0-9._-]{1,64}):(\d{1,16})$/.exec(value);
     if (!m) return undefined;
     const expiresAt = Number(m[2]);
     return expiresAt > now() ? { userId: m[1]!, expiresAt } : undefined;

@@ -172,6 +172,22 @@ describe("sale server sign-in", () => {
         headers: { cookie: alice, "x-user-id": "member-bob" },
       });
       expect(me.json()).toMatchObject({ userId: "member-alice" });
+      // Among other cookies, in any place, the session's is found (the first of its name, as browsers send
+      // the most specific path first); a name that only ends with it is another cookie.
+      for (const cookie of [
+        `theme=dark; ${alice}; z=1`,
+        `x_fsk_session=1;${alice}`,
+        `${alice}; fsk_session=${encodeURIComponent("v1:member-bob:1.forged")}`,
+      ]) {
+        const res = await signed.app.inject({ method: "GET", url: "/api/session", headers: { cookie } });
+        expect(res.json(), cookie).toMatchObject({ userId: "member-alice" });
+      }
+      const second = await signed.app.inject({
+        method: "GET",
+        url: "/api/session",
+        headers: { cookie: `fsk_session=${encodeURIComponent("v1:member-bob:1.forged")}; ${alice}` },
+      });
+      expect(second.statusCode).toBe(401);
       // A sign-in without a name gets a generated member; the cookie is HttpOnly, SameSite=Strict, signed.
       const anon = await signed.app.inject({ method: "POST", url: "/api/session", payload: {} });
       expect(anon.json()).toMatchObject({ userId: expect.stringMatching(/^member-[0-9a-f]{8}$/) });
