@@ -73,20 +73,24 @@ function hook(
   timeoutMs: number,
 ): preHandlerAsyncHookHandler {
   return async (req: FastifyRequest, reply: FastifyReply) => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<"timeout">(
-      (resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)),
-    );
-    let r: Awaited<ReturnType<typeof limits.check>> | "timeout";
-    try {
-      r = await Promise.race([limits.check(req), timeout]);
-    } catch (err) {
-      if (err instanceof InvalidArgumentError || !(err instanceof FlashSaleError)) throw err;
-      req.log.warn(err);
-      r = "timeout";
-    } finally {
-      clearTimeout(timer);
-    }
+    // The check, or "timeout" once timeoutMs passed first (one promise and one timer a request).
+    const r = await new Promise<Awaited<ReturnType<typeof limits.check>> | "timeout">((resolve, reject) => {
+      const timer = setTimeout(resolve, timeoutMs, "timeout");
+      limits.check(req).then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          if (err instanceof InvalidArgumentError || !(err instanceof FlashSaleError)) reject(err);
+          else {
+            req.log.warn(err);
+            resolve("timeout");
+          }
+        },
+      );
+    });
     if (r === "timeout") {
       reply.header("retry-after", "1");
       throw new HttpError(503, "RATE_LIMITER_UNAVAILABLE", "The rate limiter did not answer: try again.");
