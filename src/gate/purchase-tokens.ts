@@ -236,7 +236,8 @@ export class PurchaseTokens {
 
   /** The verified payload of a token, or `undefined` when it is malformed or its signature is wrong. */
   #open(token: unknown): Payload | undefined {
-    const p = unseal(VERSION, token, this.#secrets) as Partial<Payload> | null | undefined;
+    // Canonical: one accepted spelling per token, so its text names it (a caller may key on it, as on the nonce).
+    const p = unseal(VERSION, token, this.#secrets, true) as Partial<Payload> | null | undefined;
     if (
       typeof p !== "object" ||
       p === null ||

@@ -307,6 +307,27 @@ describe("PurchaseTokens.verify", () => {
     expect(await redis.keys(`{${prefix}:*`)).toEqual([]);
   });
 
+  it("accepts one spelling of a token only: padding, junk and the last character's unused bits are refused", async () => {
+    const prefix = randomPrefix();
+    const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix });
+    const { token } = await tokens.issue(subject);
+    const sig = token.slice(token.lastIndexOf(".") + 1);
+    // The 43rd base64url character carries 4 bits of the 32-byte signature and 2 unused ones: the next
+    // character in the alphabet decodes to the same bytes.
+    const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = sig.at(-1)!;
+    const sameBytes = `${token.slice(0, -1)}${ALPHABET[ALPHABET.indexOf(last) ^ 1]}`;
+    expect(Buffer.from(sameBytes.slice(sameBytes.lastIndexOf(".") + 1), "base64url")).toEqual(
+      Buffer.from(sig, "base64url"),
+    );
+    for (const t of [`${token}=`, `${token}==`, `${token}!`, `${token} `, `${token}\n`, sameBytes]) {
+      expect(await tokens.verify(t, subject), JSON.stringify(t)).toEqual({ ok: false, reason: "INVALID" });
+      expect(await tokens.redeem(t, subject), JSON.stringify(t)).toEqual({ ok: false, reason: "INVALID" });
+    }
+    expect(await redis.keys(`{${prefix}:*`)).toEqual([]);
+    expect((await tokens.verify(token, subject)).ok).toBe(true);
+  });
+
   it("SaleGate.verify binds the token to the gate's sale and refuses it once the sale has ended", async () => {
     const now = await redisMs();
     const tokens = new PurchaseTokens(redis, { secret: SECRET, prefix: randomPrefix() });

@@ -4,7 +4,7 @@
 // Redis, in alternating rounds, driven by autocannon from this process; the sale server at 1 process and at
 // N processes on one port (`--processes`); and the CPU each request costs: the server's processes (/proc,
 // Linux), this process (autocannon, the load generator), Redis (INFO cpu and commandstats).
-//   ROUNDS (3) DURATION_S (5) PROCESSES (2: the many-process candidate)
+//   ROUNDS (5) DURATION_S (5) PROCESSES (2: the many-process candidate); the ratios are medians of the rounds' ratios
 //   CONNECTIONS (256): a sale's crowd is thousands of clients at once; fewer connections measure a quieter
 //                 server, in which fewer requests share a Redis call (try 32 to see it)
 //   REDIS_URL (default: a private redis-server, so nothing else shares it)
@@ -34,7 +34,7 @@ import { startRedis } from "./infra.js";
 import { sessionValue, SESSION_TTL_MS } from "./session.js";
 
 const env = process.env;
-const ROUNDS = Number(env.ROUNDS ?? 3);
+const ROUNDS = Number(env.ROUNDS ?? 5);
 const DURATION_S = Number(env.DURATION_S ?? 5);
 const CONNECTIONS = Number(env.CONNECTIONS ?? 256);
 const PROCESSES = Number(env.PROCESSES ?? 2);
