@@ -78,9 +78,8 @@ export function sessionRoutes(
   if (typeof o.secret !== "string" || o.secret.length < 32) {
     throw new InvalidArgumentError("sessionSecret", "must be at least 32 characters");
   }
-  // The plugin signs and sets the cookie (POST /api/session); it does not parse every request's cookies
-  // (`hook: false`): only the routes that act for a user read one cookie, the session's, below.
-  void app.register(fastifyCookie, { secret: o.secret, hook: false });
+  // The plugin signs and sets the cookie (POST /api/session, below); it does not parse every request's cookies
+  // (`hook: false`): only the routes that act for a user read one cookie, the session's.
   app.decorateRequest("userId", "");
   // The process's Redis-synced clock, as for every other time decision of the sale.
   const now = () => o.clock.read()?.ms ?? Date.now();
@@ -112,31 +111,39 @@ export function sessionRoutes(
     req.userId = s.userId;
   };
 
-  app.post<{ Body: { name?: string } }>(
-    "/api/session",
-    { schema: { body: signInBody } },
-    async (req, reply) => {
-      const userId = req.body?.name ?? `member-${randomBytes(4).toString("hex")}`;
-      const expiresAt = Math.round(now()) + SESSION_TTL_MS;
-      reply.setCookie(SESSION_COOKIE, sessionValue(userId, expiresAt), {
-        signed: true,
-        httpOnly: true,
-        // Strict: a page of another site cannot make the browser send it (the API's POSTs are JSON only,
-        // which a plain cross-site form cannot send either).
-        sameSite: "strict",
-        secure: o.secure ?? false,
-        path: "/",
-        maxAge: SESSION_TTL_MS / 1000,
-      });
-      return { userId, expiresAt };
-    },
-  );
-  app.get("/api/session", { onRequest: signedIn }, async (req) => ({
-    userId: req.userId,
-    expiresAt: read(req)!.expiresAt,
-  }));
-  app.delete("/api/session", async (_req, reply) =>
-    reply.clearCookie(SESSION_COOKIE, { path: "/" }).code(204).send(),
-  );
+  const routes = (app: FastifyInstance): void => {
+    app.post<{ Body: { name?: string } }>(
+      "/api/session",
+      { schema: { body: signInBody } },
+      async (req, reply) => {
+        const userId = req.body?.name ?? `member-${randomBytes(4).toString("hex")}`;
+        const expiresAt = Math.round(now()) + SESSION_TTL_MS;
+        reply.setCookie(SESSION_COOKIE, sessionValue(userId, expiresAt), {
+          signed: true,
+          httpOnly: true,
+          // Strict: a page of another site cannot make the browser send it (the API's POSTs are JSON only,
+          // which a plain cross-site form cannot send either).
+          sameSite: "strict",
+          secure: o.secure ?? false,
+          path: "/",
+          maxAge: SESSION_TTL_MS / 1000,
+        });
+        return { userId, expiresAt };
+      },
+    );
+    app.get("/api/session", { onRequest: signedIn }, async (req) => ({
+      userId: req.userId,
+      expiresAt: read(req)!.expiresAt,
+    }));
+    app.delete("/api/session", async (_req, reply) =>
+      reply.clearCookie(SESSION_COOKIE, { path: "/" }).code(204).send(),
+    );
+  };
+  // The cookie plugin is registered for these routes only: its onSend hook (which writes the cookies a
+  // route set) would otherwise run on every reply of the app.
+  void app.register(async (scope) => {
+    await scope.register(fastifyCookie, { secret: o.secret, hook: false });
+    routes(scope);
+  });
   return { signedIn };
 }
