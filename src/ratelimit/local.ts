@@ -120,7 +120,7 @@ export class LocalState {
     const refill = guess < costU - EPS ? this.#ms(costU - guess) : 0;
     return {
       units,
-      retryAfterMs: e.banUntil > now ? Math.max(refill, Math.ceil(e.banUntil - now)) : Math.max(1, refill),
+      retryAfterMs: e.banUntil > now ? Math.max(refill, this.#banLeft(e, now)) : Math.max(1, refill),
       resetMs: this.#ms(this.#capU - guess),
     };
   }
@@ -163,7 +163,15 @@ export class LocalState {
     }
     const before = e.banUntil;
     this.#strike(e, now);
-    return e.banUntil > before ? Math.ceil(e.banUntil - now) : 0;
+    return e.banUntil > before ? this.#banLeft(e, now) : 0;
+  }
+
+  /**
+   * Whole ms left of `e`'s ban at `now`, never more than `forMs` (`banUntil - now` just after the strike is
+   * `forMs` give or take a rounding of the doubles, which a ceiling would make `forMs + 1`).
+   */
+  #banLeft(e: Entry, now: number): number {
+    return Math.min(this.ban?.forMs ?? 0, Math.ceil(e.banUntil - now));
   }
 
   /** Forgets `key` (after a reset in this process). */
