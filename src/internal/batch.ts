@@ -65,7 +65,9 @@ export class TickBatcher<K, T, R> {
         return;
       }
       this.weights.set(group, weight);
-      if (!this.scheduled) {
+      // A group at its in-flight limit is sent when a call of it comes back (see dispatch): no flush to
+      // schedule now, which under load saves most submits a tick callback.
+      if (!this.scheduled && (this.inFlight.get(group) ?? 0) < this.maxInFlight) {
         this.scheduled = true;
         // nextTick runs after the promise continuations already queued, so the callers woken by one reply
         // (the previous batch) all land in the next batch.
