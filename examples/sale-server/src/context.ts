@@ -1,5 +1,5 @@
 // What the routes share: the library's objects and the example's own pieces, made once by createSaleApp.
-import { createHash } from "node:crypto";
+import * as crypto from "node:crypto";
 import type { RedisCaptcha } from "flash-sale-kit/gate";
 import type { Inventory } from "flash-sale-kit/stock";
 import type { FastifyRequest } from "fastify";
@@ -80,5 +80,10 @@ export function saleOpen(
  * idempotent per id), so a buy retried after a lost reply is answered with the first outcome, and a token can
  * never reserve twice.
  */
-export const reservationIdOf = (token: string): string =>
-  `t-${createHash("sha256").update(token).digest("hex").slice(0, 40)}`;
+export const reservationIdOf = (token: string): string => `t-${sha256Hex(token).slice(0, 40)}`;
+
+// crypto.hash (Node 20.12+) hashes in one call, without a Hash object: half the cost of createHash here.
+const sha256Hex: (s: string) => string =
+  typeof crypto.hash === "function"
+    ? (s) => crypto.hash("sha256", s, "hex")
+    : (s) => crypto.createHash("sha256").update(s).digest("hex");
