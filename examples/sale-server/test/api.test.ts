@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSaleApp, type SaleApp } from "../src/app.js";
 import { startInfra, type Infra } from "../src/infra.js";
-import { randomPrefix, signIn } from "./support.js";
+import { asUsers, randomPrefix, signIn } from "./support.js";
 
 let infra: Infra;
 let sale: SaleApp;
@@ -23,22 +23,7 @@ afterAll(async () => {
   await infra?.close();
 });
 
-const cookies = new Map<string, string>();
-/** The session cookie of `user` on the shared app (signed in once). */
-const cookieOf = async (user: string): Promise<string> => {
-  if (!cookies.has(user)) cookies.set(user, await signIn(sale.app, user));
-  return cookies.get(user)!;
-};
-
-const call = async (method: "GET" | "POST", url: string, user: string, body?: object, headers = {}) => {
-  const res = await sale.app.inject({
-    method,
-    url,
-    headers: { cookie: await cookieOf(user), ...headers },
-    ...(body && { payload: body }),
-  });
-  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
-};
+const { call, cookieOf } = asUsers(() => sale.app);
 
 async function token(user: string, sku = "p"): Promise<string> {
   const c = await call("GET", `/api/captcha?sku=${sku}`, user);

@@ -8,7 +8,7 @@ import { createSaleApp, type SaleApp } from "../src/app.js";
 import { reservationIdOf } from "../src/context.js";
 import type { ProcessMetrics } from "../src/metrics.js";
 import { startInfra, type Infra } from "../src/infra.js";
-import { randomPrefix, signIn } from "./support.js";
+import { asUsers, randomPrefix } from "./support.js";
 
 let infra: Infra;
 let sale: SaleApp;
@@ -70,17 +70,7 @@ const value = (samples: readonly Sample[], name: string, labels: Record<string, 
 const ops = (samples: readonly Sample[], labels: Record<string, string>) =>
   value(samples, "flash_sale_operations_total", labels);
 
-const cookies = new Map<string, string>();
-async function call(method: "GET" | "POST", url: string, user: string, body?: object) {
-  if (!cookies.has(user)) cookies.set(user, await signIn(sale.app, user));
-  const res = await sale.app.inject({
-    method,
-    url,
-    headers: { cookie: cookies.get(user)! },
-    ...(body && { payload: body }),
-  });
-  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
-}
+const { call } = asUsers(() => sale.app);
 
 async function token(user: string, answer = "7") {
   const c = await call("GET", `/api/captcha?sku=${SKU}`, user);

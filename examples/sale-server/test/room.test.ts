@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createSaleApp, type SaleApp } from "../src/app.js";
 import { startInfra, type Infra } from "../src/infra.js";
-import { randomPrefix, signIn } from "./support.js";
+import { asUsers, randomPrefix } from "./support.js";
 
 let infra: Infra;
 let sale: SaleApp;
@@ -25,26 +25,7 @@ afterAll(async () => {
   await infra?.close();
 });
 
-const cookies = new Map<string, string>();
-const call = async (
-  method: "GET" | "POST",
-  url: string,
-  user: string | null,
-  body?: object,
-  headers = {},
-) => {
-  if (user !== null && !cookies.has(user)) cookies.set(user, await signIn(sale.app, user));
-  const res = await sale.app.inject({
-    method,
-    url,
-    headers: { ...(user !== null && { cookie: cookies.get(user)! }), ...headers },
-    ...(body && { payload: body }),
-  });
-  return {
-    status: res.statusCode,
-    body: res.json() as Record<string, unknown> & { error?: { code: string } },
-  };
-};
+const { call } = asUsers(() => sale.app);
 const join = (user: string) => call("POST", "/api/room/join", user, { sku: "r" });
 const status = (user: string, ticket: string) =>
   call("GET", `/api/room/status?sku=r&ticket=${encodeURIComponent(ticket)}`, user);

@@ -1,6 +1,7 @@
 // Test helpers of the example: a key prefix per test, a private PostgreSQL database on the machine's server,
 // and the clean-up of every key a test wrote in the machine's (shared) Redis.
 import { randomBytes } from "node:crypto";
+import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import pg from "pg";
 
@@ -79,4 +80,40 @@ export async function signIn(app: Injectable, user: string): Promise<string> {
   const c = res.cookies.find((k) => k.name === "fsk_session");
   if (res.statusCode !== 200 || c === undefined) throw new Error(`sign-in of ${user}: ${res.statusCode}`);
   return `fsk_session=${c.value}`;
+}
+
+/** A reply as the API tests read it: the status and the JSON body. */
+export interface Answer {
+  readonly status: number;
+  readonly body: Record<string, unknown> & { error?: { code: string } };
+}
+
+/**
+ * Requests to an app (`app()`: the app of a suite's `beforeAll`) as its users, through Fastify's inject: each
+ * user signs in once and every request carries that user's session cookie (`null`: no cookie), plus `headers`.
+ */
+export function asUsers(app: () => FastifyInstance) {
+  const cookies = new Map<string, string>();
+  /** The session cookie of `user` (signed in on first use). */
+  const cookieOf = async (user: string): Promise<string> => {
+    let c = cookies.get(user);
+    if (c === undefined) cookies.set(user, (c = await signIn(app(), user)));
+    return c;
+  };
+  const call = async (
+    method: "GET" | "POST",
+    url: string,
+    user: string | null,
+    body?: object,
+    headers: Record<string, string> = {},
+  ): Promise<Answer> => {
+    const res = await app().inject({
+      method,
+      url,
+      headers: { ...(user !== null && { cookie: await cookieOf(user) }), ...headers },
+      ...(body && { payload: body }),
+    });
+    return { status: res.statusCode, body: res.json() as Answer["body"] };
+  };
+  return { call, cookieOf };
 }

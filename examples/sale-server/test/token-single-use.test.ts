@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSaleApp, type SaleApp } from "../src/app.js";
 import { startInfra, type Infra } from "../src/infra.js";
-import { randomPrefix, signIn } from "./support.js";
+import { asUsers, randomPrefix } from "./support.js";
 
 let infra: Infra;
 let sale: SaleApp;
@@ -29,17 +29,7 @@ afterAll(async () => {
   await infra?.close();
 });
 
-const cookies = new Map<string, string>();
-const call = async (method: "GET" | "POST", url: string, user: string, body?: object) => {
-  if (!cookies.has(user)) cookies.set(user, await signIn(sale.app, user));
-  const res = await sale.app.inject({
-    method,
-    url,
-    headers: { cookie: cookies.get(user)! },
-    ...(body && { payload: body }),
-  });
-  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
-};
+const { call } = asUsers(() => sale.app);
 async function token(user: string, sku: string): Promise<string> {
   const c = await call("GET", `/api/captcha?sku=${sku}`, user);
   const t = await call("POST", "/api/purchase-token", user, { sku, captchaId: c.body.id, answer: "7" });
