@@ -255,6 +255,27 @@ export class PurchaseTokens {
   }
 
   /**
+   * What `redeem` and `verify` check first: their arguments (a bad one throws), then the token's signature
+   * and its binding to exactly `expected`. The payload, or why the token is refused.
+   */
+  #bound(
+    token: string,
+    expected: TokenSubject,
+    options: { readonly saleEndsAt?: number },
+  ):
+    Payload | { readonly ok: false; readonly reason: "INVALID" | "WRONG_SALE" | "WRONG_USER" | "WRONG_SKU" } {
+    checkSubject(expected);
+    validateOptions("options", options, { known: ["saleEndsAt"] });
+    validateOptionalInt("saleEndsAt", options.saleEndsAt, { min: 0 });
+    const p = this.#open(token);
+    if (p === undefined) return { ok: false, reason: "INVALID" };
+    if (p.s !== expected.saleId) return { ok: false, reason: "WRONG_SALE" };
+    if (p.u !== expected.userId) return { ok: false, reason: "WRONG_USER" };
+    if (p.k !== expected.sku) return { ok: false, reason: "WRONG_SKU" };
+    return p;
+  }
+
+  /**
    * Spends a token: it must verify, be bound to exactly this sale, SKU and user, not be expired (Redis
    * time) and not be spent yet. A valid token works exactly once, across all servers.
    *
@@ -269,14 +290,8 @@ export class PurchaseTokens {
     expected: TokenSubject,
     options: { readonly saleEndsAt?: number } = {},
   ): Promise<RedeemResult> {
-    checkSubject(expected);
-    validateOptions("options", options, { known: ["saleEndsAt"] });
-    validateOptionalInt("saleEndsAt", options.saleEndsAt, { min: 0 });
-    const p = this.#open(token);
-    if (p === undefined) return { ok: false, reason: "INVALID" };
-    if (p.s !== expected.saleId) return { ok: false, reason: "WRONG_SALE" };
-    if (p.u !== expected.userId) return { ok: false, reason: "WRONG_USER" };
-    if (p.k !== expected.sku) return { ok: false, reason: "WRONG_SKU" };
+    const p = this.#bound(token, expected, options);
+    if ("reason" in p) return p;
     const key = entityKeys(this.#prefix, p.n, "nonce").key("ptok");
     const saleEndsAt = options.saleEndsAt ?? "";
     const reason =
@@ -310,14 +325,8 @@ export class PurchaseTokens {
     expected: TokenSubject,
     options: { readonly saleEndsAt?: number } = {},
   ): Promise<VerifyResult> {
-    checkSubject(expected);
-    validateOptions("options", options, { known: ["saleEndsAt"] });
-    validateOptionalInt("saleEndsAt", options.saleEndsAt, { min: 0 });
-    const p = this.#open(token);
-    if (p === undefined) return { ok: false, reason: "INVALID" };
-    if (p.s !== expected.saleId) return { ok: false, reason: "WRONG_SALE" };
-    if (p.u !== expected.userId) return { ok: false, reason: "WRONG_USER" };
-    if (p.k !== expected.sku) return { ok: false, reason: "WRONG_SKU" };
+    const p = this.#bound(token, expected, options);
+    if ("reason" in p) return p;
     const ends = options.saleEndsAt;
     // As lua/gate/redeem-token.lua judges: the sale's end first, then the expiry; a time at or after either
     // refuses. The clock decides when it is sure, else Redis TIME does.
