@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Cluster, Redis, type ClusterOptions } from "ioredis";
+import { withLogs } from "./logs.js";
 import { freeClusterPort } from "./ports.js";
 
 const run = promisify(execFile);
@@ -188,6 +189,7 @@ export async function startCluster({ masters = 3, replicas = 0 } = {}): Promise<
       );
     }
   } catch (err) {
+    withLogs(err, dir);
     await stop();
     throw err;
   }

@@ -4,10 +4,10 @@
 import { execFile } from "node:child_process";
 import { mkdtemp, rm, chown, readdir } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { freeClusterPort } from "./ports.js";
 
 const run = promisify(execFile);
 
@@ -37,17 +37,6 @@ export async function postgresBinDir(): Promise<string | undefined> {
   return join(root, pick, "bin");
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** Creates a fresh cluster (initdb) and starts it on a free port. */
 export async function startPrivatePostgres(): Promise<PrivatePostgresServer> {
   const bin = await postgresBinDir();
@@ -66,7 +55,8 @@ export async function startPrivatePostgres(): Promise<PrivatePostgresServer> {
       ? run("runuser", ["-u", "postgres", "--", join(bin, tool), ...args], { cwd: root })
       : run(join(bin, tool), args, { cwd: root });
   await pg("initdb", ["-D", dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-  const port = await freePort();
+  // Below the ephemeral range, in this worker's slice (see ports.ts).
+  const port = await freeClusterPort(new Set());
   const options = [
     `-p ${port}`,
     "-c listen_addresses=127.0.0.1",

@@ -8,6 +8,7 @@ import { createServer, connect, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis, type RedisOptions } from "ioredis";
+import { withLogs } from "./logs.js";
 import { freeClusterPort } from "./ports.js";
 
 const REDIS_SERVER = process.env.REDISMS_SYSTEM_BINARY ?? "redis-server";
@@ -194,6 +195,7 @@ export async function startSentinels(options: SentinelSetupOptions = {}): Promis
     }
     for (const port of sentinelPorts) await waitFor(ping(port), 10_000, `sentinel on ${port}`);
   } catch (err) {
+    withLogs(err, dir);
     await stop();
     throw err;
   }
