@@ -103,6 +103,15 @@ interface ReserveItem {
  * else console.log("refused:", r.reason); // SOLD_OUT, LIMIT_REACHED, NOT_STARTED, ENDED, UNKNOWN_SKU
  * ```
  */
+/** The in-process refusals as settled promises, made once: `reserve` returns them as they are. */
+const REFUSED_NOW: Readonly<Record<ReserveRejection, Promise<ReserveResult>>> = Object.freeze({
+  SOLD_OUT: Promise.resolve(REFUSED.SOLD_OUT),
+  LIMIT_REACHED: Promise.resolve(REFUSED.LIMIT_REACHED),
+  UNKNOWN_SKU: Promise.resolve(REFUSED.UNKNOWN_SKU),
+  NOT_STARTED: Promise.resolve(REFUSED.NOT_STARTED),
+  ENDED: Promise.resolve(REFUSED.ENDED),
+});
+
 export class Inventory implements StockStore {
   private readonly prefix: string;
   private readonly maxLen: string;
@@ -354,10 +363,21 @@ export class Inventory implements StockStore {
     });
   }
 
-  async #reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
-    const quantity = checkReserveArgs(sku, options);
-    const known = this.flags.answer(sku, options.reservationId, options.userId, quantity);
-    if (known !== undefined) return REFUSED[known];
+  #reserve(sku: string, options: ReserveOptions): Promise<ReserveResult> {
+    let quantity: number;
+    let known: ReserveRejection | undefined;
+    try {
+      quantity = checkReserveArgs(sku, options);
+      known = this.flags.answer(sku, options.reservationId, options.userId, quantity);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    // A refusal known in process: one settled promise a reason, shared (no async frame, no allocation).
+    if (known !== undefined) return REFUSED_NOW[known];
+    return this.#ask(sku, options, quantity);
+  }
+
+  async #ask(sku: string, options: ReserveOptions, quantity: number): Promise<ReserveResult> {
     const reservationId = options.reservationId ?? randomUUID();
     const { userId } = options;
     const b = this.buckets.known(sku);
