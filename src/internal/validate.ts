@@ -30,11 +30,15 @@ export function validateId(name: string, value: unknown): asserts value is strin
   if (value.length === 0) throw new InvalidArgumentError(name, "must not be empty");
   if (value.length > MAX_ID_LENGTH)
     throw new InvalidArgumentError(name, `must be at most ${MAX_ID_LENGTH} characters`);
+  if (!NOT_PLAIN.test(value)) return;
   if (FORBIDDEN.test(value))
     throw new InvalidArgumentError(name, "must not contain '{', '}', whitespace or control characters");
   // A lone surrogate is sent as U+FFFD: "a\ud800" and "a\udc00" would name the same key.
   if (LONE_SURROGATE.test(value)) throw new InvalidArgumentError(name, "must be well-formed Unicode");
 }
+
+/** A character other than printable ASCII without `{` `}`: an id without one passes both checks below. */
+const NOT_PLAIN = /[^\x21-\x7a\x7c\x7e]/;
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 

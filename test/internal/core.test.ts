@@ -64,6 +64,65 @@ describe("validateId", () => {
       expect(() => validateId("sku", v)).not.toThrow();
     expect(() => validateId("sku", 42)).toThrow(/sku must be a string/);
   });
+  it("answers as the documented rule for 20,000 random ids (the printable-ASCII shortcut included)", () => {
+    // The rule, spelled out here on its own: 1 to 200 characters, no brace, no whitespace or control
+    // character, no lone surrogate.
+    const bad = (v: string): boolean =>
+      v.length === 0 ||
+      v.length > 200 ||
+      /[{}\s\p{Cc}\u2028\u2029]/u.test(v) ||
+      /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(v);
+    // Mostly plain ASCII (the shortcut's case), with each kind of character the rule is about.
+    const alphabet = [
+      ..."abcXYZ019-_:|.~!`^\u007e\u0021",
+      "{",
+      "}",
+      " ",
+      "\t",
+      "\n",
+      "\u0000",
+      "\u001f",
+      "\u007f",
+      "\u0085",
+      "\u009f",
+      "\u00a0",
+      "\u00a1",
+      "\u1680",
+      "\u2000",
+      "\u2028",
+      "\u2029",
+      "\u3000",
+      "\ufeff",
+      "用",
+      "\ud800",
+      "\udc00",
+      "\ud83c\udf81",
+    ];
+    let rng = 42;
+    const next = (n: number): number => {
+      rng = (rng * 1103515245 + 12345) % 2 ** 31;
+      return rng % n;
+    };
+    let refused = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const len = next(6) === 0 ? 195 + next(10) : next(12);
+      let v = "";
+      for (let j = 0; j < len; j++)
+        v += next(20) === 0 ? alphabet[next(alphabet.length)]! : alphabet[next(19)]!;
+      let threw = false;
+      try {
+        validateId("sku", v);
+      } catch (err) {
+        expect(err).toBeInstanceOf(InvalidArgumentError);
+        threw = true;
+      }
+      expect(threw, JSON.stringify(v)).toBe(bad(v));
+      if (threw) refused++;
+    }
+    // Both answers were met many times.
+    expect(refused).toBeGreaterThan(2_000);
+    expect(refused).toBeLessThan(18_000);
+  });
   it("names the argument", () => {
     const err = (() => {
       try {
