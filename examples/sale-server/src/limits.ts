@@ -21,6 +21,10 @@ export interface LimitSettings {
   readonly challengeUser?: Rate;
   /** CAPTCHA and purchase-token requests per client IP. @default [60, 10] */
   readonly challengeIp?: Rate;
+  /** Waiting-room joins per user (a re-join keeps the place: this only bounds the calls). @default [20, 2] */
+  readonly roomUser?: Rate;
+  /** Waiting-room joins per client IP: one client cannot fill the line with made-up users. @default [60, 10] */
+  readonly roomIp?: Rate;
   /** How long a check may take before the request is refused with 503 (fail closed). @default 500 */
   readonly timeoutMs?: number;
 }
@@ -28,6 +32,8 @@ export interface LimitSettings {
 export interface Limits {
   readonly buy: preHandlerAsyncHookHandler;
   readonly challenge: preHandlerAsyncHookHandler;
+  /** Waiting-room joins. */
+  readonly room: preHandlerAsyncHookHandler;
 }
 
 export function createLimits(
@@ -59,9 +65,16 @@ export function createLimits(
     },
     { name: "challenge-ip", bucket: bucket("challenge-ip", settings.challengeIp ?? [60, 10]), key: ip },
   ]);
+  // A join adds a place to the line: limited per user and, above all, per IP (a client that signs in as many
+  // users would otherwise push everyone behind its made-up ones). A status poll only reads its own ticket.
+  const room = new RateLimits<FastifyRequest>([
+    { name: "room-user", bucket: bucket("room-user", settings.roomUser ?? [20, 2]), key: user },
+    { name: "room-ip", bucket: bucket("room-ip", settings.roomIp ?? [60, 10]), key: ip },
+  ]);
   return {
     buy: hook(buy, "buy", metrics, settings.timeoutMs ?? 500),
     challenge: hook(challenge, "challenge", metrics, settings.timeoutMs ?? 500),
+    room: hook(room, "room", metrics, settings.timeoutMs ?? 500),
   };
 }
 

@@ -100,3 +100,36 @@ it("admits at the set rate, in join order, with passes bound to the session's us
   const bought = await call("POST", "/api/buy", "bob", { sku: "r", token: tb.body.token });
   expect(bought.status).toBe(202);
 }, 60_000);
+
+it("joins are rate limited per user and per IP; a refused join takes no place in the line", async () => {
+  const limited = await createSaleApp({
+    infra,
+    prefix: randomPrefix("roomlim"),
+    worker: false,
+    // One admission, then hardly any: the joins after the first wait, so the line's length counts them.
+    waitingRoom: { admitPerSecond: 0.001, burst: 1, passTtlMs: 60_000 },
+    limits: { roomUser: [2, 0.001], roomIp: [3, 0.001] },
+  });
+  try {
+    await limited.createSale({ sku: "l", name: "L", priceCents: 1, stock: 5, startsAt: Date.now() - 1000 });
+    const { call: ask } = asUsers(() => limited.app);
+    const joinL = (user: string) => ask("POST", "/api/room/join", user, { sku: "l" });
+    expect((await joinL("m0")).body).toMatchObject({ state: "ADMITTED" }); // the bucket's one admission
+    // One user: two joins (the second keeps the place), then the user's limit.
+    expect((await joinL("m1")).body).toMatchObject({ state: "WAITING", position: 1 });
+    expect((await joinL("m1")).body).toMatchObject({ state: "WAITING", position: 1 });
+    const third = await joinL("m1");
+    expect([third.status, third.body.error]).toMatchObject([
+      429,
+      { code: "RATE_LIMITED", rejectedBy: "room-user" },
+    ]);
+    // Made-up users from the same address (inject's 127.0.0.1): the IP's limit, 3, was spent by m0 and m1's
+    // two joins; the refused join took nothing from it. The next made-up user is refused and not in line.
+    const m2 = await joinL("m2");
+    expect([m2.status, m2.body.error]).toMatchObject([429, { code: "RATE_LIMITED", rejectedBy: "room-ip" }]);
+    const stats = await ask("GET", "/api/stats?sku=l", null);
+    expect(stats.body.room).toMatchObject({ waiting: 1, admitted: 1 });
+  } finally {
+    await limited.close();
+  }
+}, 60_000);

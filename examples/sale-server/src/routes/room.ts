@@ -7,7 +7,8 @@
 //   GET  /api/room/status ?sku=&ticket=    → 200 the same states, or { state: "NOT_QUEUED" } (join again),
 //                                             or { state: "REFUSED", reason } (a forged or another user's ticket)
 // Both answer what is known in process first (unknown SKU 404, not started or ended 409, sold out 409), so the
-// crowd that comes after the sell-out costs Redis nothing.
+// crowd that comes after the sell-out costs Redis nothing. A join is then rate limited per user and per IP
+// (429 with Retry-After, `room-user` / `room-ip`); a status poll reads only the caller's own ticket.
 import type { FastifyInstance } from "fastify";
 import { saleOpen, userOf, type SaleContext } from "../context.js";
 import { idSchema } from "../http.js";
@@ -41,7 +42,8 @@ export function roomRoutes(app: FastifyInstance, ctx: SaleContext): void {
     {
       onRequest: ctx.signedIn,
       schema: { body: joinBody },
-      preHandler: saleOpen(ctx, (req) => (req.body as JoinBody).sku),
+      // What is known in process first, then the room limits (per user, per IP).
+      preHandler: [saleOpen(ctx, (req) => (req.body as JoinBody).sku), ctx.limits.room],
     },
     async (req) => {
       const room = ctx.sales.room(req.body.sku);
