@@ -98,17 +98,24 @@ describe("validateId", () => {
       "\udc00",
       "\ud83c\udf81",
     ];
+    // A 32-bit linear congruential generator (Math.imul keeps every bit); its high half is the draw.
     let rng = 42;
     const next = (n: number): number => {
-      rng = (rng * 1103515245 + 12345) % 2 ** 31;
-      return rng % n;
+      rng = (Math.imul(rng, 1103515245) + 12345) >>> 0;
+      return (rng >>> 16) % n;
     };
+    const drawn = new Set<string>();
+    const lengths = new Set<number>();
     let refused = 0;
     for (let i = 0; i < 20_000; i++) {
       const len = next(6) === 0 ? 195 + next(10) : next(12);
       let v = "";
-      for (let j = 0; j < len; j++)
-        v += next(20) === 0 ? alphabet[next(alphabet.length)]! : alphabet[next(19)]!;
+      for (let j = 0; j < len; j++) {
+        const ch = next(20) === 0 ? alphabet[next(alphabet.length)]! : alphabet[next(19)]!;
+        drawn.add(ch);
+        v += ch;
+      }
+      lengths.add(v.length);
       let threw = false;
       try {
         validateId("sku", v);
@@ -119,9 +126,23 @@ describe("validateId", () => {
       expect(threw, JSON.stringify(v)).toBe(bad(v));
       if (threw) refused++;
     }
-    // Both answers were met many times.
+    // Every character was drawn, every short length and the limit's both sides were met, and both answers
+    // many times.
+    expect(alphabet.filter((ch) => !drawn.has(ch))).toEqual([]);
+    for (const n of [0, 1, 2, 3, 200, 201]) expect(lengths.has(n), `length ${n}`).toBe(true);
     expect(refused).toBeGreaterThan(2_000);
     expect(refused).toBeLessThan(18_000);
+    // And each UTF-16 code unit alone, between two letters: the shortcut and the full check agree on all.
+    for (let c = 0; c <= 0xffff; c++) {
+      const v = `a${String.fromCharCode(c)}b`;
+      let threw = false;
+      try {
+        validateId("sku", v);
+      } catch {
+        threw = true;
+      }
+      if (threw !== bad(v)) expect(threw, `U+${c.toString(16)}`).toBe(bad(v));
+    }
   });
   it("names the argument", () => {
     const err = (() => {
