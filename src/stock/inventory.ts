@@ -81,6 +81,15 @@ interface ReserveItem {
   readonly token: FlagToken;
 }
 
+/** The in-process refusals as settled promises, made once: `reserve` returns them as they are. */
+const REFUSED_NOW: Readonly<Record<ReserveRejection, Promise<ReserveResult>>> = Object.freeze({
+  SOLD_OUT: Promise.resolve(REFUSED.SOLD_OUT),
+  LIMIT_REACHED: Promise.resolve(REFUSED.LIMIT_REACHED),
+  UNKNOWN_SKU: Promise.resolve(REFUSED.UNKNOWN_SKU),
+  NOT_STARTED: Promise.resolve(REFUSED.NOT_STARTED),
+  ENDED: Promise.resolve(REFUSED.ENDED),
+});
+
 /**
  * Atomic stock reservation on Redis (standalone, Sentinel or Cluster). Every call is one Lua script that
  * checks everything before it writes anything, so a refused request changes nothing, stock is never
@@ -103,15 +112,6 @@ interface ReserveItem {
  * else console.log("refused:", r.reason); // SOLD_OUT, LIMIT_REACHED, NOT_STARTED, ENDED, UNKNOWN_SKU
  * ```
  */
-/** The in-process refusals as settled promises, made once: `reserve` returns them as they are. */
-const REFUSED_NOW: Readonly<Record<ReserveRejection, Promise<ReserveResult>>> = Object.freeze({
-  SOLD_OUT: Promise.resolve(REFUSED.SOLD_OUT),
-  LIMIT_REACHED: Promise.resolve(REFUSED.LIMIT_REACHED),
-  UNKNOWN_SKU: Promise.resolve(REFUSED.UNKNOWN_SKU),
-  NOT_STARTED: Promise.resolve(REFUSED.NOT_STARTED),
-  ENDED: Promise.resolve(REFUSED.ENDED),
-});
-
 export class Inventory implements StockStore {
   private readonly prefix: string;
   private readonly maxLen: string;
