@@ -12,7 +12,7 @@ import {
   validateOptions,
 } from "../internal/validate.js";
 import type { CaptchaResponse, CaptchaVerifier } from "./captcha.js";
-import type { PurchaseTokens, RedeemResult, VerifyResult } from "./purchase-tokens.js";
+import type { PurchaseTokens, RedeemResult, TokenSubject, VerifyResult } from "./purchase-tokens.js";
 import { traced } from "../internal/trace.js";
 import { channels, type AdmitTrace } from "../metrics/channels.js";
 
@@ -181,6 +181,8 @@ export class SaleGate<Ctx = undefined> {
   /** Epoch ms the sale closes, if it does. */
   readonly endsAt: number | undefined;
   readonly #tokens: PurchaseTokens;
+  /** The sale's end for the token checks (`saleEndsAt`), made once. */
+  readonly #tokenOptions: { readonly saleEndsAt?: number };
   readonly #eligible: Eligibility<Ctx> | undefined;
   readonly #captcha: CaptchaVerifier | undefined;
   readonly #clock: RedisClock;
@@ -219,6 +221,7 @@ export class SaleGate<Ctx = undefined> {
     this.startsAt = options.startsAt;
     this.endsAt = options.endsAt;
     this.#tokens = options.tokens;
+    this.#tokenOptions = this.endsAt === undefined ? {} : { saleEndsAt: this.endsAt };
     this.#eligible = options.eligible;
     this.#captcha = options.captcha;
     this.#clock = RedisClock.for(redis);
@@ -340,6 +343,12 @@ export class SaleGate<Ctx = undefined> {
     return { ok: true, token, expiresAt };
   }
 
+  /** The token subject `redeem` and `verify` check a token against: this sale, and the caller's user and SKU. */
+  #subject(expected: { readonly userId: string; readonly sku: string }): TokenSubject {
+    validateOptions("expected", expected, { required: true, known: ["userId", "sku"] });
+    return { saleId: this.saleId, sku: expected.sku, userId: expected.userId };
+  }
+
   /**
    * Spends a purchase token of this sale for this user and SKU: exactly once, before it expires and before
    * the sale ends (Redis time).
@@ -354,12 +363,7 @@ export class SaleGate<Ctx = undefined> {
     token: string,
     expected: { readonly userId: string; readonly sku: string },
   ): Promise<RedeemResult> {
-    validateOptions("expected", expected, { required: true, known: ["userId", "sku"] });
-    return this.#tokens.redeem(
-      token,
-      { saleId: this.saleId, sku: expected.sku, userId: expected.userId },
-      this.endsAt === undefined ? {} : { saleEndsAt: this.endsAt },
-    );
+    return this.#tokens.redeem(token, this.#subject(expected), this.#tokenOptions);
   }
 
   /**
@@ -380,11 +384,6 @@ export class SaleGate<Ctx = undefined> {
     token: string,
     expected: { readonly userId: string; readonly sku: string },
   ): Promise<VerifyResult> {
-    validateOptions("expected", expected, { required: true, known: ["userId", "sku"] });
-    return this.#tokens.verify(
-      token,
-      { saleId: this.saleId, sku: expected.sku, userId: expected.userId },
-      this.endsAt === undefined ? {} : { saleEndsAt: this.endsAt },
-    );
+    return this.#tokens.verify(token, this.#subject(expected), this.#tokenOptions);
   }
 }

@@ -71,10 +71,11 @@ export function createLimits(
     { name: "room-user", bucket: bucket("room-user", settings.roomUser ?? [20, 2]), key: user },
     { name: "room-ip", bucket: bucket("room-ip", settings.roomIp ?? [60, 10]), key: ip },
   ]);
+  const timeoutMs = settings.timeoutMs ?? 500;
   return {
-    buy: hook(buy, "buy", metrics, settings.timeoutMs ?? 500),
-    challenge: hook(challenge, "challenge", metrics, settings.timeoutMs ?? 500),
-    room: hook(room, "room", metrics, settings.timeoutMs ?? 500),
+    buy: hook(buy, "buy", metrics, timeoutMs),
+    challenge: hook(challenge, "challenge", metrics, timeoutMs),
+    room: hook(room, "room", metrics, timeoutMs),
   };
 }
 
